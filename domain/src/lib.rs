@@ -1,0 +1,15 @@
+//! The rules of DOMAIN.md as pure functions: no IO, no async, no clock reads. Every function
+//! that needs the present takes `now` as an argument.
+
+pub mod clock;
+pub mod cycles;
+pub mod rules;
+pub mod sla;
+pub mod timeline;
+pub mod urgency;
+
+pub use clock::{WorkCalendar, WorkingClock};
+pub use rules::ProjectRules;
+pub use sla::{SlaProfile, SlaState};
+pub use timeline::{Elapsed, OrderOverrides, OrderTimeline, compute_timeline};
+pub use urgency::{Urgency, urgency_of};
