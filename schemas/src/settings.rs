@@ -267,7 +267,7 @@ impl ProjectSettings {
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawSettings = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
-            let path = if path == "." { String::new() } else { path };
+            let path = if path == "." || path == "?" { String::new() } else { path };
             SettingsError::at(path, err.into_inner().to_string())
         })?;
         raw.validate()
