@@ -1,0 +1,99 @@
+//! The SQL schema of the state database, for PostgreSQL and SQLite, embedded in the binary and
+//! applied at start.
+//!
+//! Each dialect has its own folder of numbered files (`postgres/0001_core.sql`,
+//! `sqlite/0001_core.sql`) with the same tables and columns. Applied versions are recorded, with
+//! a checksum of their text, in the `ksa_schema_migrations` table: running the migrations again
+//! applies only what is new, and a file changed after it was applied is refused rather than
+//! silently ignored. Every migration runs in its own transaction, so a failed one leaves nothing
+//! behind.
+
+mod error;
+mod ledger;
+mod postgres;
+mod sqlite;
+mod url;
+
+pub use error::MigrateError;
+pub use postgres::migrate_postgres;
+pub use sqlite::migrate_sqlite;
+pub use url::migrate_url;
+
+/// The SQL dialect a set of migrations is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// One schema change: applied once per database, in version order, inside a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Position in the sequence; the file name's numeric prefix (`0001`).
+    pub version: i64,
+    /// The file name's suffix (`core`), for messages.
+    pub name: &'static str,
+    /// The file's text; may hold several statements.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// The checksum recorded when the migration is applied. Line endings do not count, so a
+    /// checkout with CRLF line endings matches one with LF.
+    pub fn checksum(&self) -> String {
+        ledger::checksum(self.sql)
+    }
+}
+
+static POSTGRES: [Migration; 1] = [Migration {
+    version: 1,
+    name: "core",
+    sql: include_str!("../postgres/0001_core.sql"),
+}];
+
+static SQLITE: [Migration; 1] = [Migration {
+    version: 1,
+    name: "core",
+    sql: include_str!("../sqlite/0001_core.sql"),
+}];
+
+/// Every migration of `dialect`, in ascending version order. Both dialects have the same
+/// versions and names.
+pub fn migrations(dialect: Dialect) -> &'static [Migration] {
+    match dialect {
+        Dialect::Postgres => &POSTGRES,
+        Dialect::Sqlite => &SQLITE,
+    }
+}
+
+/// What a run did: the versions it applied now, and those it found applied before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied: Vec<i64>,
+    pub already: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_ascend_without_gaps_or_repeats() {
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let versions: Vec<i64> = migrations(dialect).iter().map(|m| m.version).collect();
+            let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+            assert_eq!(versions, expected, "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn both_dialects_have_the_same_versions_and_names() {
+        let names = |d| {
+            migrations(d)
+                .iter()
+                .map(|m| (m.version, m.name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Dialect::Postgres), names(Dialect::Sqlite));
+    }
+}
