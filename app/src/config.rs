@@ -1,0 +1,186 @@
+//! One configuration, layered: embedded defaults ← TOML file ← `KSA__SECTION__KEY` environment
+//! variables ← command-line flags. The defaults run everything embedded in `./data`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "keycrm-analytics.toml";
+pub const ENV_PREFIX: &str = "KSA__";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where embedded mode keeps its SQLite file, outbox and Parquet facts.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`; unset means `state.db` in the data dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `ksa_app=debug,info`.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `keycrm-analytics.toml` when present), then the
+    /// environment variables in `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut table = toml::Table::try_from(Config::default()).context("serializing the default configuration")?;
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            let overlay: toml::Table = toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+            merge(&mut table, overlay);
+        }
+        let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            apply_env(&mut table, &name, &value)?;
+        }
+        let source = file.map_or_else(|| "defaults and environment".to_string(), |p| p.display().to_string());
+        Config::deserialize(toml::Value::Table(table)).with_context(|| format!("configuration from {source}"))
+    }
+
+    /// The state database: the configured URL, else a SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("state.db").display()))
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `KSA__SERVER__LISTEN=0.0.0.0:80` sets `server.listen`. The value takes the type of the
+/// setting it replaces; a name that matches no setting is an error, not silence.
+fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> anyhow::Result<()> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+    let (leaf, parents) = path.split_last().context("empty variable name")?;
+    let mut node = &mut *table;
+    for part in parents {
+        node = match node.get_mut(part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => bail!("{name}: there is no configuration section `{part}`"),
+        };
+    }
+    let value = match node.get(leaf) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not an integer"))?),
+        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not a number"))?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not true or false"))?),
+        Some(toml::Value::Table(_)) => bail!("{name}: `{leaf}` is a section, not a setting"),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    node.insert(leaf.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_run_embedded_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        std::fs::write(&missing, "").unwrap();
+        let config = Config::load(Some(&missing), env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.database_url(), "sqlite://./data/state.db");
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ksa.toml");
+        std::fs::write(&file, "data_dir = \"/var/lib/ksa\"\n[server]\nlisten = \"0.0.0.0:9000\"\n[log]\nformat = \"json\"\n").unwrap();
+        let config = Config::load(Some(&file), env(&[("KSA__SERVER__LISTEN", "127.0.0.1:7000"), ("KSA__DATABASE__URL", "postgres://x/y"), ("OTHER", "1")])).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/ksa"));
+        assert_eq!(config.server.listen, "127.0.0.1:7000");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.database_url(), "postgres://x/y");
+    }
+
+    #[test]
+    fn unknown_settings_are_errors_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ksa.toml");
+        std::fs::write(&file, "[server]\nlisen = \"0.0.0.0:9000\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), env(&[])).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+        std::fs::write(&file, "").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__SERVRE__LISTEN", "x")])).unwrap_err());
+        assert!(err.contains("KSA__SERVRE__LISTEN") && err.contains("servre"), "{err}");
+        let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__LOG__FORMAT", "xml")])).unwrap_err());
+        assert!(err.contains("xml"), "{err}");
+    }
+}
