@@ -62,11 +62,8 @@ impl WorkCalendar {
         while date <= last {
             for window in self.windows_starting_on(date) {
                 let start = self.to_utc(date, window.start, Edge::Opens);
-                let end_date = if window.is_overnight() || window.end == Window::MINUTES_PER_DAY {
-                    date.succ_opt().unwrap_or(date)
-                } else {
-                    date
-                };
+                let end_date =
+                    if window.is_overnight() || window.end == Window::MINUTES_PER_DAY { date.succ_opt().unwrap_or(date) } else { date };
                 let end = self.to_utc(end_date, window.end % Window::MINUTES_PER_DAY, Edge::Closes);
                 if end > start {
                     out.push((start, end));
@@ -148,11 +145,7 @@ impl WorkingClock {
         let cover_start = calendar.to_utc(first, 0, Edge::Opens);
         let cover_end = calendar.to_utc(last.checked_add_days(Days::new(1)).unwrap_or(last), 0, Edge::Opens);
         // Windows that start the day before `first` may run into it.
-        let windows = if calendar.always_open {
-            Vec::new()
-        } else {
-            calendar.utc_windows(first.pred_opt().unwrap_or(first), last)
-        };
+        let windows = if calendar.always_open { Vec::new() } else { calendar.utc_windows(first.pred_opt().unwrap_or(first), last) };
         let mut starts = Vec::with_capacity(windows.len());
         let mut ends = Vec::with_capacity(windows.len());
         let mut cumulative = Vec::with_capacity(windows.len());

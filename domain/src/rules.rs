@@ -41,10 +41,7 @@ impl ProjectRules {
 
     /// The clock of a status group: its own calendar, else the project default.
     pub fn clock_for_group(&self, group: u16) -> &WorkingClock {
-        self.group_clocks
-            .iter()
-            .find(|(g, _)| *g == group)
-            .map_or(&self.default_clock, |(_, clock)| clock)
+        self.group_clocks.iter().find(|(g, _)| *g == group).map_or(&self.default_clock, |(_, clock)| clock)
     }
 
     /// The project's default clock: used for the lead-in before an order's first known event.

@@ -52,11 +52,7 @@ pub fn sla_state(elapsed_micros: i64, limit_seconds: Option<i64>, near: NearThre
     if elapsed_micros >= limit {
         return SlaState::Over;
     }
-    if elapsed_micros >= near_threshold_micros(limit, near) {
-        SlaState::Near
-    } else {
-        SlaState::Ok
-    }
+    if elapsed_micros >= near_threshold_micros(limit, near) { SlaState::Near } else { SlaState::Ok }
 }
 
 /// The elapsed working time (µs) at which a limit (µs) turns `near`.

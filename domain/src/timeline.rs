@@ -182,8 +182,7 @@ pub fn compute_timeline(
     let sla = groups.values().chain(statuses.values()).map(|t| t.sla).max().unwrap_or_default();
 
     let cycles = measure_cycles(rules, &intervals, &group_entries, &status_entries, started_at, overrides, now);
-    let delivery_entered_at =
-        group_entries.iter().find(|e| e.id == i64::from(DELIVERY_GROUP)).map(|e| e.at);
+    let delivery_entered_at = group_entries.iter().find(|e| e.id == i64::from(DELIVERY_GROUP)).map(|e| e.at);
     let closed_at = if rules.is_terminal(last.group_id) {
         intervals.iter().rev().take_while(|iv| rules.is_terminal(iv.group_id)).last().map(|iv| iv.entered_at)
     } else {

@@ -18,10 +18,7 @@ fn windows(list: &[&str]) -> Vec<Window> {
 fn spec(days: [&[&str]; 7], exceptions: &[(&str, &[&str])]) -> CalendarSpec {
     CalendarSpec {
         weekly: days.map(windows),
-        exceptions: exceptions
-            .iter()
-            .map(|(d, w)| (NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(), windows(w)))
-            .collect(),
+        exceptions: exceptions.iter().map(|(d, w)| (NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(), windows(w))).collect(),
     }
 }
 

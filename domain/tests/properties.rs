@@ -29,7 +29,11 @@ fn day() -> impl Strategy<Value = Vec<Window>> {
 
 fn calendar() -> impl Strategy<Value = CalendarSpec> {
     let weekly = [day(), day(), day(), day(), day(), day(), day()];
-    let exceptions = prop::collection::btree_map((0u32..365).prop_map(|d| NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + Duration::days(d.into())), day(), 0..4);
+    let exceptions = prop::collection::btree_map(
+        (0u32..365).prop_map(|d| NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + Duration::days(d.into())),
+        day(),
+        0..4,
+    );
     (weekly, exceptions).prop_map(|(weekly, exceptions)| CalendarSpec { weekly, exceptions })
 }
 
@@ -38,7 +42,11 @@ fn zone() -> impl Strategy<Value = Tz> {
 }
 
 fn compiled(spec: &CalendarSpec, tz: Tz) -> WorkingClock {
-    WorkingClock::new(WorkCalendar::new(spec, tz), NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(), NaiveDate::from_ymd_opt(2027, 1, 31).unwrap())
+    WorkingClock::new(
+        WorkCalendar::new(spec, tz),
+        NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+    )
 }
 
 /// An instant in 2026, to the microsecond.
@@ -140,7 +148,10 @@ fn event() -> impl Strategy<Value = StatusEvent> {
 
 fn project_rules() -> ProjectRules {
     let mut groups = BTreeMap::new();
-    groups.insert(3, CalendarSpec { weekly: std::array::from_fn(|_| vec![Window::parse("22:00-06:00").unwrap()]), exceptions: BTreeMap::new() });
+    groups.insert(
+        3,
+        CalendarSpec { weekly: std::array::from_fn(|_| vec![Window::parse("22:00-06:00").unwrap()]), exceptions: BTreeMap::new() },
+    );
     groups.insert(2, CalendarSpec::always_open());
     let settings = ProjectSettings {
         timezone: "Europe/Kyiv".parse().unwrap(),

@@ -215,7 +215,9 @@ fn events_after_as_of_are_ignored() {
     assert_eq!(tl.intervals.len(), 2);
     assert_eq!(tl.current_status_id, 20);
     assert_eq!(tl.intervals[1].wall_seconds.seconds(), secs(1.0));
-    assert!(compute_timeline(&straight_path(), Urgency::Pending, &OrderOverrides::default(), &rules(), t("2026-01-05T09:00:00Z")).is_none());
+    assert!(
+        compute_timeline(&straight_path(), Urgency::Pending, &OrderOverrides::default(), &rules(), t("2026-01-05T09:00:00Z")).is_none()
+    );
 }
 
 #[test]

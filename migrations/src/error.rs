@@ -11,9 +11,7 @@ pub enum MigrateError {
     )]
     UnsupportedUrl { url: String },
 
-    #[error(
-        "`{url}` is not a valid SQLite URL; write it as sqlite:path/to/state.db or a plain path"
-    )]
+    #[error("`{url}` is not a valid SQLite URL; write it as sqlite:path/to/state.db or a plain path")]
     InvalidUrl {
         url: String,
         #[source]
@@ -71,12 +69,7 @@ pub enum MigrateError {
          {recorded}, now {current}); restore the file as it was and put the change in a new \
          migration"
     )]
-    Changed {
-        version: i64,
-        name: &'static str,
-        recorded: String,
-        current: String,
-    },
+    Changed { version: i64, name: &'static str, recorded: String, current: String },
 
     #[error(
         "the database has migration {version:04} `{name}` applied, which this build does not \

@@ -13,11 +13,7 @@ pub(crate) struct Recorded {
 
 impl From<(i64, String, String)> for Recorded {
     fn from((version, name, checksum): (i64, String, String)) -> Self {
-        Recorded {
-            version,
-            name,
-            checksum,
-        }
+        Recorded { version, name, checksum }
     }
 }
 
@@ -30,26 +26,17 @@ pub(crate) struct Plan<'a> {
 
 /// Compares the ledger with the migrations this build carries. Refuses to go on when an applied
 /// migration is unknown to this build or was changed since, before anything new is applied.
-pub(crate) fn plan<'a>(
-    known: &'a [Migration],
-    recorded: &[Recorded],
-) -> Result<Plan<'a>, MigrateError> {
+pub(crate) fn plan<'a>(known: &'a [Migration], recorded: &[Recorded]) -> Result<Plan<'a>, MigrateError> {
     let mut already = Vec::new();
     for row in recorded {
         let Some(migration) = known.iter().find(|m| m.version == row.version) else {
-            return Err(MigrateError::UnknownVersion {
-                version: row.version,
-                name: row.name.clone(),
-            });
+            return Err(MigrateError::UnknownVersion { version: row.version, name: row.name.clone() });
         };
         verify(migration, &row.checksum)?;
         already.push(row.version);
     }
     already.sort_unstable();
-    let pending = known
-        .iter()
-        .filter(|m| already.binary_search(&m.version).is_err())
-        .collect();
+    let pending = known.iter().filter(|m| already.binary_search(&m.version).is_err()).collect();
     Ok(Plan { already, pending })
 }
 
@@ -59,12 +46,7 @@ pub(crate) fn verify(migration: &Migration, recorded_checksum: &str) -> Result<(
     if current == recorded_checksum {
         Ok(())
     } else {
-        Err(MigrateError::Changed {
-            version: migration.version,
-            name: migration.name,
-            recorded: recorded_checksum.to_owned(),
-            current,
-        })
+        Err(MigrateError::Changed { version: migration.version, name: migration.name, recorded: recorded_checksum.to_owned(), current })
     }
 }
 
@@ -74,12 +56,7 @@ pub(crate) fn verify(migration: &Migration, recorded_checksum: &str) -> Result<(
 pub(crate) fn checksum(sql: &str) -> String {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = sql
-        .bytes()
-        .filter(|&b| b != b'\r')
-        .fold(OFFSET_BASIS, |hash, b| {
-            (hash ^ u64::from(b)).wrapping_mul(PRIME)
-        });
+    let hash = sql.bytes().filter(|&b| b != b'\r').fold(OFFSET_BASIS, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME));
     format!("fnv1a64:{hash:016x}")
 }
 
@@ -87,23 +64,11 @@ pub(crate) fn checksum(sql: &str) -> String {
 mod tests {
     use super::*;
 
-    const FIRST: Migration = Migration {
-        version: 1,
-        name: "core",
-        sql: "CREATE TABLE a (x INTEGER);",
-    };
-    const SECOND: Migration = Migration {
-        version: 2,
-        name: "more",
-        sql: "CREATE TABLE b (y INTEGER);",
-    };
+    const FIRST: Migration = Migration { version: 1, name: "core", sql: "CREATE TABLE a (x INTEGER);" };
+    const SECOND: Migration = Migration { version: 2, name: "more", sql: "CREATE TABLE b (y INTEGER);" };
 
     fn recorded(migration: &Migration) -> Recorded {
-        Recorded {
-            version: migration.version,
-            name: migration.name.to_owned(),
-            checksum: migration.checksum(),
-        }
+        Recorded { version: migration.version, name: migration.name.to_owned(), checksum: migration.checksum() }
     }
 
     #[test]
@@ -142,23 +107,14 @@ mod tests {
         row.checksum = "fnv1a64:0000000000000000".into();
         let error = plan(&known, &[row]).expect_err("a changed migration must be refused");
         assert!(matches!(error, MigrateError::Changed { version: 1, .. }));
-        assert!(
-            error
-                .to_string()
-                .starts_with("migration 0001 `core` was changed after it was applied"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("migration 0001 `core` was changed after it was applied"), "{error}");
     }
 
     #[test]
     fn migration_unknown_to_this_build_is_refused() {
         let known = [FIRST];
-        let error = plan(&known, &[recorded(&FIRST), recorded(&SECOND)])
-            .expect_err("an unknown applied migration must be refused");
-        assert!(matches!(
-            error,
-            MigrateError::UnknownVersion { version: 2, .. }
-        ));
+        let error = plan(&known, &[recorded(&FIRST), recorded(&SECOND)]).expect_err("an unknown applied migration must be refused");
+        assert!(matches!(error, MigrateError::UnknownVersion { version: 2, .. }));
         assert!(error.to_string().contains("0002 `more`"), "{error}");
     }
 }

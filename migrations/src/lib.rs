@@ -45,17 +45,9 @@ impl Migration {
     }
 }
 
-static POSTGRES: [Migration; 1] = [Migration {
-    version: 1,
-    name: "core",
-    sql: include_str!("../postgres/0001_core.sql"),
-}];
+static POSTGRES: [Migration; 1] = [Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") }];
 
-static SQLITE: [Migration; 1] = [Migration {
-    version: 1,
-    name: "core",
-    sql: include_str!("../sqlite/0001_core.sql"),
-}];
+static SQLITE: [Migration; 1] = [Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") }];
 
 /// Every migration of `dialect`, in ascending version order. Both dialects have the same
 /// versions and names.
@@ -88,12 +80,7 @@ mod tests {
 
     #[test]
     fn both_dialects_have_the_same_versions_and_names() {
-        let names = |d| {
-            migrations(d)
-                .iter()
-                .map(|m| (m.version, m.name))
-                .collect::<Vec<_>>()
-        };
+        let names = |d| migrations(d).iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
         assert_eq!(names(Dialect::Postgres), names(Dialect::Sqlite));
     }
 }

@@ -19,56 +19,29 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS ksa_schema_migrations (
 /// Brings the database behind `pool` up to date. Safe to call from several processes at once:
 /// an advisory lock lets one migrate while the others wait, and then find nothing left to do.
 pub async fn migrate_postgres(pool: &PgPool) -> Result<MigrationReport, MigrateError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|source| MigrateError::Connect {
-            target: "the PostgreSQL pool".into(),
-            source,
-        })?;
+    let mut conn = pool.acquire().await.map_err(|source| MigrateError::Connect { target: "the PostgreSQL pool".into(), source })?;
     // The lock belongs to this session. Closing the session afterwards releases it whatever
     // happens, even if this future is dropped half-way, so no pooled connection keeps it.
     conn.close_on_drop();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *conn)
-        .await
-        .map_err(|source| MigrateError::Lock { source })?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK_KEY).execute(&mut *conn).await.map_err(|source| MigrateError::Lock { source })?;
     let report = migrate_locked(&mut conn).await;
     // An unlock failure needs no handling: the session closes on drop and releases the lock.
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *conn)
-        .await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK_KEY).execute(&mut *conn).await;
     report
 }
 
 async fn migrate_locked(conn: &mut PgConnection) -> Result<MigrationReport, MigrateError> {
     let ledger_error = |source| MigrateError::Ledger { source };
-    sqlx::raw_sql(CREATE_LEDGER)
-        .execute(&mut *conn)
+    sqlx::raw_sql(CREATE_LEDGER).execute(&mut *conn).await.map_err(ledger_error)?;
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("SELECT version, name, checksum FROM ksa_schema_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
         .await
         .map_err(ledger_error)?;
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT version, name, checksum FROM ksa_schema_migrations ORDER BY version",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(ledger_error)?;
     let recorded: Vec<Recorded> = rows.into_iter().map(Recorded::from).collect();
     let plan = ledger::plan(migrations(Dialect::Postgres), &recorded)?;
-    let mut report = MigrationReport {
-        applied: Vec::new(),
-        already: plan.already,
-    };
+    let mut report = MigrationReport { applied: Vec::new(), already: plan.already };
     for migration in plan.pending {
-        apply(conn, migration)
-            .await
-            .map_err(|source| MigrateError::Apply {
-                version: migration.version,
-                name: migration.name,
-                source,
-            })?;
+        apply(conn, migration).await.map_err(|source| MigrateError::Apply { version: migration.version, name: migration.name, source })?;
         report.applied.push(migration.version);
     }
     Ok(report)

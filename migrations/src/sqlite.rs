@@ -23,41 +23,21 @@ enum Outcome {
 /// each migration's transaction takes SQLite's write lock first (`BEGIN IMMEDIATE`) and checks
 /// the ledger again inside it, so a migration applied meanwhile by another process is skipped.
 pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|source| MigrateError::Connect {
-            target: "the SQLite pool".into(),
-            source,
-        })?;
+    let mut conn = pool.acquire().await.map_err(|source| MigrateError::Connect { target: "the SQLite pool".into(), source })?;
     let ledger_error = |source| MigrateError::Ledger { source };
-    sqlx::raw_sql(CREATE_LEDGER)
-        .execute(&mut *conn)
+    sqlx::raw_sql(CREATE_LEDGER).execute(&mut *conn).await.map_err(ledger_error)?;
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("SELECT version, name, checksum FROM ksa_schema_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
         .await
         .map_err(ledger_error)?;
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT version, name, checksum FROM ksa_schema_migrations ORDER BY version",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(ledger_error)?;
     let recorded: Vec<Recorded> = rows.into_iter().map(Recorded::from).collect();
     let plan = ledger::plan(migrations(Dialect::Sqlite), &recorded)?;
-    let mut report = MigrationReport {
-        applied: Vec::new(),
-        already: plan.already,
-    };
+    let mut report = MigrationReport { applied: Vec::new(), already: plan.already };
     for migration in plan.pending {
-        let outcome = apply(&mut conn, migration)
-            .await
-            .map_err(|error| match error {
-                ApplyError::Sql(source) => MigrateError::Apply {
-                    version: migration.version,
-                    name: migration.name,
-                    source,
-                },
-                ApplyError::Refused(error) => error,
-            })?;
+        let outcome = apply(&mut conn, migration).await.map_err(|error| match error {
+            ApplyError::Sql(source) => MigrateError::Apply { version: migration.version, name: migration.name, source },
+            ApplyError::Refused(error) => error,
+        })?;
         match outcome {
             Outcome::Applied => report.applied.push(migration.version),
             Outcome::AppliedByAnother => report.already.push(migration.version),
@@ -80,11 +60,10 @@ impl From<sqlx::Error> for ApplyError {
 
 async fn apply(conn: &mut SqliteConnection, migration: &Migration) -> Result<Outcome, ApplyError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let recorded: Option<String> =
-        sqlx::query_scalar("SELECT checksum FROM ksa_schema_migrations WHERE version = ?")
-            .bind(migration.version)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let recorded: Option<String> = sqlx::query_scalar("SELECT checksum FROM ksa_schema_migrations WHERE version = ?")
+        .bind(migration.version)
+        .fetch_optional(&mut *tx)
+        .await?;
     if let Some(checksum) = recorded {
         ledger::verify(migration, &checksum).map_err(ApplyError::Refused)?;
         return Ok(Outcome::AppliedByAnother);

@@ -27,10 +27,7 @@ pub async fn migrate_url(url: &str) -> Result<MigrationReport, MigrateError> {
                 .max_connections(1)
                 .connect(url)
                 .await
-                .map_err(|source| MigrateError::Connect {
-                    target: redact(url),
-                    source,
-                })?;
+                .map_err(|source| MigrateError::Connect { target: redact(url), source })?;
             let report = migrate_postgres(&pool).await;
             pool.close().await;
             report
@@ -42,10 +39,7 @@ pub async fn migrate_url(url: &str) -> Result<MigrationReport, MigrateError> {
                 .max_connections(1)
                 .connect_with(*options)
                 .await
-                .map_err(|source| MigrateError::Connect {
-                    target: format!("the SQLite database `{}`", file.display()),
-                    source,
-                })?;
+                .map_err(|source| MigrateError::Connect { target: format!("the SQLite database `{}`", file.display()), source })?;
             let report = migrate_sqlite(&pool).await;
             pool.close().await;
             report
@@ -58,31 +52,20 @@ fn target(url: &str) -> Result<Target, MigrateError> {
         return Ok(Target::Postgres);
     }
     let options = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url).map_err(|source| MigrateError::InvalidUrl {
-            url: redact(url),
-            source,
-        })?
+        SqliteConnectOptions::from_str(url).map_err(|source| MigrateError::InvalidUrl { url: redact(url), source })?
     } else if url.is_empty() || url.contains("://") {
         return Err(MigrateError::UnsupportedUrl { url: redact(url) });
     } else {
         SqliteConnectOptions::new().filename(url)
     };
-    Ok(Target::Sqlite(Box::new(
-        options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true),
-    )))
+    Ok(Target::Sqlite(Box::new(options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal).foreign_keys(true))))
 }
 
 /// Creates the folder a SQLite file lives in. In-memory databases have no folder.
 fn create_parent_dir(file: &Path) -> Result<(), MigrateError> {
     match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| MigrateError::CreateDir {
-                path: dir.to_owned(),
-                source,
-            })
+            std::fs::create_dir_all(dir).map_err(|source| MigrateError::CreateDir { path: dir.to_owned(), source })
         }
         _ => Ok(()),
     }
@@ -94,9 +77,7 @@ fn redact(url: &str) -> String {
     let mut redacted = url.to_owned();
     if let Some(scheme_end) = url.find("://") {
         let start = scheme_end + 3;
-        let end = url[start..]
-            .find(['/', '?', '#'])
-            .map_or(url.len(), |i| start + i);
+        let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
         if let Some(at) = url[start..end].rfind('@')
             && let Some(colon) = url[start..start + at].find(':')
         {
@@ -123,10 +104,7 @@ mod tests {
 
     #[test]
     fn postgres_urls_go_to_postgres() {
-        for url in [
-            "postgres://u@h/db",
-            "postgresql://u:p@h:5432/db?sslmode=disable",
-        ] {
+        for url in ["postgres://u@h/db", "postgresql://u:p@h:5432/db?sslmode=disable"] {
             assert!(matches!(target(url), Ok(Target::Postgres)), "{url}");
         }
     }
@@ -159,18 +137,12 @@ mod tests {
 
     #[test]
     fn redaction_hides_passwords_and_nothing_else() {
-        assert_eq!(
-            redact("postgres://ksa:s3cr@t@db:5432/ksa"),
-            "postgres://ksa:***@db:5432/ksa"
-        );
+        assert_eq!(redact("postgres://ksa:s3cr@t@db:5432/ksa"), "postgres://ksa:***@db:5432/ksa");
         assert_eq!(
             redact("postgres://db/ksa?user=ksa&password=s3cret&sslmode=require"),
             "postgres://db/ksa?user=ksa&password=***&sslmode=require"
         );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1:5432/test"),
-            "postgres://postgres@127.0.0.1:5432/test"
-        );
+        assert_eq!(redact("postgres://postgres@127.0.0.1:5432/test"), "postgres://postgres@127.0.0.1:5432/test");
         assert_eq!(redact("data/state.db"), "data/state.db");
     }
 }

@@ -12,10 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ksa_migrations::{
-    Dialect, MigrateError, MigrationReport, migrate_postgres, migrate_sqlite, migrate_url,
-    migrations,
-};
+use ksa_migrations::{Dialect, MigrateError, MigrationReport, migrate_postgres, migrate_sqlite, migrate_url, migrations};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, SqlitePool};
@@ -43,16 +40,10 @@ const PROJECT_TABLES: [&str; 16] = [
 
 /// Lookups the stores rely on: (table, leading columns of some index on it).
 const INDEXED_LOOKUPS: [(&str, &str); 6] = [
-    (
-        "order_status_events",
-        "project_id, order_id, status_changed_at",
-    ),
+    ("order_status_events", "project_id, order_id, status_changed_at"),
     ("order_status_events", "received_at"),
     ("orders_current", "project_id, last_status_group_id"),
-    (
-        "orders_current",
-        "project_id, last_changed_at DESC, order_id DESC",
-    ),
+    ("orders_current", "project_id, last_changed_at DESC, order_id DESC"),
     ("order_items", "project_id, order_id"),
     ("user_projects", "project_id"),
 ];
@@ -95,13 +86,7 @@ on_both_dialects!(
 
 async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
     let report = db.migrate().await.expect("migrating a fresh database");
-    assert_eq!(
-        report,
-        MigrationReport {
-            applied: all_versions(db.dialect()),
-            already: vec![]
-        }
-    );
+    assert_eq!(report, MigrationReport { applied: all_versions(db.dialect()), already: vec![] });
 
     let mut expected: BTreeSet<String> = PROJECT_TABLES.iter().map(|t| t.to_string()).collect();
     expected.extend(["projects", "users", "ksa_schema_migrations"].map(String::from));
@@ -109,49 +94,26 @@ async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
 
     let columns = db.columns().await;
     for table in PROJECT_TABLES {
-        assert!(
-            columns
-                .iter()
-                .any(|c| c.table == table && c.name == "project_id"),
-            "{table} has no project_id"
-        );
+        assert!(columns.iter().any(|c| c.table == table && c.name == "project_id"), "{table} has no project_id");
     }
 
     let indexes = db.indexes().await;
     for (table, leading) in INDEXED_LOOKUPS {
         assert!(
-            indexes
-                .iter()
-                .any(|i| i.table == table && i.leads_with(leading)),
+            indexes.iter().any(|i| i.table == table && i.leads_with(leading)),
             "no index on {table} starts with ({leading}); indexes: {indexes:#?}"
         );
     }
-    let dedup = indexes
-        .iter()
-        .find(|i| i.name == "order_status_events_dedup_key")
-        .expect("the dedup key index exists");
+    let dedup = indexes.iter().find(|i| i.name == "order_status_events_dedup_key").expect("the dedup key index exists");
     assert!(dedup.unique);
-    assert_eq!(
-        dedup.columns,
-        "project_id, order_id, status_changed_at, status_id"
-    );
+    assert_eq!(dedup.columns, "project_id, order_id, status_changed_at, status_id");
 }
 
 async fn second_run_applies_nothing(db: Db) {
     db.migrate().await.expect("first run");
     let report = db.migrate().await.expect("second run");
-    assert_eq!(
-        report,
-        MigrationReport {
-            applied: vec![],
-            already: all_versions(db.dialect())
-        }
-    );
-    assert_eq!(
-        db.scalar("SELECT count(*) FROM ksa_schema_migrations")
-            .await,
-        all_versions(db.dialect()).len() as i64
-    );
+    assert_eq!(report, MigrationReport { applied: vec![], already: all_versions(db.dialect()) });
+    assert_eq!(db.scalar("SELECT count(*) FROM ksa_schema_migrations").await, all_versions(db.dialect()).len() as i64);
 }
 
 async fn dedup_key_rejects_an_identical_event_but_keeps_a_reentry_at_another_time(db: Db) {
@@ -169,16 +131,10 @@ async fn dedup_key_rejects_an_identical_event_but_keeps_a_reentry_at_another_tim
     };
 
     db.must(&event(project, CHANGED_AT, 20)).await;
-    let error = db
-        .execute(&event(project, CHANGED_AT, 20))
-        .await
-        .expect_err("an identical event must be rejected");
+    let error = db.execute(&event(project, CHANGED_AT, 20)).await.expect_err("an identical event must be rejected");
     assert!(is_unique_violation(&error), "{error}");
     let ignored = db
-        .execute(&format!(
-            "{} ON CONFLICT (project_id, order_id, status_changed_at, status_id) DO NOTHING",
-            event(project, CHANGED_AT, 20)
-        ))
+        .execute(&format!("{} ON CONFLICT (project_id, order_id, status_changed_at, status_id) DO NOTHING", event(project, CHANGED_AT, 20)))
         .await
         .expect("ON CONFLICT DO NOTHING drops the repeat");
     assert_eq!(ignored, 0);
@@ -188,13 +144,7 @@ async fn dedup_key_rejects_an_identical_event_but_keeps_a_reentry_at_another_tim
     db.must(&event(project, CHANGED_AT + 1, 20)).await;
     db.must(&event(project, CHANGED_AT, 21)).await;
     db.must(&event(other_project, CHANGED_AT, 20)).await;
-    assert_eq!(
-        db.scalar(&format!(
-            "SELECT count(*) FROM order_status_events WHERE project_id = {project}"
-        ))
-        .await,
-        3
-    );
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM order_status_events WHERE project_id = {project}")).await, 3);
 }
 
 async fn deleting_a_project_deletes_its_rows_in_every_table_and_nothing_else(db: Db) {
@@ -204,9 +154,7 @@ async fn deleting_a_project_deletes_its_rows_in_every_table_and_nothing_else(db:
          VALUES ('ops@example.com', 'Ops', 'x', 'admin')",
     )
     .await;
-    let user = db
-        .scalar("SELECT id FROM users WHERE email = 'ops@example.com'")
-        .await;
+    let user = db.scalar("SELECT id FROM users WHERE email = 'ops@example.com'").await;
     let doomed = db.project("doomed").await;
     let kept = db.project("kept").await;
     for project in [doomed, kept] {
@@ -218,39 +166,22 @@ async fn deleting_a_project_deletes_its_rows_in_every_table_and_nothing_else(db:
         assert_eq!(db.rows_of(table, doomed).await, 1, "{table} before delete");
     }
 
-    db.must(&format!("DELETE FROM projects WHERE id = {doomed}"))
-        .await;
+    db.must(&format!("DELETE FROM projects WHERE id = {doomed}")).await;
 
     for table in PROJECT_TABLES {
         assert_eq!(db.rows_of(table, doomed).await, 0, "{table} after delete");
-        assert_eq!(
-            db.rows_of(table, kept).await,
-            1,
-            "{table} of the other project"
-        );
+        assert_eq!(db.rows_of(table, kept).await, 1, "{table} of the other project");
     }
     assert_eq!(db.scalar("SELECT count(*) FROM users").await, 1);
 }
 
 async fn migration_changed_after_it_was_applied_is_refused_naming_its_version(db: Db) {
     db.migrate().await.expect("migrating");
-    db.must(
-        "UPDATE ksa_schema_migrations SET checksum = 'fnv1a64:0000000000000000' WHERE version = 1",
-    )
-    .await;
-    let error = db
-        .migrate()
-        .await
-        .expect_err("a changed migration must be refused");
-    assert!(
-        matches!(error, MigrateError::Changed { version: 1, .. }),
-        "{error:?}"
-    );
+    db.must("UPDATE ksa_schema_migrations SET checksum = 'fnv1a64:0000000000000000' WHERE version = 1").await;
+    let error = db.migrate().await.expect_err("a changed migration must be refused");
+    assert!(matches!(error, MigrateError::Changed { version: 1, .. }), "{error:?}");
     let message = error.to_string();
-    assert!(
-        message.starts_with("migration 0001 `core` was changed after it was applied"),
-        "{message}"
-    );
+    assert!(message.starts_with("migration 0001 `core` was changed after it was applied"), "{message}");
 }
 
 async fn migration_unknown_to_this_build_is_refused(db: Db) {
@@ -260,18 +191,9 @@ async fn migration_unknown_to_this_build_is_refused(db: Db) {
          VALUES (9999, 'from_the_future', 'fnv1a64:0000000000000000')",
     )
     .await;
-    let error = db
-        .migrate()
-        .await
-        .expect_err("an unknown applied migration must be refused");
-    assert!(
-        matches!(error, MigrateError::UnknownVersion { version: 9999, .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("9999 `from_the_future`"),
-        "{error}"
-    );
+    let error = db.migrate().await.expect_err("an unknown applied migration must be refused");
+    assert!(matches!(error, MigrateError::UnknownVersion { version: 9999, .. }), "{error:?}");
+    assert!(error.to_string().contains("9999 `from_the_future`"), "{error}");
 }
 
 async fn concurrent_migrations_both_succeed_and_apply_each_version_once(db: Db) {
@@ -287,11 +209,7 @@ async fn concurrent_migrations_both_succeed_and_apply_each_version_once(db: Db) 
     let mut already = [first.already, second.already].concat();
     already.sort_unstable();
     assert_eq!(already, all);
-    assert_eq!(
-        db.scalar("SELECT count(*) FROM ksa_schema_migrations")
-            .await,
-        all.len() as i64
-    );
+    assert_eq!(db.scalar("SELECT count(*) FROM ksa_schema_migrations").await, all.len() as i64);
 }
 
 async fn enumerations_refuse_values_outside_their_list(db: Db) {
@@ -320,18 +238,13 @@ async fn enumerations_refuse_values_outside_their_list(db: Db) {
             "INSERT INTO cycle_rules (project_id, title, start_kind, start_ref, end_kind, end_ref) \
              VALUES ({p}, 'created needs no ref', 'created', 4, 'group', 5)"
         ),
-        format!(
-            "INSERT INTO status_group_dict (project_id, group_id, name) VALUES ({p}, 7, 'seventh')"
-        ),
+        format!("INSERT INTO status_group_dict (project_id, group_id, name) VALUES ({p}, 7, 'seventh')"),
         "INSERT INTO users (email, display_name, password_hash, role) \
          VALUES ('a@example.com', 'A', 'x', 'owner')"
             .to_owned(),
     ];
     for sql in refused {
-        let error = db
-            .execute(&sql)
-            .await
-            .expect_err(&format!("must be refused: {sql}"));
+        let error = db.execute(&sql).await.expect_err(&format!("must be refused: {sql}"));
         assert!(is_check_violation(&error), "{sql}: {error}");
     }
 }
@@ -344,10 +257,7 @@ async fn group_level_limit_and_default_calendar_are_unique_although_their_key_is
          VALUES ({p}, 'normal', 3, 7200)"
     );
     db.must(&group_limit).await;
-    let error = db
-        .execute(&group_limit)
-        .await
-        .expect_err("a second group-level limit must be refused");
+    let error = db.execute(&group_limit).await.expect_err("a second group-level limit must be refused");
     assert!(is_unique_violation(&error), "{error}");
     db.must(&format!(
         "{group_limit} ON CONFLICT (project_id, profile, group_id) WHERE status_id IS NULL \
@@ -359,23 +269,14 @@ async fn group_level_limit_and_default_calendar_are_unique_although_their_key_is
          VALUES ({p}, 'normal', 3, 31, 3600)"
     ))
     .await;
-    assert_eq!(
-        db.scalar(&format!(
-            "SELECT count(*) FROM sla_stage_rules WHERE project_id = {p}"
-        ))
-        .await,
-        2
-    );
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM sla_stage_rules WHERE project_id = {p}")).await, 2);
 
     let default_calendar = format!(
         "INSERT INTO working_hours (project_id, weekly_json, exceptions_json, preset) \
          VALUES ({p}, '{{}}', '[]', '24/7')"
     );
     db.must(&default_calendar).await;
-    let error = db
-        .execute(&default_calendar)
-        .await
-        .expect_err("a second default calendar must be refused");
+    let error = db.execute(&default_calendar).await.expect_err("a second default calendar must be refused");
     assert!(is_unique_violation(&error), "{error}");
     db.must(&format!(
         "{default_calendar} ON CONFLICT (project_id) WHERE group_id IS NULL \
@@ -390,32 +291,24 @@ async fn group_level_limit_and_default_calendar_are_unique_although_their_key_is
 
 #[tokio::test]
 async fn postgres_and_sqlite_have_the_same_tables_columns_and_indexes() {
-    on_postgres(
-        "postgres_and_sqlite_have_the_same_tables_columns_and_indexes",
-        |postgres| async move {
-            let sqlite = fresh_sqlite().await;
-            postgres.migrate().await.expect("migrating PostgreSQL");
-            sqlite.migrate().await.expect("migrating SQLite");
+    on_postgres("postgres_and_sqlite_have_the_same_tables_columns_and_indexes", |postgres| async move {
+        let sqlite = fresh_sqlite().await;
+        postgres.migrate().await.expect("migrating PostgreSQL");
+        sqlite.migrate().await.expect("migrating SQLite");
 
-            assert_eq!(postgres.tables().await, sqlite.tables().await);
-            let postgres_columns = postgres.columns().await;
-            let sqlite_columns = sqlite.columns().await;
-            let only_postgres: Vec<_> = postgres_columns.difference(&sqlite_columns).collect();
-            let only_sqlite: Vec<_> = sqlite_columns.difference(&postgres_columns).collect();
-            assert!(
-                only_postgres.is_empty() && only_sqlite.is_empty(),
-                "columns differ:\nonly in PostgreSQL: {only_postgres:#?}\nonly in SQLite: {only_sqlite:#?}"
-            );
+        assert_eq!(postgres.tables().await, sqlite.tables().await);
+        let postgres_columns = postgres.columns().await;
+        let sqlite_columns = sqlite.columns().await;
+        let only_postgres: Vec<_> = postgres_columns.difference(&sqlite_columns).collect();
+        let only_sqlite: Vec<_> = sqlite_columns.difference(&postgres_columns).collect();
+        assert!(
+            only_postgres.is_empty() && only_sqlite.is_empty(),
+            "columns differ:\nonly in PostgreSQL: {only_postgres:#?}\nonly in SQLite: {only_sqlite:#?}"
+        );
 
-            let explicit = |indexes: Vec<Index>| -> BTreeSet<_> {
-                indexes.into_iter().filter(|i| i.explicit).collect()
-            };
-            assert_eq!(
-                explicit(postgres.indexes().await),
-                explicit(sqlite.indexes().await)
-            );
-        },
-    )
+        let explicit = |indexes: Vec<Index>| -> BTreeSet<_> { indexes.into_iter().filter(|i| i.explicit).collect() };
+        assert_eq!(explicit(postgres.indexes().await), explicit(sqlite.indexes().await));
+    })
     .await;
 }
 
@@ -429,51 +322,31 @@ async fn migrate_url_creates_the_sqlite_file_and_its_folders_in_wal_mode() {
     assert_eq!(report.applied, all_versions(Dialect::Sqlite));
     assert!(file.is_file());
 
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&file))
-        .await
-        .expect("opening the migrated file");
-    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&pool)
-        .await
-        .expect("reading the journal mode");
+    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&file)).await.expect("opening the migrated file");
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("reading the journal mode");
     assert_eq!(journal_mode, "wal");
     pool.close().await;
 
-    let again = migrate_url(&format!("sqlite:{path}"))
-        .await
-        .expect("migrating by sqlite: URL");
-    assert_eq!(
-        again,
-        MigrationReport {
-            applied: vec![],
-            already: all_versions(Dialect::Sqlite)
-        }
-    );
+    let again = migrate_url(&format!("sqlite:{path}")).await.expect("migrating by sqlite: URL");
+    assert_eq!(again, MigrationReport { applied: vec![], already: all_versions(Dialect::Sqlite) });
 }
 
 #[tokio::test]
 async fn migrate_url_migrates_a_postgres_database() {
-    on_postgres(
-        "migrate_url_migrates_a_postgres_database",
-        |db| async move {
-            let Db::Postgres { url, .. } = &db else {
-                unreachable!("on_postgres gives a PostgreSQL database")
-            };
-            let report = migrate_url(url).await.expect("migrating by URL");
-            assert_eq!(report.applied, all_versions(Dialect::Postgres));
-            let again = migrate_url(url).await.expect("migrating by URL again");
-            assert_eq!(again.already, all_versions(Dialect::Postgres));
-            assert!(again.applied.is_empty());
-        },
-    )
+    on_postgres("migrate_url_migrates_a_postgres_database", |db| async move {
+        let Db::Postgres { url, .. } = &db else { unreachable!("on_postgres gives a PostgreSQL database") };
+        let report = migrate_url(url).await.expect("migrating by URL");
+        assert_eq!(report.applied, all_versions(Dialect::Postgres));
+        let again = migrate_url(url).await.expect("migrating by URL again");
+        assert_eq!(again.already, all_versions(Dialect::Postgres));
+        assert!(again.applied.is_empty());
+    })
     .await;
 }
 
 #[tokio::test]
 async fn migrate_url_refuses_a_scheme_it_does_not_know() {
-    let error = migrate_url("mysql://root:hunter2@127.0.0.1/ksa")
-        .await
-        .expect_err("mysql is not supported");
+    let error = migrate_url("mysql://root:hunter2@127.0.0.1/ksa").await.expect_err("mysql is not supported");
     assert!(matches!(error, MigrateError::UnsupportedUrl { .. }));
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
@@ -485,16 +358,8 @@ async fn migrate_url_refuses_a_scheme_it_does_not_know() {
 /// A freshly created, empty database of either dialect.
 #[derive(Debug, Clone)]
 enum Db {
-    Postgres {
-        pool: PgPool,
-        options: PgConnectOptions,
-        url: String,
-    },
-    Sqlite {
-        pool: SqlitePool,
-        options: SqliteConnectOptions,
-        _dir: Arc<TempDir>,
-    },
+    Postgres { pool: PgPool, options: PgConnectOptions, url: String },
+    Sqlite { pool: SqlitePool, options: SqliteConnectOptions, _dir: Arc<TempDir> },
 }
 
 /// A column as both dialects can describe it: its SQLite storage type, and whether it is
@@ -540,16 +405,8 @@ async fn fresh_sqlite() -> Db {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.clone())
-        .await
-        .expect("opening SQLite");
-    Db::Sqlite {
-        pool,
-        options,
-        _dir: Arc::new(dir),
-    }
+    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await.expect("opening SQLite");
+    Db::Sqlite { pool, options, _dir: Arc::new(dir) }
 }
 
 /// Runs `behaviour` on a database of its own on the `DATABASE_URL` server, and drops that
@@ -562,12 +419,8 @@ where
     let Some(server) = postgres_server(test) else {
         return;
     };
-    let admin_options: PgConnectOptions = server
-        .parse()
-        .unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
-    let mut admin = PgConnection::connect_with(&admin_options)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
+    let admin_options: PgConnectOptions = server.parse().unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
+    let mut admin = PgConnection::connect_with(&admin_options).await.unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
     let name = unique_database_name(test);
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
@@ -580,20 +433,14 @@ where
         .connect_with(options.clone())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to database {name}: {e}"));
-    let db = Db::Postgres {
-        pool: pool.clone(),
-        options,
-        url: url_with_database(&server, &name),
-    };
+    let db = Db::Postgres { pool: pool.clone(), options, url: url_with_database(&server, &name) };
     let outcome = tokio::spawn(behaviour(db)).await;
 
     pool.close().await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
     if let Err(error) = outcome {
         match error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -624,24 +471,16 @@ fn postgres_server(test: &str) -> Option<String> {
 
 fn unique_database_name(test: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let test: String = test.chars().take(28).collect();
-    format!(
-        "ksa_t{}_{nanos}_{}_{test}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("ksa_t{}_{nanos}_{}_{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `server` (a PostgreSQL URL) pointing at database `name` instead.
 fn url_with_database(server: &str, name: &str) -> String {
     let (base, query) = server.split_at(server.find('?').unwrap_or(server.len()));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
+    let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
     format!("{}/{name}{query}", &base[..authority_end])
 }
 
@@ -650,15 +489,11 @@ fn all_versions(dialect: Dialect) -> Vec<i64> {
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }
 
 fn is_check_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.is_check_violation())
+    error.as_database_error().is_some_and(|e| e.is_check_violation())
 }
 
 /// One row in every project table for `project`.
@@ -666,9 +501,7 @@ fn rows_of_project(db: &Db, project: i64, user: i64) -> Vec<String> {
     let p = project;
     let t = db.instant(CHANGED_AT);
     vec![
-        format!(
-            "INSERT INTO user_projects (user_id, project_id, role) VALUES ({user}, {p}, 'viewer')"
-        ),
+        format!("INSERT INTO user_projects (user_id, project_id, role) VALUES ({user}, {p}, 'viewer')"),
         format!("INSERT INTO project_settings (project_id, settings_json) VALUES ({p}, '{{}}')"),
         format!(
             "INSERT INTO status_group_dict (project_id, group_id, name, is_terminal) \
@@ -752,20 +585,12 @@ impl Db {
     async fn another_pool(&self) -> Db {
         match self {
             Db::Postgres { options, url, .. } => Db::Postgres {
-                pool: PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect_with(options.clone())
-                    .await
-                    .expect("a second PostgreSQL pool"),
+                pool: PgPoolOptions::new().max_connections(2).connect_with(options.clone()).await.expect("a second PostgreSQL pool"),
                 options: options.clone(),
                 url: url.clone(),
             },
             Db::Sqlite { options, _dir, .. } => Db::Sqlite {
-                pool: SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .connect_with(options.clone())
-                    .await
-                    .expect("a second SQLite pool"),
+                pool: SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await.expect("a second SQLite pool"),
                 options: options.clone(),
                 _dir: Arc::clone(_dir),
             },
@@ -783,19 +608,12 @@ impl Db {
     }
 
     async fn project(&self, slug: &str) -> i64 {
-        self.must(&format!(
-            "INSERT INTO projects (slug, name) VALUES ('{slug}', 'Project {slug}')"
-        ))
-        .await;
-        self.scalar(&format!("SELECT id FROM projects WHERE slug = '{slug}'"))
-            .await
+        self.must(&format!("INSERT INTO projects (slug, name) VALUES ('{slug}', 'Project {slug}')")).await;
+        self.scalar(&format!("SELECT id FROM projects WHERE slug = '{slug}'")).await
     }
 
     async fn rows_of(&self, table: &str, project: i64) -> i64 {
-        self.scalar(&format!(
-            "SELECT count(*) FROM {table} WHERE project_id = {project}"
-        ))
-        .await
+        self.scalar(&format!("SELECT count(*) FROM {table} WHERE project_id = {project}")).await
     }
 
     /// Runs `sql`, returning the number of rows it changed.
@@ -874,12 +692,7 @@ impl Db {
                 .await
                 .expect("listing SQLite columns");
                 rows.into_iter()
-                    .map(|(table, name, sqlite_type, not_null)| Column {
-                        table,
-                        name,
-                        sqlite_type,
-                        nullable: not_null == 0,
-                    })
+                    .map(|(table, name, sqlite_type, not_null)| Column { table, name, sqlite_type, nullable: not_null == 0 })
                     .collect()
             }
         }
@@ -927,22 +740,10 @@ impl Db {
                     .expect("listing SQLite index columns");
                     let columns = keys
                         .into_iter()
-                        .map(|(column, desc)| {
-                            if desc == 1 {
-                                format!("{column} DESC")
-                            } else {
-                                column
-                            }
-                        })
+                        .map(|(column, desc)| if desc == 1 { format!("{column} DESC") } else { column })
                         .collect::<Vec<_>>()
                         .join(", ");
-                    indexes.push(Index {
-                        table,
-                        name,
-                        columns,
-                        unique: unique == 1,
-                        explicit,
-                    });
+                    indexes.push(Index { table, name, columns, unique: unique == 1, explicit });
                 }
                 indexes
             }
@@ -963,12 +764,8 @@ fn sqlite_counterpart(postgres_type: &str) -> &'static str {
 
 /// The key columns of a `pg_indexes.indexdef`, as `a, b DESC`.
 fn key_columns(definition: &str) -> String {
-    let start = definition
-        .find(" USING btree (")
-        .map(|i| i + " USING btree (".len())
-        .unwrap_or_else(|| panic!("not a btree index: {definition}"));
-    let end = definition[start..]
-        .find(')')
-        .map_or(definition.len(), |i| start + i);
+    let start =
+        definition.find(" USING btree (").map(|i| i + " USING btree (".len()).unwrap_or_else(|| panic!("not a btree index: {definition}"));
+    let end = definition[start..].find(')').map_or(definition.len(), |i| start + i);
     definition[start..end].to_owned()
 }

@@ -40,23 +40,13 @@ pub struct DedupKey {
 
 impl StatusEvent {
     pub fn dedup_key(&self) -> DedupKey {
-        DedupKey {
-            order_id: self.order_id,
-            changed_at: self.changed_at,
-            status_id: self.status_id,
-        }
+        DedupKey { order_id: self.order_id, changed_at: self.changed_at, status_id: self.status_id }
     }
 
     /// The order in which events form a timeline: `(changed_at, group, status)`, then the
     /// remaining fields so that the order is total and never depends on arrival.
     pub fn timeline_key(&self) -> (Timestamp, u16, i64, Timestamp, EventSource) {
-        (
-            self.changed_at,
-            self.group_id,
-            self.status_id,
-            self.order_created_at,
-            self.source,
-        )
+        (self.changed_at, self.group_id, self.status_id, self.order_created_at, self.source)
     }
 }
 

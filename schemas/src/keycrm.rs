@@ -16,7 +16,9 @@ pub enum WebhookOutcome {
     Status(StatusEvent),
     /// A well-formed event of a type we do not process (payment status, leads, …): acknowledged
     /// and counted, never stored.
-    Ignored { event: String },
+    Ignored {
+        event: String,
+    },
 }
 
 /// Why a webhook body was rejected. The message names the field, so a client can fix it.
@@ -71,10 +73,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         Loose::Str(name) if !name.trim().is_empty() => name.trim(),
         Loose::Null => return Err(WebhookError::Missing { field: "event" }),
         other => {
-            return Err(WebhookError::Invalid {
-                field: "event",
-                reason: format!("{} is not an event name", other.describe()),
-            });
+            return Err(WebhookError::Invalid { field: "event", reason: format!("{} is not an event name", other.describe()) });
         }
     };
     if event != STATUS_CHANGE_EVENT {
@@ -85,37 +84,24 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
     let status_id = positive_id(&context.status_id, "context.status_id")?;
     let group_id = match &context.status_group_id {
         Loose::Null => 0,
-        value => value
-            .as_i64()
-            .and_then(|g| u16::try_from(g).ok())
-            .filter(|g| *g > 0)
-            .ok_or_else(|| WebhookError::Invalid {
-                field: "context.status_group_id",
-                reason: format!("{} is not a status group id", value.describe()),
-            })?,
+        value => value.as_i64().and_then(|g| u16::try_from(g).ok()).filter(|g| *g > 0).ok_or_else(|| WebhookError::Invalid {
+            field: "context.status_group_id",
+            reason: format!("{} is not a status group id", value.describe()),
+        })?,
     };
     let changed_at = required_time(&context.status_changed_at, "context.status_changed_at")?;
-    let order_created_at = optional_time(&context.created_at)
-        .or_else(|| optional_time(&context.ordered_at))
-        .unwrap_or(changed_at);
-    Ok(WebhookOutcome::Status(StatusEvent {
-        order_id,
-        status_id,
-        group_id,
-        changed_at,
-        order_created_at,
-        source: EventSource::Webhook,
-    }))
+    let order_created_at = optional_time(&context.created_at).or_else(|| optional_time(&context.ordered_at)).unwrap_or(changed_at);
+    Ok(WebhookOutcome::Status(StatusEvent { order_id, status_id, group_id, changed_at, order_created_at, source: EventSource::Webhook }))
 }
 
 fn positive_id(value: &Loose, field: &'static str) -> Result<i64, WebhookError> {
     if value.is_absent() {
         return Err(WebhookError::Missing { field });
     }
-    value.as_i64().filter(|id| *id > 0).ok_or_else(|| WebhookError::Invalid {
-        field,
-        reason: format!("{} is not a positive integer id", value.describe()),
-    })
+    value
+        .as_i64()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| WebhookError::Invalid { field, reason: format!("{} is not a positive integer id", value.describe()) })
 }
 
 fn required_time(value: &Loose, field: &'static str) -> Result<Timestamp, WebhookError> {
@@ -125,10 +111,7 @@ fn required_time(value: &Loose, field: &'static str) -> Result<Timestamp, Webhoo
             field,
             reason: format!("{} is not a timestamp (expected 2026-01-29T18:53:35.000000Z)", value.describe()),
         }),
-        other => Err(WebhookError::Invalid {
-            field,
-            reason: format!("{} is not a timestamp", other.describe()),
-        }),
+        other => Err(WebhookError::Invalid { field, reason: format!("{} is not a timestamp", other.describe()) }),
     }
 }
 
@@ -256,10 +239,5 @@ pub fn parse_order_details(body: &[u8]) -> Result<OrderDetails, WebhookError> {
         utm_term: text(&m.utm_term),
         utm_content: text(&m.utm_content),
     });
-    Ok(OrderDetails {
-        id,
-        lines,
-        marketing,
-        manager_comment: text(&raw.manager_comment),
-    })
+    Ok(OrderDetails { id, lines, marketing, manager_comment: text(&raw.manager_comment) })
 }

@@ -12,8 +12,6 @@ pub mod settings;
 pub mod time;
 
 pub use event::{DedupKey, EventSource, StatusEvent};
-pub use keycrm::{
-    Marketing, OrderDetails, OrderLine, WebhookError, WebhookOutcome, parse_order_details, parse_webhook,
-};
+pub use keycrm::{Marketing, OrderDetails, OrderLine, WebhookError, WebhookOutcome, parse_order_details, parse_webhook};
 pub use settings::{ProjectSettings, SettingsError};
 pub use time::Timestamp;

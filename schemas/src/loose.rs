@@ -27,12 +27,7 @@ impl<'a> Loose<'a> {
             Loose::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
             Loose::Str(s) => {
                 let s = s.trim();
-                s.parse::<i64>().ok().or_else(|| {
-                    s.parse::<f64>()
-                        .ok()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                        .map(|f| f as i64)
-                })
+                s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
             }
             _ => None,
         }
@@ -78,11 +73,7 @@ impl<'a> Loose<'a> {
             Loose::Float(f) => f.to_string(),
             Loose::Str(s) => {
                 let cut: String = s.chars().take(40).collect();
-                if cut.len() < s.len() {
-                    format!("{cut:?}…")
-                } else {
-                    format!("{cut:?}")
-                }
+                if cut.len() < s.len() { format!("{cut:?}…") } else { format!("{cut:?}") }
             }
             Loose::Composite => "an array or object".into(),
         }

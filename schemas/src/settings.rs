@@ -9,8 +9,8 @@ use std::fmt;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::loose::Loose;
 
@@ -86,14 +86,7 @@ impl Window {
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02}:{:02}-{:02}:{:02}",
-            self.start / 60,
-            self.start % 60,
-            self.end / 60,
-            self.end % 60
-        )
+        write!(f, "{:02}:{:02}-{:02}:{:02}", self.start / 60, self.start % 60, self.end / 60, self.end % 60)
     }
 }
 
@@ -126,18 +119,13 @@ impl Default for CalendarSpec {
 impl CalendarSpec {
     /// The `24/7` preset.
     pub fn always_open() -> Self {
-        CalendarSpec {
-            weekly: std::array::from_fn(|_| vec![Window::whole_day()]),
-            exceptions: BTreeMap::new(),
-        }
+        CalendarSpec { weekly: std::array::from_fn(|_| vec![Window::whole_day()]), exceptions: BTreeMap::new() }
     }
 
     /// The `Mon–Fri 09:00–18:00` preset.
     pub fn office_hours() -> Self {
         CalendarSpec {
-            weekly: std::array::from_fn(|day| {
-                if day < 5 { vec![Window { start: 9 * 60, end: 18 * 60 }] } else { Vec::new() }
-            }),
+            weekly: std::array::from_fn(|day| if day < 5 { vec![Window { start: 9 * 60, end: 18 * 60 }] } else { Vec::new() }),
             exceptions: BTreeMap::new(),
         }
     }
@@ -435,12 +423,8 @@ impl RawSettings {
                 return Err(SettingsError::at("default_cycle", format!("{id} is not the id of a cycle in `cycles`")));
             }
         }
-        let urgency_rules = self
-            .urgency_rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, rule)| validate_urgency_rule(i, rule))
-            .collect::<Result<_, _>>()?;
+        let urgency_rules =
+            self.urgency_rules.into_iter().enumerate().map(|(i, rule)| validate_urgency_rule(i, rule)).collect::<Result<_, _>>()?;
         Ok(ProjectSettings {
             timezone: self.timezone.map_or(Tz::UTC, |t| t.0),
             terminal_groups,
@@ -532,10 +516,7 @@ fn validate_urgency_rule(i: usize, rule: RawUrgencyRule) -> Result<UrgencyRule, 
     };
     let value = &value;
     let id = |what: &str| {
-        value
-            .as_i64()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| SettingsError::at(&path, format!("{} is not {what}", value.describe())))
+        value.as_i64().filter(|id| *id > 0).ok_or_else(|| SettingsError::at(&path, format!("{} is not {what}", value.describe())))
     };
     let matches = match rule.match_type {
         MatchType::Sku => UrgencyMatch::Sku(
@@ -621,9 +602,8 @@ pub fn parse_hours_minutes(text: &str) -> Option<i64> {
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        Window::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!("{text:?} is not a window (expected HH:MM-HH:MM between 00:00 and 24:00)"))
-        })
+        Window::parse(&text)
+            .ok_or_else(|| de::Error::custom(format!("{text:?} is not a window (expected HH:MM-HH:MM between 00:00 and 24:00)")))
     }
 }
 
@@ -682,9 +662,8 @@ impl<'de> Deserialize<'de> for CalendarSpec {
                 f.write_str("a calendar: a preset name or an object with `weekly` and `exceptions`")
             }
             fn visit_str<E: de::Error>(self, name: &str) -> Result<CalendarSpec, E> {
-                CalendarSpec::preset(name).ok_or_else(|| {
-                    E::custom(format!("{name:?} is not a calendar preset (\"24/7\" or \"Mon-Fri 09:00-18:00\")"))
-                })
+                CalendarSpec::preset(name)
+                    .ok_or_else(|| E::custom(format!("{name:?} is not a calendar preset (\"24/7\" or \"Mon-Fri 09:00-18:00\")")))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CalendarSpec, A::Error> {
                 let raw = RawCalendar::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -693,10 +672,9 @@ impl<'de> Deserialize<'de> for CalendarSpec {
                         return Err(de::Error::custom("give either `preset` or `weekly`, not both"));
                     }
                     (Some(name), None) => self.visit_str::<A::Error>(name)?,
-                    (None, Some(w)) => CalendarSpec {
-                        weekly: [w.mon, w.tue, w.wed, w.thu, w.fri, w.sat, w.sun],
-                        exceptions: BTreeMap::new(),
-                    },
+                    (None, Some(w)) => {
+                        CalendarSpec { weekly: [w.mon, w.tue, w.wed, w.thu, w.fri, w.sat, w.sun], exceptions: BTreeMap::new() }
+                    }
                     (None, None) => return Err(de::Error::custom("a calendar needs `weekly` or `preset`")),
                 };
                 spec.exceptions = raw.exceptions.into_iter().map(|(d, w)| (d.0, w)).collect();

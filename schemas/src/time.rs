@@ -52,8 +52,7 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with a `Z`; fractional seconds only when there are any.
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        self.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     }
 }
 
@@ -72,9 +71,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Timestamp::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!("{text:?} is not an RFC 3339 UTC timestamp"))
-        })
+        Timestamp::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 UTC timestamp")))
     }
 }
 

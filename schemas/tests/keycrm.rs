@@ -63,7 +63,8 @@ fn order_created_at_falls_back_to_ordered_at_then_to_the_change() {
         br#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"2026-01-29T18:00:00Z","created_at":null,"ordered_at":"2026-01-29T10:00:00Z"}}"#,
     );
     assert_eq!(with_ordered.order_created_at.to_rfc3339(), "2026-01-29T10:00:00Z");
-    let bare = status(br#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#);
+    let bare =
+        status(br#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#);
     assert_eq!(bare.order_created_at, bare.changed_at);
     assert_eq!(bare.group_id, 0, "an absent group is resolved later from the status dictionary");
 }
@@ -88,21 +89,41 @@ fn missing_required_fields_are_named() {
 #[test]
 fn invalid_values_are_named_with_what_is_wrong() {
     let cases = [
-        (r#"{"event":"order.change_order_status","context":{"id":"abc","status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#, "context.id"),
-        (r#"{"event":"order.change_order_status","context":{"id":-5,"status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#, "context.id"),
-        (r#"{"event":"order.change_order_status","context":{"id":1,"status_id":{},"status_changed_at":"2026-01-29T18:00:00Z"}}"#, "context.status_id"),
-        (r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"yesterday"}}"#, "context.status_changed_at"),
-        (r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":1769712000}}"#, "context.status_changed_at"),
-        (r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_group_id":"x","status_changed_at":"2026-01-29T18:00:00Z"}}"#, "context.status_group_id"),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":"abc","status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#,
+            "context.id",
+        ),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":-5,"status_id":2,"status_changed_at":"2026-01-29T18:00:00Z"}}"#,
+            "context.id",
+        ),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":1,"status_id":{},"status_changed_at":"2026-01-29T18:00:00Z"}}"#,
+            "context.status_id",
+        ),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"yesterday"}}"#,
+            "context.status_changed_at",
+        ),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":1769712000}}"#,
+            "context.status_changed_at",
+        ),
+        (
+            r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_group_id":"x","status_changed_at":"2026-01-29T18:00:00Z"}}"#,
+            "context.status_group_id",
+        ),
         (r#"{"event":42,"context":{}}"#, "event"),
     ];
     for (body, field) in cases {
         let err = error(body);
         assert_eq!(err.field(), Some(field), "{body}: {err}");
     }
-    assert!(error(r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"yesterday"}}"#)
-        .to_string()
-        .contains("\"yesterday\" is not a timestamp"));
+    assert!(
+        error(r#"{"event":"order.change_order_status","context":{"id":1,"status_id":2,"status_changed_at":"yesterday"}}"#)
+            .to_string()
+            .contains("\"yesterday\" is not a timestamp")
+    );
 }
 
 #[test]
@@ -146,7 +167,8 @@ fn order_fixture_yields_lines_with_offer_ids_and_marketing() {
 
 #[test]
 fn order_without_products_or_with_php_empty_objects_parses() {
-    let order = parse_order_details(br#"{"id": 5, "products": [[], {"sku": "A", "quantity": "2.5", "offer": []}], "marketing": []}"#).unwrap();
+    let order =
+        parse_order_details(br#"{"id": 5, "products": [[], {"sku": "A", "quantity": "2.5", "offer": []}], "marketing": []}"#).unwrap();
     assert_eq!(order.lines.len(), 1);
     assert_eq!(order.lines[0].quantity, 2.5);
     assert_eq!(order.lines[0].offer_id, None);

@@ -70,9 +70,15 @@ fn rejected(doc: &str) -> String {
 #[test]
 fn every_invalid_value_is_rejected_with_its_path() {
     let cases = [
-        (r#"{"calendars": {"groups": {"3": {"weekly": {"mon": ["09:00-12:00", "25:00-18:00"]}}}}}"#, "calendars.groups.3.weekly.mon[1]: \"25:00-18:00\" is not a window"),
+        (
+            r#"{"calendars": {"groups": {"3": {"weekly": {"mon": ["09:00-12:00", "25:00-18:00"]}}}}}"#,
+            "calendars.groups.3.weekly.mon[1]: \"25:00-18:00\" is not a window",
+        ),
         (r#"{"calendars": {"default": {"weekly": {"mnday": []}}}}"#, "calendars.default.weekly.mnday: unknown field `mnday`"),
-        (r#"{"calendars": {"default": {"weekly": {}, "exceptions": {"2026-02-30": []}}}}"#, "calendars.default.exceptions.2026-02-30: \"2026-02-30\" is not a date"),
+        (
+            r#"{"calendars": {"default": {"weekly": {}, "exceptions": {"2026-02-30": []}}}}"#,
+            "calendars.default.exceptions.2026-02-30: \"2026-02-30\" is not a date",
+        ),
         (r#"{"calendars": {"default": "9 to 5"}}"#, "calendars.default: \"9 to 5\" is not a calendar preset"),
         (r#"{"calendars": {"groups": {"x": "24/7"}}}"#, "calendars.groups.x: \"x\" is not a status group id"),
         (r#"{"timezone": "Europe/Kiev2"}"#, "timezone: \"Europe/Kiev2\" is not an IANA time zone"),
@@ -80,13 +86,31 @@ fn every_invalid_value_is_rejected_with_its_path() {
         (r#"{"sla": {"urgent": {"2": "01:75"}}}"#, "sla.urgent.2: \"01:75\" is not a duration"),
         (r#"{"sla": {"near": {"percent": 180}}}"#, "sla.near.percent: 180 is not a share"),
         (r#"{"sla": {"near": {"later": "00:10"}}}"#, "sla.near: unknown variant `later`"),
-        (r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "created"}}]}"#, "cycles[0].end.kind: a cycle cannot end at order creation"),
-        (r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "group"}, "end": {"kind": "group", "id": 4}}]}"#, "cycles[0].start.id: missing"),
-        (r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "group", "id": 4}}, {"id": 1, "title": "b", "start": {"kind": "created"}, "end": {"kind": "group", "id": 5}}]}"#, "cycles[1].id: 1 is used by another cycle"),
-        (r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "birth"}, "end": {"kind": "group", "id": 4}}]}"#, "cycles[0].start.kind: unknown variant `birth`"),
-        (r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "group", "id": 4, "occurrence": "middle"}}]}"#, "cycles[0].end.occurrence: unknown variant `middle`"),
+        (
+            r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "created"}}]}"#,
+            "cycles[0].end.kind: a cycle cannot end at order creation",
+        ),
+        (
+            r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "group"}, "end": {"kind": "group", "id": 4}}]}"#,
+            "cycles[0].start.id: missing",
+        ),
+        (
+            r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "group", "id": 4}}, {"id": 1, "title": "b", "start": {"kind": "created"}, "end": {"kind": "group", "id": 5}}]}"#,
+            "cycles[1].id: 1 is used by another cycle",
+        ),
+        (
+            r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "birth"}, "end": {"kind": "group", "id": 4}}]}"#,
+            "cycles[0].start.kind: unknown variant `birth`",
+        ),
+        (
+            r#"{"cycles": [{"id": 1, "title": "a", "start": {"kind": "created"}, "end": {"kind": "group", "id": 4, "occurrence": "middle"}}]}"#,
+            "cycles[0].end.occurrence: unknown variant `middle`",
+        ),
         (r#"{"default_cycle": 9}"#, "default_cycle: 9 is not the id of a cycle"),
-        (r#"{"urgency_rules": [{"match_type": "offer_id", "match_value": "sixteen"}]}"#, "urgency_rules[0].match_value: \"sixteen\" is not an offer id"),
+        (
+            r#"{"urgency_rules": [{"match_type": "offer_id", "match_value": "sixteen"}]}"#,
+            "urgency_rules[0].match_value: \"sixteen\" is not an offer id",
+        ),
         (r#"{"urgency_rules": [{"match_type": "colour", "match_value": "red"}]}"#, "urgency_rules[0].match_type: unknown variant `colour`"),
         (r#"{"terminal_groups": [5, 0]}"#, "terminal_groups[1]: 0 is not a status group id"),
         (r#"{"timezone": "UTC", "colour": "red"}"#, "colour: unknown field `colour`"),
