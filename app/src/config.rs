@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 /// The file read when `--config` is not given, if it exists.
@@ -98,10 +98,7 @@ impl Config {
 
     /// The state database: the configured URL, else a SQLite file in the data dir.
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("state.db").display()))
+        self.database.url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("state.db").display()))
     }
 }
 
@@ -129,12 +126,23 @@ fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> anyhow::Result<(
         };
     }
     let value = match node.get(leaf) {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not an integer"))?),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not an integer"))?)
+        }
         Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not a number"))?),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not true or false"))?),
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not true or false"))?)
+        }
         Some(toml::Value::Table(_)) => bail!("{name}: `{leaf}` is a section, not a setting"),
         _ => toml::Value::String(raw.to_string()),
     };
+    // Optional settings are absent from the defaults, so an unknown name cannot be told from
+    // them here: reading the setting on its own does, and lets the error name the variable.
+    let mut probe = toml::Value::Table(toml::Table::from_iter([(leaf.clone(), value.clone())]));
+    for part in parents.iter().rev() {
+        probe = toml::Value::Table(toml::Table::from_iter([(part.clone(), probe)]));
+    }
+    Config::deserialize(probe).map_err(|err| anyhow!("{name}: {}", err.message()))?;
     node.insert(leaf.clone(), value);
     Ok(())
 }
@@ -163,7 +171,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ksa.toml");
         std::fs::write(&file, "data_dir = \"/var/lib/ksa\"\n[server]\nlisten = \"0.0.0.0:9000\"\n[log]\nformat = \"json\"\n").unwrap();
-        let config = Config::load(Some(&file), env(&[("KSA__SERVER__LISTEN", "127.0.0.1:7000"), ("KSA__DATABASE__URL", "postgres://x/y"), ("OTHER", "1")])).unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("KSA__SERVER__LISTEN", "127.0.0.1:7000"), ("KSA__DATABASE__URL", "postgres://x/y"), ("OTHER", "1")]),
+        )
+        .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/ksa"));
         assert_eq!(config.server.listen, "127.0.0.1:7000");
         assert_eq!(config.log.format, LogFormat::Json);
@@ -180,6 +192,8 @@ mod tests {
         std::fs::write(&file, "").unwrap();
         let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__SERVRE__LISTEN", "x")])).unwrap_err());
         assert!(err.contains("KSA__SERVRE__LISTEN") && err.contains("servre"), "{err}");
+        let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__SERVER__LISTN", "x")])).unwrap_err());
+        assert!(err.contains("KSA__SERVER__LISTN") && err.contains("listn"), "{err}");
         let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__LOG__FORMAT", "xml")])).unwrap_err());
         assert!(err.contains("xml"), "{err}");
     }

@@ -94,7 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Timeline { events, settings, orders, now, output, chunk_events } => {
             let now = match now {
-                Some(text) => Timestamp::parse(&text).with_context(|| format!("--now: {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z"))?,
+                Some(text) => Timestamp::parse(&text)
+                    .with_context(|| format!("--now: {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z"))?,
                 None => Timestamp::from_datetime(chrono::Utc::now()),
             };
             let options = AnalyzeOptions { events, settings, orders, output, now, chunk_events, progress: std::io::stderr().is_terminal() };
@@ -106,23 +107,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: escape codes would litter log files.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password, given as `user:password@` or as a `password=`
+/// parameter, for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let mut redacted = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+            let credentials = &base[scheme + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(parameters) = query.strip_prefix('?') {
+        let parameters: Vec<String> = parameters
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        redacted = format!("{redacted}?{}", parameters.join("&"));
     }
+    redacted
 }

@@ -95,7 +95,10 @@ pub fn analyze(options: &AnalyzeOptions, diagnostics: &mut dyn Write) -> anyhow:
 
     let rules = ProjectRules::covering(settings, earliest, latest);
     let mut out: Box<dyn Write> = match &options.output {
-        Some(path) => Box::new(BufWriter::with_capacity(1 << 20, File::create(partial(path)).with_context(|| format!("creating {}", path.display()))?)),
+        Some(path) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(partial(path)).with_context(|| format!("creating {}", path.display()))?,
+        )),
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
     let overrides = OrderOverrides::default();
