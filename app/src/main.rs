@@ -83,13 +83,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let url = database.unwrap_or_else(|| config.database_url());
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let report = runtime.block_on(ksa_migrations::migrate_url(&url)).with_context(|| format!("migrating {}", redact(&url)))?;
-            println!(
-                "{}: {} migration(s) applied ({}), {} already in place",
-                redact(&url),
-                report.applied.len(),
-                report.applied.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", "),
-                report.already.len()
-            );
+            let applied = match report.applied.as_slice() {
+                [] => "schema up to date: 0 migration(s) applied".to_string(),
+                versions => format!(
+                    "{} migration(s) applied ({})",
+                    versions.len(),
+                    versions.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            println!("{}: {applied}, {} already in place", redact(&url), report.already.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Timeline { events, settings, orders, now, output, chunk_events } => {

@@ -169,6 +169,11 @@ impl WorkingClock {
         &self.calendar
     }
 
+    /// How many merged windows the tables hold.
+    pub fn compiled_windows(&self) -> usize {
+        self.starts.len()
+    }
+
     /// Working time in `[a, b)`, in microseconds; zero when `b <= a`.
     pub fn working_micros(&self, a: Timestamp, b: Timestamp) -> i64 {
         let (a, b) = (a.as_micros(), b.as_micros());

@@ -70,10 +70,10 @@ pub fn measure_cycles(
 }
 
 fn pick(entries: &[Entry], id: i64, occurrence: Occurrence, not_before: Option<Timestamp>) -> Option<Timestamp> {
-    let mut matching = entries.iter().filter(|e| e.id == id && not_before.is_none_or(|t| e.at >= t)).map(|e| e.at);
+    let matches = |e: &&Entry| e.id == id && not_before.is_none_or(|t| e.at >= t);
     match occurrence {
-        Occurrence::First => matching.next(),
-        Occurrence::Last => matching.last(),
+        Occurrence::First => entries.iter().find(matches).map(|e| e.at),
+        Occurrence::Last => entries.iter().rev().find(matches).map(|e| e.at),
     }
 }
 

@@ -28,14 +28,19 @@ impl ProjectRules {
         ProjectRules { settings, default_clock, group_clocks }
     }
 
+    /// The longest span compiled into tables: one absurd timestamp in the input must not make
+    /// the tables huge. Instants before it are still answered exactly, by the slow path.
+    pub const MAX_COMPILED_DAYS: u64 = 20 * 366;
+
     /// Compiles the calendars for the dates that `from..=to` touch in the project's time zone,
-    /// with a day of margin on each side.
+    /// with a day of margin on each side, and at most [`Self::MAX_COMPILED_DAYS`] back from `to`.
     pub fn covering(settings: ProjectSettings, from: Timestamp, to: Timestamp) -> Self {
         let calendar = WorkCalendar::new(&settings.calendars.default, settings.timezone);
         let first = calendar.local_date(from.min(to));
         let last = calendar.local_date(from.max(to));
-        let first = first.checked_sub_days(Days::new(1)).unwrap_or(first);
         let last = last.checked_add_days(Days::new(1)).unwrap_or(last);
+        let earliest_allowed = last.checked_sub_days(Days::new(Self::MAX_COMPILED_DAYS)).unwrap_or(first);
+        let first = first.checked_sub_days(Days::new(1)).unwrap_or(first).max(earliest_allowed);
         ProjectRules::new(settings, first, last)
     }
 

@@ -170,3 +170,18 @@ fn always_open_counts_wall_time() {
     assert_eq!(c.working_micros(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01.5Z")), 1_500_000);
     assert_eq!(c.working_micros(t("2026-01-02T00:00:00Z"), t("2026-01-01T00:00:00Z")), 0);
 }
+
+#[test]
+fn an_absurdly_early_timestamp_does_not_compile_millennia_of_windows() {
+    use ksa_domain::ProjectRules;
+    use ksa_schemas::ProjectSettings;
+    let settings = ProjectSettings::from_json(r#"{"calendars": {"default": "Mon-Fri 09:00-18:00"}}"#).unwrap();
+    let rules = ProjectRules::covering(settings, t("0001-01-01T00:00:00Z"), t("2026-12-01T00:00:00Z"));
+    let clock = rules.default_clock();
+    // At most twenty years of one window a day, not two thousand.
+    assert!(clock.compiled_windows() <= ProjectRules::MAX_COMPILED_DAYS as usize, "{}", clock.compiled_windows());
+    assert!(clock.compiled_windows() > 5000);
+    assert_eq!(hours(clock, "2026-01-05T00:00:00Z", "2026-01-12T00:00:00Z"), 45.0);
+    // Before the compiled span the answer is still exact: a week of 1990 (Monday 1990-01-08).
+    assert_eq!(hours(clock, "1990-01-08T00:00:00Z", "1990-01-15T00:00:00Z"), 45.0);
+}

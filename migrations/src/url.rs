@@ -25,6 +25,8 @@ pub async fn migrate_url(url: &str) -> Result<MigrationReport, MigrateError> {
         Target::Postgres => {
             let pool = PgPoolOptions::new()
                 .max_connections(1)
+                // A server that refuses connections is reported in seconds, not half a minute.
+                .acquire_timeout(std::time::Duration::from_secs(10))
                 .connect(url)
                 .await
                 .map_err(|source| MigrateError::Connect { target: redact(url), source })?;

@@ -418,10 +418,10 @@ impl RawSettings {
             None => defaults.cycles,
             Some(raw) => validate_cycles(raw)?,
         };
-        if let Some(id) = self.default_cycle {
-            if !cycles.iter().any(|c| c.id == id) {
-                return Err(SettingsError::at("default_cycle", format!("{id} is not the id of a cycle in `cycles`")));
-            }
+        if let Some(id) = self.default_cycle
+            && !cycles.iter().any(|c| c.id == id)
+        {
+            return Err(SettingsError::at("default_cycle", format!("{id} is not the id of a cycle in `cycles`")));
         }
         let urgency_rules =
             self.urgency_rules.into_iter().enumerate().map(|(i, rule)| validate_urgency_rule(i, rule)).collect::<Result<_, _>>()?;

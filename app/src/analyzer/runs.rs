@@ -10,6 +10,9 @@ use anyhow::Context;
 use ksa_schemas::{EventSource, StatusEvent, Timestamp};
 
 const RECORD: usize = 40;
+/// Sorted chunks open at once; past this many they are merged into one, so a huge log never
+/// exhausts file descriptors.
+const MAX_OPEN_RUNS: usize = 64;
 
 pub struct SortedRuns {
     chunk: Vec<StatusEvent>,
@@ -32,14 +35,16 @@ impl SortedRuns {
 
     fn spill(&mut self) -> anyhow::Result<()> {
         self.chunk.sort_unstable_by_key(|e| e.order_id);
-        let file = tempfile::tempfile().context("creating a temporary file for sorting (set TMPDIR to a roomier place)")?;
-        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        let mut writer = RunWriter::create()?;
         for event in self.chunk.drain(..) {
-            writer.write_all(&encode(&event))?;
+            writer.write(&event)?;
         }
-        let mut file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
-        self.spilled.push(file);
+        self.spilled.push(writer.finish()?);
+        if self.spilled.len() >= MAX_OPEN_RUNS {
+            let mut writer = RunWriter::create()?;
+            merge(std::mem::take(&mut self.spilled), &mut |_, order| order.iter().try_for_each(|e| writer.write(e)))?;
+            self.spilled.push(writer.finish()?);
+        }
         Ok(())
     }
 
@@ -114,6 +119,27 @@ fn merge(files: Vec<File>, f: &mut dyn FnMut(i64, &[StatusEvent]) -> anyhow::Res
         f(order_id, &order)?;
     }
     Ok(())
+}
+
+/// A sorted run being written to an anonymous temporary file.
+struct RunWriter(BufWriter<File>);
+
+impl RunWriter {
+    fn create() -> anyhow::Result<Self> {
+        let file = tempfile::tempfile().context("creating a temporary file for sorting (set TMPDIR to a roomier place)")?;
+        Ok(RunWriter(BufWriter::with_capacity(1 << 20, file)))
+    }
+
+    fn write(&mut self, event: &StatusEvent) -> anyhow::Result<()> {
+        self.0.write_all(&encode(event)).context("writing a sorted chunk")
+    }
+
+    /// The run, rewound for reading.
+    fn finish(self) -> anyhow::Result<File> {
+        let mut file = self.0.into_inner().map_err(|e| e.into_error()).context("writing a sorted chunk")?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
 }
 
 struct RunReader {
@@ -197,11 +223,13 @@ mod tests {
 
     #[test]
     fn spilled_chunks_merge_to_the_same_groups_as_memory() {
-        let events: Vec<StatusEvent> = (0..500).map(|i| event((i * 7919) % 37, i)).collect();
+        let events: Vec<StatusEvent> = (0..2000).map(|i| event((i * 7919) % 37, i)).collect();
         let (spilled_none, in_memory) = collect(10_000, &events);
-        let (spilled_many, merged) = collect(16, &events);
+        // 200 chunks of 10: more than may stay open, so runs are merged along the way.
+        let (spilled_many, merged) = collect(10, &events);
         assert_eq!(spilled_none, 0);
-        assert!(spilled_many > 10);
+        assert!(spilled_many > 1);
+        assert!(spilled_many < MAX_OPEN_RUNS, "runs are merged before there are too many open files");
         assert_eq!(in_memory, merged);
         assert_eq!(merged.len(), 37);
         assert!(merged.windows(2).all(|w| w[0].0 < w[1].0), "orders come out in ascending id");
