@@ -45,9 +45,15 @@ impl Migration {
     }
 }
 
-static POSTGRES: [Migration; 1] = [Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") }];
+static POSTGRES: [Migration; 2] = [
+    Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") },
+    Migration { version: 2, name: "event_path", sql: include_str!("../postgres/0002_event_path.sql") },
+];
 
-static SQLITE: [Migration; 1] = [Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") }];
+static SQLITE: [Migration; 2] = [
+    Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") },
+    Migration { version: 2, name: "event_path", sql: include_str!("../sqlite/0002_event_path.sql") },
+];
 
 /// Every migration of `dialect`, in ascending version order. Both dialects have the same
 /// versions and names.

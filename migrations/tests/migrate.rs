@@ -90,6 +90,8 @@ async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
 
     let mut expected: BTreeSet<String> = PROJECT_TABLES.iter().map(|t| t.to_string()).collect();
     expected.extend(["projects", "users", "ksa_schema_migrations"].map(String::from));
+    // The event path's tables: the outbox bus, consumer offsets and webhook counters.
+    expected.extend(["bus_heads", "bus_log", "bus_idempotency", "consumer_offsets", "webhook_counters"].map(String::from));
     assert_eq!(db.tables().await, expected);
 
     let columns = db.columns().await;

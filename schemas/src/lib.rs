@@ -5,6 +5,8 @@
 //! two timestamp formats, unknown fields) and strict where the product cannot go on without a
 //! value: such errors name the field.
 
+pub mod bus;
+pub mod derived;
 pub mod event;
 pub mod keycrm;
 pub mod loose;

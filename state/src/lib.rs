@@ -1,0 +1,145 @@
+//! State: projects and their settings, the event log, derived order state, consumer offsets
+//! and webhook counters. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
+//! distributed), one test suite run against both.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
+use ksa_schemas::{StatusEvent, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("a project with slug `{0}` already exists")]
+    SlugTaken(String),
+    #[error("no project with slug `{0}`")]
+    NoSuchProject(String),
+    #[error("state database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("state database schema: {0}")]
+    Migrate(#[from] ksa_migrations::MigrateError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+/// A project as ingest and the processor need it. The webhook secret itself is never stored:
+/// only its SHA-256 digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub timezone: String,
+    pub is_active: bool,
+    /// Hex SHA-256 of the webhook secret.
+    pub webhook_secret_hash: String,
+    /// CIDRs allowed to post webhooks; empty = any source.
+    pub allowed_cidrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProject {
+    pub slug: String,
+    pub name: String,
+    pub timezone: String,
+    pub webhook_secret_hash: String,
+    pub allowed_cidrs: Vec<String>,
+}
+
+/// A project's settings document and its revision (1 for the defaults of a new project).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsRecord {
+    pub project_id: i64,
+    /// The document as JSON text (see docs/settings.md).
+    pub document: String,
+    pub revision: i64,
+}
+
+/// Webhooks counted in one hour for one outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookCount {
+    pub project_id: i64,
+    /// The start of the UTC hour.
+    pub hour: Timestamp,
+    /// `received`, `accepted`, `duplicate`, `ignored` or `rejected`.
+    pub outcome: String,
+    /// Why it was rejected (`unauthorized`, `malformed`, …); empty for other outcomes.
+    pub reason: String,
+    pub count: i64,
+}
+
+/// One row of `orders_current`, as list views read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderSummary {
+    pub order_id: i64,
+    pub current_status_id: i64,
+    pub current_group_id: u16,
+    pub last_changed_at: Timestamp,
+    pub event_count: u32,
+    pub settings_revision: i64,
+}
+
+/// Everything the processor writes for one batch; committed in ONE transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommitBatch {
+    /// New events; an event whose dedup key is already stored is skipped, not an error.
+    pub events: Vec<StoredEvent>,
+    /// Derived rows; a row never replaces one of a higher `(settings_revision, event_count)`.
+    /// Its group totals and cycles replace the order's previous ones.
+    pub orders: Vec<DerivedOrder>,
+    /// Where the consumer stands after this batch.
+    pub offsets: Vec<ConsumerOffset>,
+}
+
+/// The state database.
+pub trait StateStore: Clone + Send + Sync + 'static {
+    // --- projects and settings ---------------------------------------------------------
+    fn create_project(&self, project: NewProject) -> impl Future<Output = Result<Project, StateError>> + Send;
+    fn project_by_slug(&self, slug: &str) -> impl Future<Output = Result<Option<Project>, StateError>> + Send;
+    fn projects(&self) -> impl Future<Output = Result<Vec<Project>, StateError>> + Send;
+    /// Stores a new settings document, bumps the revision, writes the audit log; returns the
+    /// new revision.
+    fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> impl Future<Output = Result<i64, StateError>> + Send;
+    /// The current document; `None` when the project never had one stored (use defaults, revision 0).
+    fn settings(&self, project_id: i64) -> impl Future<Output = Result<Option<SettingsRecord>, StateError>> + Send;
+
+    // --- ingest --------------------------------------------------------------------------
+    /// Adds the counts to the stored ones.
+    fn add_webhook_counts(&self, counts: &[WebhookCount]) -> impl Future<Output = Result<(), StateError>> + Send;
+    fn webhook_counts(
+        &self,
+        project_id: i64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<WebhookCount>, StateError>> + Send;
+
+    // --- processor -----------------------------------------------------------------------
+    fn consumer_offsets(&self, group: &str, topic: &str) -> impl Future<Output = Result<HashMap<u32, i64>, StateError>> + Send;
+    /// The stored events of these orders (no payloads), in no particular order.
+    fn order_events(
+        &self,
+        project_id: i64,
+        order_ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, Vec<StatusEvent>>, StateError>> + Send;
+    fn commit(&self, batch: CommitBatch) -> impl Future<Output = Result<(), StateError>> + Send;
+    /// Order ids of a project greater than `after`, ascending, at most `limit` (for recomputes).
+    fn order_ids(&self, project_id: i64, after: i64, limit: u32) -> impl Future<Output = Result<Vec<i64>, StateError>> + Send;
+
+    // --- reads -------------------------------------------------------------------------
+    /// Orders by `last_changed_at` descending, then `order_id` descending, strictly after the
+    /// cursor `(last_changed_at, order_id)` in that order.
+    fn list_orders(
+        &self,
+        project_id: i64,
+        limit: u32,
+        after: Option<(Timestamp, i64)>,
+    ) -> impl Future<Output = Result<Vec<OrderSummary>, StateError>> + Send;
+    /// A digest of `orders_current` (without `updated_at`) and `order_cycle_metrics` of one
+    /// project: equal digests mean equal derived state, on either database.
+    fn derived_digest(&self, project_id: i64) -> impl Future<Output = Result<String, StateError>> + Send;
+    /// Events stored for the project.
+    fn event_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
+}

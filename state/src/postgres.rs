@@ -1,0 +1,1 @@
+//! The PostgreSQL adapter (distributed mode). To be implemented.

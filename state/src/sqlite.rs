@@ -1,0 +1,1 @@
+//! The SQLite adapter (embedded mode). To be implemented.
