@@ -1,0 +1,71 @@
+//! Projects by slug, cached for a few seconds so a burst of webhooks does not read the state
+//! database for every request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ksa_state::{StateError, StateStore};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::cidr::Cidr;
+
+/// What ingest needs of a project.
+#[derive(Debug)]
+pub struct ProjectEntry {
+    pub id: i64,
+    pub slug: String,
+    pub secret_digest: String,
+    pub allowed: Vec<Cidr>,
+}
+
+pub enum Resolved {
+    Active(Arc<ProjectEntry>),
+    Unknown,
+    Unavailable(StateError),
+}
+
+pub struct ProjectDirectory {
+    refresh: Duration,
+    entries: RwLock<(Option<Instant>, HashMap<String, Arc<ProjectEntry>>)>,
+    reloading: Mutex<()>,
+}
+
+impl ProjectDirectory {
+    pub fn new(refresh: Duration) -> Self {
+        ProjectDirectory { refresh, entries: RwLock::new((None, HashMap::new())), reloading: Mutex::new(()) }
+    }
+
+    pub async fn resolve<S: StateStore>(&self, state: &S, slug: &str) -> Resolved {
+        {
+            let entries = self.entries.read().await;
+            if entries.0.is_some_and(|at| at.elapsed() < self.refresh) {
+                return entries.1.get(slug).cloned().map_or(Resolved::Unknown, Resolved::Active);
+            }
+        }
+        let _one_reload = self.reloading.lock().await;
+        {
+            let entries = self.entries.read().await;
+            if entries.0.is_some_and(|at| at.elapsed() < self.refresh) {
+                return entries.1.get(slug).cloned().map_or(Resolved::Unknown, Resolved::Active);
+            }
+        }
+        match state.projects().await {
+            Ok(projects) => {
+                let map: HashMap<String, Arc<ProjectEntry>> = projects
+                    .into_iter()
+                    .filter(|p| p.is_active)
+                    .map(|p| {
+                        let allowed = p.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
+                        let entry = ProjectEntry { id: p.id, slug: p.slug.clone(), secret_digest: p.webhook_secret_hash, allowed };
+                        (p.slug, Arc::new(entry))
+                    })
+                    .collect();
+                let found = map.get(slug).cloned();
+                *self.entries.write().await = (Some(Instant::now()), map);
+                found.map_or(Resolved::Unknown, Resolved::Active)
+            }
+            Err(err) => Resolved::Unavailable(err),
+        }
+    }
+}

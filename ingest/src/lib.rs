@@ -1,0 +1,338 @@
+//! `POST /webhooks/keycrm/{project_slug}[/{secret}]`: KeyCRM's webhooks in, durable events out.
+//!
+//! A webhook is answered 202 only after its event is durable in the bus; every error is JSON
+//! with a 4xx or 503 status, and nothing is written for a rejected request.
+
+mod cidr;
+mod counters;
+mod directory;
+pub mod secret;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use futures_util::{Stream, StreamExt};
+use ksa_bus::{AppendOutcome, Bus, BusError, NewRecord};
+use ksa_schemas::bus::{STATUS_EVENTS, StatusMessage, order_key, status_idempotency_key};
+use ksa_schemas::{Timestamp, WebhookError, WebhookOutcome, parse_webhook};
+use ksa_state::StateStore;
+use serde_json::json;
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::{Reply, Response};
+
+pub use cidr::Cidr;
+pub use counters::Counters;
+use directory::{ProjectDirectory, Resolved};
+
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// How long a project lookup is trusted before it is read again.
+    pub project_refresh: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_body_bytes: 256 * 1024, project_refresh: Duration::from_secs(5) }
+    }
+}
+
+/// What the webhook endpoint needs: the bus to publish to, the state to find projects in.
+pub struct Ingest<B: Bus, S: StateStore> {
+    bus: B,
+    state: S,
+    config: IngestConfig,
+    directory: ProjectDirectory,
+    counters: Counters,
+}
+
+impl<B: Bus, S: StateStore> Ingest<B, S> {
+    pub fn new(bus: B, state: S, config: IngestConfig) -> Arc<Self> {
+        Arc::new(Ingest { directory: ProjectDirectory::new(config.project_refresh), bus, state, config, counters: Counters::default() })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Saves the webhook counters gathered so far.
+    pub async fn flush_counters(&self) {
+        self.counters.flush(&self.state).await;
+    }
+}
+
+/// The webhook routes.
+pub fn routes<B: Bus, S: StateStore>(ingest: Arc<Ingest<B, S>>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::path("webhooks")
+        .and(warp::path("keycrm"))
+        .and(warp::method())
+        .and(warp::path::tail())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .and_then(move |method, tail: warp::path::Tail, query, headers, remote, body| {
+            let ingest = ingest.clone();
+            async move {
+                let request = Request { method, tail: tail.as_str().to_string(), query, headers, remote };
+                Ok::<_, Infallible>(handle(&ingest, request, body).await)
+            }
+        })
+}
+
+struct Request {
+    method: Method,
+    tail: String,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+}
+
+/// One answer: status, the JSON body, an optional `Retry-After`.
+struct Answer {
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after: Option<u32>,
+}
+
+impl Answer {
+    fn ok(status: &str) -> Answer {
+        Answer { status: StatusCode::ACCEPTED, body: json!({ "status": status }), retry_after: None }
+    }
+
+    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Answer {
+        Answer { status, body: json!({ "error": code, "message": message.into() }), retry_after: None }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = warp::reply::with_status(warp::reply::json(&self.body), self.status).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert("retry-after", seconds.into());
+        }
+        response
+    }
+}
+
+async fn handle<B: Bus, S: StateStore>(
+    ingest: &Ingest<B, S>,
+    request: Request,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
+) -> Response {
+    answer(ingest, request, body).await.into_response()
+}
+
+async fn answer<B: Bus, S: StateStore>(
+    ingest: &Ingest<B, S>,
+    request: Request,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
+) -> Answer {
+    let mut segments = request.tail.split('/').filter(|s| !s.is_empty());
+    let (Some(slug), path_secret, None) = (segments.next(), segments.next(), segments.next()) else {
+        return Answer::error(StatusCode::NOT_FOUND, "not_found", "expected /webhooks/keycrm/{project}[/{secret}]");
+    };
+    if request.method != Method::POST {
+        let mut answer = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks are delivered with POST");
+        answer.body["allow"] = json!("POST");
+        return answer;
+    }
+    let project = match ingest.directory.resolve(&ingest.state, slug).await {
+        Resolved::Active(project) => project,
+        Resolved::Unknown => return Answer::error(StatusCode::NOT_FOUND, "unknown_project", format!("no active project `{slug}`")),
+        Resolved::Unavailable(err) => {
+            tracing::warn!(error = %err, "project lookup failed");
+            return Answer {
+                retry_after: Some(5),
+                ..Answer::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the project directory cannot be read; retry later")
+            };
+        }
+    };
+    let now = now();
+    let counters = &ingest.counters;
+    counters.count(project.id, now, "received", "");
+    let reject = |status: StatusCode, reason: &'static str, message: String| {
+        counters.count(project.id, now, "rejected", reason);
+        Answer::error(status, reason, message)
+    };
+
+    if !project.allowed.is_empty() {
+        let ip = request.remote.map(|a| a.ip());
+        if !ip.is_some_and(|ip| project.allowed.iter().any(|c| c.contains(ip))) {
+            return reject(StatusCode::FORBIDDEN, "forbidden", "this source address may not post webhooks for the project".into());
+        }
+    }
+    let offered = path_secret
+        .map(str::to_string)
+        .or_else(|| query_token(&request.query))
+        .or_else(|| request.headers.get("x-webhook-token").and_then(|v| v.to_str().ok()).map(str::to_string));
+    match offered {
+        Some(secret) if secret::secret_matches(&secret, &project.secret_digest) => {}
+        Some(_) => return reject(StatusCode::UNAUTHORIZED, "unauthorized", "wrong webhook secret".into()),
+        None => {
+            return reject(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing webhook secret: add it as ?token=…, an X-Webhook-Token header or a last path segment".into(),
+            );
+        }
+    }
+    if let Some(content_type) = request.headers.get("content-type") {
+        let json = content_type.to_str().ok().and_then(|v| v.split(';').next()).is_some_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "application/json" || v.ends_with("+json")
+        });
+        if !json {
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "webhooks must be sent as application/json".into(),
+            );
+        }
+    }
+    let limit = ingest.config.max_body_bytes;
+    let declared = request.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes"));
+    }
+    let body = match read_limited(body, limit).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes")),
+        Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("the body could not be read: {err}")),
+    };
+
+    let event = match parse_webhook(&body) {
+        Ok(WebhookOutcome::Status(event)) => event,
+        Ok(WebhookOutcome::Ignored { event }) => {
+            counters.count(project.id, now, "ignored", "");
+            let mut answer = Answer::ok("ignored");
+            answer.body["event"] = json!(event);
+            return answer;
+        }
+        Err(err) => {
+            let reason = if matches!(err, WebhookError::Malformed(_)) { "malformed" } else { "invalid_field" };
+            let mut answer = reject(StatusCode::BAD_REQUEST, reason, err.to_string());
+            if let Some(field) = err.field() {
+                answer.body["field"] = json!(field);
+            }
+            return answer;
+        }
+    };
+
+    let message = StatusMessage::StatusChanged {
+        project_id: project.id,
+        event,
+        received_at: now,
+        payload: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let payload = match serde_json::to_vec(&message) {
+        Ok(p) => p,
+        Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", err.to_string()),
+    };
+    let record = NewRecord {
+        key: order_key(project.id, event.order_id),
+        payload,
+        idempotency_key: Some(status_idempotency_key(project.id, &event)),
+    };
+    match ingest.bus.append(STATUS_EVENTS, vec![record]).await {
+        Ok(outcomes) => match outcomes.first() {
+            Some(AppendOutcome::Appended { .. }) => {
+                counters.count(project.id, now, "accepted", "");
+                Answer::ok("accepted")
+            }
+            Some(AppendOutcome::Duplicate) => {
+                counters.count(project.id, now, "duplicate", "");
+                Answer::ok("duplicate")
+            }
+            None => unavailable(reject, "the bus returned no outcome".into(), 5),
+        },
+        Err(BusError::Overloaded) => {
+            let mut answer = reject(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many webhooks at once; retry shortly".into());
+            answer.retry_after = Some(1);
+            answer
+        }
+        Err(err) => {
+            tracing::warn!(project = %project.slug, error = %err, "webhook not made durable");
+            unavailable(reject, "the event could not be stored; retry later".into(), 5)
+        }
+    }
+}
+
+fn unavailable(reject: impl Fn(StatusCode, &'static str, String) -> Answer, message: String, retry_after: u32) -> Answer {
+    let mut answer = reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    answer.retry_after = Some(retry_after);
+    answer
+}
+
+/// Reads the body, giving up (`None`) as soon as it exceeds `limit`.
+async fn read_limited(
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
+    limit: usize,
+) -> Result<Option<BytesMut>, warp::Error> {
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.remaining() > limit {
+            return Ok(None);
+        }
+        buf.put(chunk);
+    }
+    Ok(Some(buf))
+}
+
+/// `token=` from a raw query string, percent-decoded.
+fn query_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(percent_decode)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The wall clock, read at the edge: when a webhook was received.
+fn now() -> Timestamp {
+    Timestamp::from_micros(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_read_from_the_query_and_percent_decoded() {
+        assert_eq!(query_token("a=1&token=ab%2Fc"), Some("ab/c".into()));
+        assert_eq!(query_token("token=x"), Some("x".into()));
+        assert_eq!(query_token("tok=x"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
