@@ -2,8 +2,14 @@
 //! and webhook counters. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
 //! distributed), one test suite run against both.
 
+mod batch;
+mod columns;
+mod digest;
 pub mod postgres;
 pub mod sqlite;
+
+pub use postgres::PostgresState;
+pub use sqlite::SqliteState;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,1 +1,718 @@
-//! The SQLite adapter (embedded mode). To be implemented.
+//! The SQLite adapter (embedded mode): the state database is one file in the data folder, and
+//! the bus outbox shares its pool.
+//!
+//! Every write transaction takes SQLite's write lock when it begins (`BEGIN IMMEDIATE`), so it
+//! waits for another writer (up to [`BUSY_TIMEOUT`]) rather than failing half-way when its
+//! first write finds the database changed. Batches go in as multi-row statements of at most
+//! [`MAX_ROWS`] rows; [`Repeated`] explains their sizes.
+//!
+//! The processor's commits run on a connection of their own with `synchronous = NORMAL`: in WAL
+//! mode such a commit is not flushed to disk by itself, only by the next flushed commit or
+//! checkpoint, so a power loss may take back the last commits, never half of one. The event
+//! log, derived rows and consumer offsets of a lost commit go together, and the processor reads
+//! the same events again from its offsets (ARCHITECTURE invariant 4). Everything else, the bus
+//! outbox included, keeps `synchronous = FULL`: what ingest acknowledges is on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
+use ksa_schemas::{StatusEvent, Timestamp};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+
+use crate::batch::{self, CommitPlan};
+use crate::columns::{self, STATUS_GROUPS};
+use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
+use crate::{CommitBatch, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount};
+
+/// How long a writer waits for another one to finish.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of a pool made by [`SqliteState::open`]: readers run side by side (WAL), writers
+/// one at a time.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Page cache per connection, in KiB (SQLite's default is 2 MiB).
+const CACHE_KIB: i64 = 32 * 1024;
+
+/// Prepared statements kept per connection: the batch statements come in up to 11 sizes each
+/// (see [`Repeated`]), about a hundred texts in all.
+const STATEMENT_CACHE: usize = 256;
+
+/// Rows a query hands over from SQLite's worker thread at a time (sqlx's default is 50): reads
+/// of a batch's events return thousands.
+const ROW_BUFFER: usize = 1024;
+
+/// The most rows one statement writes or names. A power of two; 1024 rows of the widest
+/// statement (16 columns) bind 16,384 values, half of SQLite's limit of 32,766.
+const MAX_ROWS: usize = 1024;
+
+/// The instant of "now" as the schema's defaults write it: microseconds, to the millisecond.
+macro_rules! now_micros {
+    () => {
+        "CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000"
+    };
+}
+
+// --- SQL ------------------------------------------------------------------------------------
+
+const INSERT_PROJECT: &str = "INSERT INTO projects (slug, name, timezone, webhook_secret_hash, allowed_cidrs) \
+     VALUES (?, ?, ?, ?, ?) RETURNING id";
+
+const SEED_STATUS_GROUPS: &str = "INSERT INTO status_group_dict (project_id, group_id, name, is_terminal) \
+     VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)";
+
+const SELECT_PROJECT_BY_SLUG: &str = "SELECT id, slug, name, timezone, is_active, webhook_secret_hash, allowed_cidrs \
+     FROM projects WHERE slug = ?";
+
+const SELECT_PROJECTS: &str = "SELECT id, slug, name, timezone, is_active, webhook_secret_hash, allowed_cidrs \
+     FROM projects ORDER BY id";
+
+const SELECT_SETTINGS: &str = "SELECT project_id, settings_json, revision FROM project_settings WHERE project_id = ?";
+
+const UPSERT_SETTINGS: &str = concat!(
+    "INSERT INTO project_settings (project_id, settings_json, revision) VALUES (?, ?, ?) \
+     ON CONFLICT (project_id) DO UPDATE SET settings_json = excluded.settings_json, \
+     revision = excluded.revision, updated_at = ",
+    now_micros!()
+);
+
+/// The actor is recorded as the user with that e-mail, or as the system (NULL) when no user
+/// has it: the audit log keeps users by id.
+const INSERT_SETTINGS_AUDIT: &str = "INSERT INTO audit_log (project_id, user_id, action, entity, entity_id, before_json, after_json) \
+     VALUES (?, (SELECT id FROM users WHERE email = lower(?)), 'settings.update', 'project_settings', ?, ?, ?)";
+
+const SELECT_WEBHOOK_COUNTS: &str = "SELECT project_id, hour, outcome, reason, count FROM webhook_counters \
+     WHERE project_id = ? AND hour >= ? AND hour < ? ORDER BY hour, outcome, reason";
+
+const SELECT_CONSUMER_OFFSETS: &str = "SELECT partition_no, next_offset FROM consumer_offsets WHERE consumer_group = ? AND topic = ?";
+
+const SELECT_ORDER_IDS: &str = "SELECT DISTINCT order_id FROM order_status_events \
+     WHERE project_id = ? AND order_id > ? ORDER BY order_id LIMIT ?";
+
+const SELECT_ORDERS_FIRST_PAGE: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, event_count, \
+     settings_revision FROM orders_current WHERE project_id = ? \
+     ORDER BY last_changed_at DESC, order_id DESC LIMIT ?";
+
+const SELECT_ORDERS_AFTER: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, event_count, \
+     settings_revision FROM orders_current WHERE project_id = ? AND (last_changed_at, order_id) < (?, ?) \
+     ORDER BY last_changed_at DESC, order_id DESC LIMIT ?";
+
+const SELECT_DIGEST_ORDERS: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, started_at, \
+     untracked_seconds, delivery_entered_at, cycle_duration_to_delivery, closed_at, cycle_rule_id_applied, urgency, \
+     sla_state, event_count, settings_revision, derived_json FROM orders_current WHERE project_id = ? ORDER BY order_id";
+
+const SELECT_DIGEST_CYCLES: &str = "SELECT order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, is_open \
+     FROM order_cycle_metrics WHERE project_id = ? ORDER BY order_id, cycle_id";
+
+const COUNT_EVENTS: &str = "SELECT count(*) FROM order_status_events WHERE project_id = ?";
+
+static SELECT_EVENTS: Repeated = Repeated::list(
+    "SELECT order_id, status_id, status_group_id, status_changed_at, order_created_at, source \
+     FROM order_status_events WHERE project_id = ? AND order_id IN (",
+    ")",
+);
+
+static INSERT_EVENTS: Repeated = Repeated::rows(
+    "INSERT INTO order_status_events (project_id, order_id, status_id, status_group_id, status_changed_at, \
+     order_created_at, received_at, source, payload) VALUES ",
+    9,
+    " ON CONFLICT (project_id, order_id, status_changed_at, status_id) DO NOTHING",
+);
+
+/// Writes a row only over one of a lower or equal version, and names the rows it wrote.
+static UPSERT_ORDERS: Repeated = Repeated::rows(
+    "INSERT INTO orders_current (project_id, order_id, current_status_id, last_status_group_id, last_changed_at, \
+     started_at, untracked_seconds, delivery_entered_at, cycle_duration_to_delivery, closed_at, cycle_rule_id_applied, \
+     urgency, sla_state, event_count, settings_revision, derived_json) VALUES ",
+    16,
+    concat!(
+        " ON CONFLICT (project_id, order_id) DO UPDATE SET current_status_id = excluded.current_status_id, \
+         last_status_group_id = excluded.last_status_group_id, last_changed_at = excluded.last_changed_at, \
+         started_at = excluded.started_at, untracked_seconds = excluded.untracked_seconds, \
+         delivery_entered_at = excluded.delivery_entered_at, \
+         cycle_duration_to_delivery = excluded.cycle_duration_to_delivery, closed_at = excluded.closed_at, \
+         cycle_rule_id_applied = excluded.cycle_rule_id_applied, urgency = excluded.urgency, \
+         sla_state = excluded.sla_state, event_count = excluded.event_count, \
+         settings_revision = excluded.settings_revision, derived_json = excluded.derived_json, updated_at = ",
+        now_micros!(),
+        " WHERE excluded.settings_revision > orders_current.settings_revision \
+         OR (excluded.settings_revision = orders_current.settings_revision \
+         AND excluded.event_count >= orders_current.event_count) \
+         RETURNING project_id, order_id"
+    ),
+);
+
+static DELETE_GROUP_TOTALS: Repeated = Repeated::list("DELETE FROM order_group_totals WHERE project_id = ? AND order_id IN (", ")");
+
+static DELETE_CYCLES: Repeated = Repeated::list("DELETE FROM order_cycle_metrics WHERE project_id = ? AND order_id IN (", ")");
+
+static INSERT_GROUP_TOTALS: Repeated = Repeated::rows(
+    "INSERT INTO order_group_totals (project_id, order_id, group_id, wall_seconds, working_seconds, visits, sla_state) VALUES ",
+    7,
+    "",
+);
+
+static INSERT_CYCLES: Repeated = Repeated::rows(
+    "INSERT INTO order_cycle_metrics (project_id, order_id, cycle_id, started_at, ended_at, wall_seconds, \
+     working_seconds, is_open) VALUES ",
+    8,
+    "",
+);
+
+static UPSERT_OFFSETS: Repeated = Repeated::rows(
+    "INSERT INTO consumer_offsets (consumer_group, topic, partition_no, next_offset) VALUES ",
+    4,
+    concat!(
+        " ON CONFLICT (consumer_group, topic, partition_no) DO UPDATE SET next_offset = excluded.next_offset, updated_at = ",
+        now_micros!()
+    ),
+);
+
+static ADD_WEBHOOK_COUNTS: Repeated = Repeated::rows(
+    "INSERT INTO webhook_counters (project_id, hour, outcome, reason, count) VALUES ",
+    5,
+    " ON CONFLICT (project_id, hour, outcome, reason) DO UPDATE SET count = webhook_counters.count + excluded.count",
+);
+
+// --- the store ------------------------------------------------------------------------------
+
+/// The state in a SQLite database.
+#[derive(Clone, Debug)]
+pub struct SqliteState {
+    pool: SqlitePool,
+    /// Where [`StateStore::commit`] runs: one connection with `synchronous = NORMAL` (see the
+    /// module's documentation), or `pool` itself for a store made [`SqliteState::from_pool`].
+    committer: SqlitePool,
+}
+
+impl SqliteState {
+    /// Opens the database at a path or `sqlite:` URL, creating the file and its folders, in
+    /// WAL mode with foreign keys enforced, and brings its schema up to date.
+    ///
+    /// An in-memory database (`sqlite::memory:`, for tests) lives as long as the store: its
+    /// connections are kept open, and commits share them.
+    pub async fn open(path_or_url: &str) -> Result<Self, StateError> {
+        if path_or_url.trim().is_empty() {
+            return Err(sqlx::Error::Configuration("the SQLite database path is empty".into()).into());
+        }
+        let in_memory = path_or_url.contains(":memory:") || path_or_url.contains("mode=memory");
+        let options = if path_or_url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(path_or_url)?
+        } else {
+            SqliteConnectOptions::new().filename(path_or_url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", format!("-{CACHE_KIB}"))
+            .statement_cache_capacity(STATEMENT_CACHE)
+            .row_buffer_size(ROW_BUFFER);
+        if !in_memory {
+            create_parent_dir(options.get_filename())?;
+        }
+        let mut pool_options = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS);
+        if in_memory {
+            pool_options = pool_options.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool_options.connect_with(options.clone().synchronous(SqliteSynchronous::Full)).await?;
+        ksa_migrations::migrate_sqlite(&pool).await?;
+        let committer = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
+        };
+        Ok(SqliteState { pool, committer })
+    }
+
+    /// A store over a pool whose schema is already up to date (`migrate_sqlite`). The pool's
+    /// connections should enforce foreign keys and wait for the write lock (`busy_timeout`).
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        SqliteState { committer: pool.clone(), pool }
+    }
+
+    /// The pool, for the bus outbox that lives in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn create_parent_dir(file: &Path) -> Result<(), StateError> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|error| {
+            sqlx::Error::Configuration(format!("cannot create the folder `{}` for the SQLite database: {error}", dir.display()).into())
+                .into()
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl StateStore for SqliteState {
+    async fn create_project(&self, project: NewProject) -> Result<Project, StateError> {
+        let allowed_cidrs = columns::join_cidrs(&project.allowed_cidrs);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query_scalar::<_, i64>(INSERT_PROJECT)
+            .bind(&project.slug)
+            .bind(&project.name)
+            .bind(&project.timezone)
+            .bind(&project.webhook_secret_hash)
+            .bind(&allowed_cidrs)
+            .fetch_one(&mut *tx)
+            .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(error) if is_unique_violation(&error) => return Err(StateError::SlugTaken(project.slug)),
+            Err(error) => return Err(error.into()),
+        };
+        let mut seed = sqlx::query(SEED_STATUS_GROUPS);
+        for (group_id, name, is_terminal) in STATUS_GROUPS {
+            seed = seed.bind(id).bind(group_id).bind(name).bind(is_terminal);
+        }
+        seed.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Project {
+            id,
+            slug: project.slug,
+            name: project.name,
+            timezone: project.timezone,
+            is_active: true,
+            webhook_secret_hash: project.webhook_secret_hash,
+            allowed_cidrs: columns::split_cidrs(&allowed_cidrs),
+        })
+    }
+
+    async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>, StateError> {
+        let row = sqlx::query(SELECT_PROJECT_BY_SLUG).bind(slug).fetch_optional(&self.pool).await?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn projects(&self) -> Result<Vec<Project>, StateError> {
+        let rows = sqlx::query(SELECT_PROJECTS).fetch_all(&self.pool).await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    async fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> Result<i64, StateError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let before: Option<(i64, String, i64)> = sqlx::query_as(SELECT_SETTINGS).bind(project_id).fetch_optional(&mut *tx).await?;
+        let revision = before.as_ref().map_or(1, |(_, _, revision)| revision + 1);
+        sqlx::query(UPSERT_SETTINGS).bind(project_id).bind(document).bind(revision).execute(&mut *tx).await?;
+        sqlx::query(INSERT_SETTINGS_AUDIT)
+            .bind(project_id)
+            .bind(actor)
+            .bind(project_id.to_string())
+            .bind(before.map(|(_, document, _)| document))
+            .bind(document)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    async fn settings(&self, project_id: i64) -> Result<Option<SettingsRecord>, StateError> {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(SELECT_SETTINGS).bind(project_id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|(project_id, document, revision)| SettingsRecord { project_id, document, revision }))
+    }
+
+    async fn add_webhook_counts(&self, counts: &[WebhookCount]) -> Result<(), StateError> {
+        let counts = columns::summed_webhook_counts(counts);
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        write_rows(&mut tx, &ADD_WEBHOOK_COUNTS, &counts, bind_webhook_count).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn webhook_counts(&self, project_id: i64, from: Timestamp, to: Timestamp) -> Result<Vec<WebhookCount>, StateError> {
+        let rows: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(SELECT_WEBHOOK_COUNTS)
+            .bind(project_id)
+            .bind(from.as_micros())
+            .bind(to.as_micros())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(project_id, hour, outcome, reason, count)| WebhookCount {
+                project_id,
+                hour: Timestamp::from_micros(hour),
+                outcome,
+                reason,
+                count,
+            })
+            .collect())
+    }
+
+    async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(SELECT_CONSUMER_OFFSETS).bind(group).bind(topic).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(partition, next_offset)| {
+                let partition = u32::try_from(partition)
+                    .map_err(|_| StateError::Corrupt(format!("consumer offset partition {partition} is out of range")))?;
+                Ok((partition, next_offset))
+            })
+            .collect()
+    }
+
+    async fn order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {
+        let mut ids = order_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut events: HashMap<i64, Vec<StatusEvent>> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_ROWS) {
+            let padded = chunk.len().next_power_of_two();
+            let mut query = sqlx::query(SELECT_EVENTS.text(padded)).bind(project_id);
+            for index in 0..padded {
+                // Repeating the last id fills the list up to its cached size.
+                query = query.bind(chunk[index.min(chunk.len() - 1)]);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let event = event_from_row(&row)?;
+                events.entry(event.order_id).or_default().push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<(), StateError> {
+        if batch.events.is_empty() && batch.orders.is_empty() && batch.offsets.is_empty() {
+            return Ok(());
+        }
+        let plan = CommitPlan::new(&batch);
+        let mut tx = self.committer.begin_with("BEGIN IMMEDIATE").await?;
+        write_rows(&mut tx, &INSERT_EVENTS, plan.events, bind_event).await?;
+
+        let mut written_keys = HashSet::with_capacity(plan.orders.len());
+        for range in chunks(plan.orders.len()) {
+            let mut query = sqlx::query(UPSERT_ORDERS.text(range.len()));
+            for order in &plan.orders[range] {
+                query = bind_order(query, order);
+            }
+            let keys: Vec<(i64, i64)> = query.try_map(|row: SqliteRow| Ok((row.try_get(0)?, row.try_get(1)?))).fetch_all(&mut *tx).await?;
+            written_keys.extend(keys);
+        }
+        let written = plan.written(&written_keys);
+        for (project_id, order_ids) in batch::order_ids_by_project(&written) {
+            delete_orders_rows(&mut tx, &DELETE_GROUP_TOTALS, project_id, &order_ids).await?;
+            delete_orders_rows(&mut tx, &DELETE_CYCLES, project_id, &order_ids).await?;
+        }
+        write_rows(&mut tx, &INSERT_GROUP_TOTALS, &batch::group_totals(&written), bind_group_total).await?;
+        write_rows(&mut tx, &INSERT_CYCLES, &batch::cycles(&written), bind_cycle).await?;
+        write_rows(&mut tx, &UPSERT_OFFSETS, &plan.offsets, bind_offset).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn order_ids(&self, project_id: i64, after: i64, limit: u32) -> Result<Vec<i64>, StateError> {
+        Ok(sqlx::query_scalar(SELECT_ORDER_IDS).bind(project_id).bind(after).bind(i64::from(limit)).fetch_all(&self.pool).await?)
+    }
+
+    async fn list_orders(&self, project_id: i64, limit: u32, after: Option<(Timestamp, i64)>) -> Result<Vec<OrderSummary>, StateError> {
+        let query = match after {
+            None => sqlx::query(SELECT_ORDERS_FIRST_PAGE).bind(project_id),
+            Some((last_changed_at, order_id)) => {
+                sqlx::query(SELECT_ORDERS_AFTER).bind(project_id).bind(last_changed_at.as_micros()).bind(order_id)
+            }
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrderSummary {
+                    order_id: row.try_get("order_id")?,
+                    current_status_id: row.try_get("current_status_id")?,
+                    current_group_id: columns::group_id(row.try_get("last_status_group_id")?, "last_status_group_id")?,
+                    last_changed_at: Timestamp::from_micros(row.try_get("last_changed_at")?),
+                    event_count: columns::count(row.try_get("event_count")?, "event_count")?,
+                    settings_revision: row.try_get("settings_revision")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn derived_digest(&self, project_id: i64) -> Result<String, StateError> {
+        // One read transaction: both tables from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let mut digest = DerivedDigest::new();
+        {
+            let mut rows = sqlx::query(SELECT_DIGEST_ORDERS).bind(project_id).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                digest.order(&DigestOrder {
+                    order_id: row.try_get("order_id")?,
+                    current_status_id: row.try_get("current_status_id")?,
+                    last_status_group_id: row.try_get("last_status_group_id")?,
+                    last_changed_at: row.try_get("last_changed_at")?,
+                    started_at: row.try_get("started_at")?,
+                    untracked_seconds: row.try_get("untracked_seconds")?,
+                    delivery_entered_at: row.try_get("delivery_entered_at")?,
+                    cycle_duration_to_delivery: row.try_get("cycle_duration_to_delivery")?,
+                    closed_at: row.try_get("closed_at")?,
+                    cycle_rule_id_applied: row.try_get("cycle_rule_id_applied")?,
+                    urgency: row.try_get("urgency")?,
+                    sla_state: row.try_get("sla_state")?,
+                    event_count: row.try_get("event_count")?,
+                    settings_revision: row.try_get("settings_revision")?,
+                    derived_json: row.try_get("derived_json")?,
+                })?;
+            }
+        }
+        {
+            let mut rows = sqlx::query(SELECT_DIGEST_CYCLES).bind(project_id).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                digest.cycle(&DigestCycle {
+                    order_id: row.try_get("order_id")?,
+                    cycle_id: row.try_get("cycle_id")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
+                    wall_seconds: row.try_get("wall_seconds")?,
+                    working_seconds: row.try_get("working_seconds")?,
+                    is_open: row.try_get::<i64, _>("is_open")? != 0,
+                });
+            }
+        }
+        tx.rollback().await?;
+        Ok(digest.finish())
+    }
+
+    async fn event_count(&self, project_id: i64) -> Result<u64, StateError> {
+        let count: i64 = sqlx::query_scalar(COUNT_EVENTS).bind(project_id).fetch_one(&self.pool).await?;
+        u64::try_from(count).map_err(|_| StateError::Corrupt(format!("event count {count} is negative")))
+    }
+}
+
+// --- rows -----------------------------------------------------------------------------------
+
+fn project_from_row(row: &SqliteRow) -> Result<Project, StateError> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        timezone: row.try_get("timezone")?,
+        is_active: row.try_get::<i64, _>("is_active")? != 0,
+        webhook_secret_hash: row.try_get::<Option<String>, _>("webhook_secret_hash")?.unwrap_or_default(),
+        allowed_cidrs: columns::split_cidrs(&row.try_get::<String, _>("allowed_cidrs")?),
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<StatusEvent, StateError> {
+    Ok(StatusEvent {
+        order_id: row.try_get("order_id")?,
+        status_id: row.try_get("status_id")?,
+        group_id: columns::group_id(row.try_get("status_group_id")?, "status_group_id")?,
+        changed_at: Timestamp::from_micros(row.try_get("status_changed_at")?),
+        order_created_at: Timestamp::from_micros(row.try_get("order_created_at")?),
+        source: columns::parse_source(row.try_get("source")?)?,
+    })
+}
+
+type SqliteQuery = Query<'static, Sqlite, SqliteArguments>;
+
+fn bind_event(query: SqliteQuery, stored: &StoredEvent) -> SqliteQuery {
+    let event = &stored.event;
+    query
+        .bind(stored.project_id)
+        .bind(event.order_id)
+        .bind(event.status_id)
+        .bind(i64::from(event.group_id))
+        .bind(event.changed_at.as_micros())
+        .bind(event.order_created_at.as_micros())
+        .bind(stored.received_at.as_micros())
+        .bind(columns::source_name(event.source))
+        .bind(stored.payload.clone())
+}
+
+fn bind_order(query: SqliteQuery, order: &DerivedOrder) -> SqliteQuery {
+    query
+        .bind(order.project_id)
+        .bind(order.order_id)
+        .bind(order.current_status_id)
+        .bind(i64::from(order.current_group_id))
+        .bind(order.last_changed_at.as_micros())
+        .bind(order.started_at.as_micros())
+        .bind(order.untracked_seconds)
+        .bind(order.delivery_entered_at.map(Timestamp::as_micros))
+        .bind(order.cycle_duration_to_delivery)
+        .bind(order.closed_at.map(Timestamp::as_micros))
+        .bind(order.cycle_rule_id_applied.map(i64::from))
+        .bind(order.urgency.clone())
+        .bind(order.sla_state.clone())
+        .bind(i64::from(order.event_count))
+        .bind(order.settings_revision)
+        .bind(order.derived_json.clone())
+}
+
+fn bind_group_total(query: SqliteQuery, (project_id, order_id, total): &(i64, i64, &GroupTotalRow)) -> SqliteQuery {
+    query
+        .bind(*project_id)
+        .bind(*order_id)
+        .bind(i64::from(total.group_id))
+        .bind(total.wall_seconds)
+        .bind(total.working_seconds)
+        .bind(i64::from(total.visits))
+        .bind(total.sla_state.clone())
+}
+
+fn bind_cycle(query: SqliteQuery, (project_id, order_id, cycle): &(i64, i64, &CycleRow)) -> SqliteQuery {
+    query
+        .bind(*project_id)
+        .bind(*order_id)
+        .bind(i64::from(cycle.cycle_id))
+        .bind(cycle.started_at.as_micros())
+        .bind(cycle.ended_at.map(Timestamp::as_micros))
+        .bind(cycle.wall_seconds)
+        .bind(cycle.working_seconds)
+        .bind(cycle.is_open)
+}
+
+fn bind_offset(query: SqliteQuery, offset: &&ConsumerOffset) -> SqliteQuery {
+    query.bind(offset.group.clone()).bind(offset.topic.clone()).bind(i64::from(offset.partition)).bind(offset.next_offset)
+}
+
+fn bind_webhook_count(query: SqliteQuery, count: &WebhookCount) -> SqliteQuery {
+    query.bind(count.project_id).bind(count.hour.as_micros()).bind(count.outcome.clone()).bind(count.reason.clone()).bind(count.count)
+}
+
+/// Writes `items` with `statement`, [`MAX_ROWS`] at a time.
+async fn write_rows<T: Sync>(
+    conn: &mut SqliteConnection,
+    statement: &'static Repeated,
+    items: &[T],
+    bind: fn(SqliteQuery, &T) -> SqliteQuery,
+) -> Result<(), sqlx::Error> {
+    for range in chunks(items.len()) {
+        let mut query = sqlx::query(statement.text(range.len()));
+        for item in &items[range] {
+            query = bind(query, item);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows of `order_ids` of one project with `statement` (a [`Repeated::list`]).
+async fn delete_orders_rows(
+    conn: &mut SqliteConnection,
+    statement: &'static Repeated,
+    project_id: i64,
+    order_ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    for chunk in order_ids.chunks(MAX_ROWS) {
+        let padded = chunk.len().next_power_of_two();
+        let mut query = sqlx::query(statement.text(padded)).bind(project_id);
+        for index in 0..padded {
+            query = query.bind(chunk[index.min(chunk.len() - 1)]);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
+// --- multi-row statements -------------------------------------------------------------------
+
+/// A statement that repeats a group of placeholders: `head (?, ?), (?, ?) tail` for rows, or
+/// `head ?, ? tail` for a list of ids.
+///
+/// Each connection caches its prepared statements by text, so the number of texts is kept
+/// small: they come only in power-of-two sizes up to [`MAX_ROWS`] (11 texts per statement). Rows
+/// go in as full chunks and then the rest split by its binary digits (1000 rows: 512, 256,
+/// 128, 64, 32, 8); an id list is padded up to the next power of two by repeating an id.
+struct Repeated {
+    head: &'static str,
+    /// Columns per row; 0 for a list of single placeholders.
+    columns: usize,
+    tail: &'static str,
+    texts: OnceLock<Vec<String>>,
+}
+
+impl Repeated {
+    const fn rows(head: &'static str, columns: usize, tail: &'static str) -> Self {
+        Repeated { head, columns, tail, texts: OnceLock::new() }
+    }
+
+    const fn list(head: &'static str, tail: &'static str) -> Self {
+        Repeated { head, columns: 0, tail, texts: OnceLock::new() }
+    }
+
+    /// The text for `count` rows or ids; `count` is a power of two up to [`MAX_ROWS`].
+    fn text(&'static self, count: usize) -> &'static str {
+        debug_assert!(count.is_power_of_two() && count <= MAX_ROWS, "{count} rows");
+        let texts = self.texts.get_or_init(|| (0..=MAX_ROWS.trailing_zeros()).map(|power| self.build(1 << power)).collect());
+        &texts[count.trailing_zeros() as usize]
+    }
+
+    fn build(&self, count: usize) -> String {
+        let group = if self.columns == 0 { "?".to_owned() } else { format!("({})", vec!["?"; self.columns].join(", ")) };
+        let mut text = String::with_capacity(self.head.len() + count * (group.len() + 2) + self.tail.len());
+        text.push_str(self.head);
+        for i in 0..count {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&group);
+        }
+        text.push_str(self.tail);
+        text
+    }
+}
+
+/// `0..n` cut into ranges whose lengths are powers of two no longer than [`MAX_ROWS`]: full
+/// chunks first, then the rest by its binary digits, largest first.
+fn chunks(n: usize) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while n - start >= MAX_ROWS {
+        ranges.push(start..start + MAX_ROWS);
+        start += MAX_ROWS;
+    }
+    let mut size = MAX_ROWS / 2;
+    while size > 0 {
+        if (n - start) & size != 0 {
+            ranges.push(start..start + size);
+            start += size;
+        }
+        size /= 2;
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_row_once_in_power_of_two_sizes() {
+        for n in [0, 1, 2, 3, 1000, 1023, 1024, 1025, 5000, 10_000] {
+            let ranges = chunks(n);
+            let mut next = 0;
+            for range in &ranges {
+                assert_eq!(range.start, next, "{n}: {ranges:?}");
+                assert!(range.len().is_power_of_two() && range.len() <= MAX_ROWS, "{n}: {ranges:?}");
+                next = range.end;
+            }
+            assert_eq!(next, n);
+        }
+        assert_eq!(chunks(5000).iter().map(|r| r.len()).collect::<Vec<_>>(), vec![1024, 1024, 1024, 1024, 512, 256, 128, 8]);
+    }
+
+    #[test]
+    fn repeated_statements_have_one_placeholder_per_value() {
+        static ROWS: Repeated = Repeated::rows("INSERT INTO t (a, b) VALUES ", 2, " ON CONFLICT DO NOTHING");
+        static LIST: Repeated = Repeated::list("SELECT a FROM t WHERE a IN (", ")");
+        assert_eq!(ROWS.text(2), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING");
+        assert_eq!(LIST.text(4), "SELECT a FROM t WHERE a IN (?, ?, ?, ?)");
+        assert_eq!(UPSERT_ORDERS.text(MAX_ROWS).matches('?').count(), 16 * MAX_ROWS);
+        assert!(UPSERT_ORDERS.text(MAX_ROWS).matches('?').count() <= 32_766);
+    }
+}

@@ -1,0 +1,94 @@
+//! Values as both stores keep them in columns: event sources as text, CIDR lists joined by
+//! commas, narrow integers widened to 64 bits, and the status groups every project starts with.
+
+use std::collections::BTreeMap;
+
+use ksa_schemas::EventSource;
+
+use crate::{StateError, WebhookCount};
+
+/// KeyCRM's six status groups as a new project gets them: `(group_id, name, is_terminal)`.
+/// Completed and canceled stop the clock (DOMAIN.md, "Status group").
+pub(crate) const STATUS_GROUPS: [(i64, &str, bool); 6] = [
+    (1, "Новий", false),
+    (2, "Погодження", false),
+    (3, "Виробництво", false),
+    (4, "Доставка", false),
+    (5, "Виконано", true),
+    (6, "Скасовано", true),
+];
+
+pub(crate) fn source_name(source: EventSource) -> &'static str {
+    match source {
+        EventSource::Webhook => "webhook",
+        EventSource::Backfilled => "backfilled",
+        EventSource::Reconciled => "reconciled",
+    }
+}
+
+pub(crate) fn parse_source(name: &str) -> Result<EventSource, StateError> {
+    match name {
+        "webhook" => Ok(EventSource::Webhook),
+        "backfilled" => Ok(EventSource::Backfilled),
+        "reconciled" => Ok(EventSource::Reconciled),
+        other => Err(StateError::Corrupt(format!("event source `{other}` is not webhook, backfilled or reconciled"))),
+    }
+}
+
+pub(crate) fn join_cidrs(cidrs: &[String]) -> String {
+    cidrs.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(",")
+}
+
+pub(crate) fn split_cidrs(joined: &str) -> Vec<String> {
+    joined.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
+}
+
+/// A status group id read back from a 64-bit column.
+pub(crate) fn group_id(value: i64, column: &str) -> Result<u16, StateError> {
+    u16::try_from(value).map_err(|_| StateError::Corrupt(format!("{column} {value} is not a status group id")))
+}
+
+/// A count read back from a 64-bit column.
+pub(crate) fn count(value: i64, column: &str) -> Result<u32, StateError> {
+    u32::try_from(value).map_err(|_| StateError::Corrupt(format!("{column} {value} is out of range")))
+}
+
+/// Webhook counts with the same key summed into one, so that one statement adds each key once
+/// (PostgreSQL refuses an upsert that touches a row twice).
+pub(crate) fn summed_webhook_counts(counts: &[WebhookCount]) -> Vec<WebhookCount> {
+    let mut sums: BTreeMap<(i64, i64, &str, &str), i64> = BTreeMap::new();
+    for count in counts {
+        *sums.entry((count.project_id, count.hour.as_micros(), &count.outcome, &count.reason)).or_default() += count.count;
+    }
+    sums.into_iter()
+        .map(|((project_id, hour, outcome, reason), count)| WebhookCount {
+            project_id,
+            hour: ksa_schemas::Timestamp::from_micros(hour),
+            outcome: outcome.to_owned(),
+            reason: reason.to_owned(),
+            count,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_survive_joining_and_splitting_without_blanks() {
+        let cidrs = vec!["10.0.0.0/8".to_owned(), " 192.168.1.0/24 ".to_owned(), String::new()];
+        let joined = join_cidrs(&cidrs);
+        assert_eq!(joined, "10.0.0.0/8,192.168.1.0/24");
+        assert_eq!(split_cidrs(&joined), vec!["10.0.0.0/8", "192.168.1.0/24"]);
+        assert!(split_cidrs("").is_empty());
+    }
+
+    #[test]
+    fn every_source_reads_back_as_itself() {
+        for source in [EventSource::Webhook, EventSource::Backfilled, EventSource::Reconciled] {
+            assert_eq!(parse_source(source_name(source)).ok(), Some(source));
+        }
+        assert!(parse_source("email").is_err());
+    }
+}
