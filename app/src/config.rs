@@ -17,7 +17,41 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub server: ServerConfig,
+    pub bus: BusConfig,
+    pub processor: ProcessorSection,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// Partitions per topic. One process (embedded) gains nothing from more than one.
+    pub partitions: u32,
+    /// Webhooks waiting to be made durable before new ones get 503.
+    pub queue_capacity: usize,
+    /// Hours consumed records stay in the outbox.
+    pub retention_hours: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { partitions: 1, queue_capacity: 4096, retention_hours: 24 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorSection {
+    /// Records per micro-batch.
+    pub batch_records: usize,
+    /// Orders whose events stay cached between batches.
+    pub cache_orders: usize,
+}
+
+impl Default for ProcessorSection {
+    fn default() -> Self {
+        ProcessorSection { batch_records: 5000, cache_orders: 200_000 }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +90,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database: DatabaseConfig::default(),
             server: ServerConfig::default(),
+            bus: BusConfig::default(),
+            processor: ProcessorSection::default(),
             log: LogConfig::default(),
         }
     }

@@ -1,4 +1,11 @@
-//! The `keycrm-analytics` binary's parts: layered configuration and the offline analyzer.
+//! The `keycrm-analytics` binary's parts: layered configuration, the offline analyzer, the
+//! all-in-one server and project administration.
 
 pub mod analyzer;
 pub mod config;
+pub mod projects;
+pub mod redact;
+pub mod serve;
+pub mod simulate;
+pub mod stores;
+pub mod traffic;

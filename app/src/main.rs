@@ -8,6 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ksa_app::analyzer::{AnalyzeOptions, analyze};
 use ksa_app::config::{Config, LogFormat};
+use ksa_app::projects::{self, AddProject};
+use ksa_app::redact::redact;
+use ksa_app::stores::open_state;
+use ksa_app::with_state;
 use ksa_schemas::Timestamp;
 
 #[derive(Parser)]
@@ -25,6 +29,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run ingest, processor and the read API in one process (embedded defaults: SQLite in the
+    /// data dir, listening on 127.0.0.1:8080).
+    Run {
+        /// Address to listen on; overrides server.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage projects (CRM accounts).
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Generate realistic, seeded KeyCRM traffic: write it as JSON Lines or post it to a server.
+    Simulate {
+        /// A project: SLUG (to write files) or SLUG=SECRET (to post). Repeatable.
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+        /// Orders per project.
+        #[arg(long, default_value_t = 1000)]
+        orders: u64,
+        /// Orders are created over this many days.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        /// The same seed gives the same traffic.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// First day of the traffic (UTC); the default crosses the March DST change.
+        #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+        start: String,
+        /// Write DIR/{slug}.jsonl.
+        #[arg(long, conflicts_with = "post")]
+        out: Option<PathBuf>,
+        /// Post to this server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        post: Option<String>,
+        /// Requests in flight when posting.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Print the version.
     Version,
     /// Create or update the state database schema (SQLite file by default, or a postgres:// URL).
@@ -57,6 +98,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its webhook URL with its secret (shown only once).
+    Add {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        /// IANA time zone of the account's calendars.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Accept webhooks only from this address or CIDR (repeatable).
+        #[arg(long)]
+        allow: Vec<String>,
+    },
+    /// List projects and their webhook URLs (without secrets).
+    List,
+    /// Store a new settings document (docs/settings.md) for a project.
+    Settings {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -75,6 +142,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     init_logging(&config);
     match cli.command {
+        Command::Run { listen } => {
+            let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let (stop, shutdown) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("stopping: finishing the batch in flight");
+                    let _ = stop.send(true);
+                });
+                ksa_app::serve::run(&config, &listen, shutdown, |addr| eprintln!("keycrm-analytics listening on http://{addr}")).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Project(command) => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let base_url = format!("http://{}", config.server.listen);
+            let mut out = std::io::stdout();
+            runtime.block_on(async {
+                let state = open_state(&config).await?;
+                with_state!(state, state => match command {
+                    ProjectCommand::Add { slug, name, timezone, allow } => {
+                        projects::add(&state, AddProject { slug, name, timezone, allow }, &base_url, &mut out).await
+                    }
+                    ProjectCommand::List => projects::list(&state, &base_url, &mut out).await,
+                    ProjectCommand::Settings { slug, file } => projects::put_settings(&state, &slug, &file, &mut out).await,
+                })
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate { projects, orders, days, seed, start, out, post, concurrency } => {
+            use ksa_app::simulate::{SimulateOptions, Target, simulate};
+            let start = Timestamp::parse(&start).with_context(|| format!("--start: {start:?} is not an RFC 3339 time"))?;
+            let target = match (out, post) {
+                (Some(dir), None) => Target::Files(dir),
+                (None, Some(base_url)) => Target::Post { base_url, concurrency },
+                _ => anyhow::bail!("give --out DIR or --post URL"),
+            };
+            let projects = projects
+                .into_iter()
+                .map(|p| match p.split_once('=') {
+                    Some((slug, secret)) => (slug.to_string(), Some(secret.to_string())),
+                    None => (p, None),
+                })
+                .collect();
+            let options = SimulateOptions { projects, orders, days, seed, start, target, progress: std::io::stderr().is_terminal() };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(simulate(options, &mut std::io::stdout()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("keycrm-analytics {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -117,29 +236,25 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// A database URL without its password, given as `user:password@` or as a `password=`
-/// parameter, for messages.
-fn redact(url: &str) -> String {
-    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
-    let mut redacted = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &base[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
-                None => base.to_string(),
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => base.to_string(),
-    };
-    if let Some(parameters) = query.strip_prefix('?') {
-        let parameters: Vec<String> = parameters
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        redacted = format!("{redacted}?{}", parameters.join("&"));
     }
-    redacted
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -16,6 +16,8 @@ pub struct TrafficSpec {
     pub duplicate_share: f64,
     /// Share of deliveries that arrive after later events.
     pub late_share: f64,
+    /// Which simulated account this is: its status ids and order ids differ from the others'.
+    pub project_index: u32,
 }
 
 impl Default for TrafficSpec {
@@ -28,6 +30,7 @@ impl Default for TrafficSpec {
             seed: 7,
             duplicate_share: 0.05,
             late_share: 0.05,
+            project_index: 0,
         }
     }
 }
@@ -111,14 +114,16 @@ fn order_path(rng: &mut Rng) -> Vec<(i64, u16)> {
 
 /// Every status change, in the order KeyCRM would send them (by time), before delivery noise.
 pub fn status_changes(spec: &TrafficSpec) -> Vec<GeneratedEvent> {
-    let mut rng = Rng::new(spec.seed);
+    let mut rng = Rng::new(spec.seed ^ (u64::from(spec.project_index) << 32));
     let span = i64::from(spec.days) * 24 * 60;
     let mut events = Vec::with_capacity(spec.orders as usize * 8);
     for n in 0..spec.orders {
-        let order_id = 10_000 + n as i64;
+        let order_id = 10_000 + i64::from(spec.project_index) * 10_000_000 + n as i64;
+        let status_base = i64::from(spec.project_index) * 100;
         let created_at = Timestamp::from_micros(spec.start.as_micros() + rng.below(span as u64) as i64 * MINUTE);
         let mut at = created_at.as_micros() + rng.below(120) as i64 * MINUTE;
         for (status_id, group_id) in order_path(&mut rng) {
+            let status_id = status_base + status_id;
             events.push(GeneratedEvent { order_id, status_id, group_id, changed_at: Timestamp::from_micros(at), created_at });
             // 10 minutes to about two days per status, skewed short.
             let minutes = 10 + rng.below(60) * rng.below(48);

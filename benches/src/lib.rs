@@ -1,3 +1,4 @@
-//! Benchmarks of the domain core and the generated traffic that pipeline benchmarks replay.
+//! Benchmarks of the domain core and the pipeline; the traffic they replay comes from the
+//! binary's own generator.
 
-pub mod traffic;
+pub use ksa_app::traffic;

@@ -1,0 +1,107 @@
+//! `keycrm-analytics run`: ingest, processor and read API in one process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use ksa_bus::outbox::{PostgresOutbox, SqliteOutbox};
+use ksa_bus::{Bus, OutboxConfig};
+use ksa_ingest::{Ingest, IngestConfig};
+use ksa_processor::{Processor, ProcessorConfig};
+use ksa_query_api::QueryApi;
+use ksa_schemas::bus::{ENRICH_REQUESTS, ORDER_UPDATES, STATUS_EVENTS};
+use ksa_state::StateStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use warp::Filter;
+
+use crate::config::Config;
+use crate::stores::{AnyState, open_state};
+
+pub const TOPICS: [&str; 3] = [STATUS_EVENTS, ORDER_UPDATES, ENRICH_REQUESTS];
+
+/// Opens the configured state database and its outbox bus, binds `listen`, and serves until
+/// `shutdown` turns true. `on_listening` is told the bound address (port 0 picks one).
+pub async fn run(
+    config: &Config,
+    listen: &str,
+    shutdown: watch::Receiver<bool>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let outbox = OutboxConfig {
+        partitions: config.bus.partitions.max(1),
+        queue_capacity: config.bus.queue_capacity.max(1),
+        ..OutboxConfig::default()
+    };
+    match open_state(config).await? {
+        AnyState::Sqlite(state) => {
+            let bus = SqliteOutbox::start(state.pool().clone(), &TOPICS, outbox).await.context("starting the outbox bus")?;
+            serve(config, bus, state, listener, addr, shutdown, on_listening).await
+        }
+        AnyState::Postgres(state) => {
+            let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox).await.context("starting the outbox bus")?;
+            serve(config, bus, state, listener, addr, shutdown, on_listening).await
+        }
+    }
+}
+
+async fn serve<B: Bus, S: StateStore>(
+    config: &Config,
+    bus: B,
+    state: S,
+    listener: TcpListener,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let ingest = Ingest::new(bus.clone(), state.clone(), IngestConfig::default());
+    let api = QueryApi::new(state.clone());
+    let routes = ksa_ingest::routes(ingest.clone()).or(ksa_query_api::routes(api)).unify().recover(ksa_query_api::not_found);
+
+    let processor_config = ProcessorConfig {
+        batch_records: config.processor.batch_records.max(1),
+        cache_orders: config.processor.cache_orders.max(1),
+        retention: Duration::from_secs(config.bus.retention_hours * 3600),
+        ..ProcessorConfig::default()
+    };
+    let processor = Processor::new(bus.clone(), state.clone(), processor_config, None).await.context("starting the processor")?;
+
+    let mut server_stop = shutdown.clone();
+    let server = tokio::spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .run(),
+    );
+    tracing::info!(%addr, "listening");
+    for project in state.projects().await? {
+        tracing::info!(project = %project.slug, url = %format!("http://{addr}/webhooks/keycrm/{}?token=<secret>", project.slug), "webhook URL");
+    }
+    on_listening(addr);
+
+    let flusher = {
+        let ingest = ingest.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => ingest.flush_counters().await,
+                }
+            }
+            ingest.flush_counters().await;
+        })
+    };
+
+    let stats = processor.run(shutdown.clone()).await;
+    let _ = shutdown.wait_for(|s| *s).await;
+    let _ = server.await;
+    let _ = flusher.await;
+    let stats = stats?;
+    tracing::info!(batches = stats.batches, events = stats.new_events, orders = stats.orders_written, "stopped");
+    Ok(())
+}
