@@ -78,7 +78,13 @@ async fn serve<B: Bus, S: StateStore>(
             .run(),
     );
     tracing::info!(%addr, "listening");
-    for project in state.projects().await? {
+    let projects = state.projects().await?;
+    if projects.is_empty() {
+        tracing::info!(
+            "no projects yet: add one with `keycrm-analytics project add --slug SLUG --name NAME`; it prints the webhook URL for KeyCRM"
+        );
+    }
+    for project in projects {
         tracing::info!(project = %project.slug, url = %format!("http://{addr}/webhooks/keycrm/{}?token=<secret>", project.slug), "webhook URL");
     }
     on_listening(addr);

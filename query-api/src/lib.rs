@@ -66,8 +66,14 @@ pub fn routes<S: StateStore>(api: Arc<QueryApi<S>>) -> impl Filter<Extract = (Re
             async move { respond(order_timeline(&api, &id, &q).await) }
         },
     );
-    list.or(timeline).unify()
+    let openapi = warp::get()
+        .and(warp::path!("api" / "openapi.yaml"))
+        .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response());
+    list.or(timeline).unify().or(openapi).unify()
 }
+
+/// The OpenAPI document of every public endpoint.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
 
 /// An error answer: status, code, message and the parameter at fault.
 #[derive(Debug)]
@@ -196,4 +202,29 @@ pub async fn not_found(rejection: warp::Rejection) -> Result<Response, Infallibl
     };
     let body = json!({ "error": code, "message": format!("{rejection:?}") });
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        for path in [
+            "/webhooks/keycrm/{project}:",
+            "/webhooks/keycrm/{project}/{secret}:",
+            "/api/orders:",
+            "/api/orders/{id}/timeline:",
+            "/api/openapi.yaml:",
+        ] {
+            assert!(OPENAPI.contains(path), "{path} is not described");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(parse_cursor("1769712815000000.23196"), Some((Timestamp::from_micros(1_769_712_815_000_000), 23196)));
+        assert_eq!(parse_cursor("abc"), None);
+        assert_eq!(parse_cursor("1.x"), None);
+    }
 }
