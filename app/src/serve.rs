@@ -66,7 +66,15 @@ async fn serve<B: Bus, S: StateStore>(
         retention: Duration::from_secs(config.bus.retention_hours * 3600),
         ..ProcessorConfig::default()
     };
-    let processor = Processor::new(bus.clone(), state.clone(), processor_config, None).await.context("starting the processor")?;
+    // One processor per partition: their transactions touch disjoint orders, so a database that
+    // takes concurrent writers (PostgreSQL) commits them in parallel.
+    let mut processors = Vec::new();
+    for partition in 0..bus.partitions(STATUS_EVENTS)? {
+        let processor = Processor::new(bus.clone(), state.clone(), processor_config.clone(), Some(vec![partition]))
+            .await
+            .context("starting the processor")?;
+        processors.push(processor);
+    }
 
     let mut server_stop = shutdown.clone();
     let server = tokio::spawn(
@@ -103,11 +111,26 @@ async fn serve<B: Bus, S: StateStore>(
         })
     };
 
-    let stats = processor.run(shutdown.clone()).await;
+    let running: Vec<_> = processors.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
+    let mut failure = None;
+    let (mut batches, mut events, mut orders) = (0, 0, 0);
+    for task in running {
+        match task.await {
+            Ok(Ok(stats)) => {
+                batches += stats.batches;
+                events += stats.new_events;
+                orders += stats.orders_written;
+            }
+            Ok(Err(err)) => failure = Some(anyhow::Error::new(err)),
+            Err(err) => failure = Some(anyhow::anyhow!("a processor task failed: {err}")),
+        }
+    }
     let _ = shutdown.wait_for(|s| *s).await;
     let _ = server.await;
     let _ = flusher.await;
-    let stats = stats?;
-    tracing::info!(batches = stats.batches, events = stats.new_events, orders = stats.orders_written, "stopped");
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    tracing::info!(batches, events, orders, "stopped");
     Ok(())
 }

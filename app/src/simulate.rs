@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ksa_schemas::Timestamp;
 use tokio::sync::Semaphore;
 
-use crate::traffic::{TrafficSpec, deliveries, webhook_body};
+use crate::traffic::{TrafficSpec, deliveries, is_urgent, order_body, webhook_body};
 
 pub struct SimulateOptions {
     /// Slugs, one per simulated project; the secret is needed only to post.
@@ -76,6 +76,20 @@ pub async fn simulate(options: SimulateOptions, out: &mut dyn Write) -> anyhow::
                 }
                 file.flush()?;
                 writeln!(out, "{}: {} webhooks", path.display(), events.len())?;
+                let orders_path = dir.join(format!("{slug}.orders.jsonl"));
+                let mut orders =
+                    BufWriter::new(std::fs::File::create(&orders_path).with_context(|| format!("creating {}", orders_path.display()))?);
+                let mut ids: Vec<i64> = events.iter().map(|e| e.order_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in &ids {
+                    body.clear();
+                    order_body(*id, is_urgent(*id, options.seed), &mut body);
+                    body.push('\n');
+                    orders.write_all(body.as_bytes())?;
+                }
+                orders.flush()?;
+                writeln!(out, "{}: {} orders with their items (about one in ten urgent)", orders_path.display(), ids.len())?;
             }
             SimulateSummary { webhooks: total, ..SimulateSummary::default() }
         }

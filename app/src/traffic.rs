@@ -233,3 +233,51 @@ mod tests {
         }
     }
 }
+
+/// Whether a generated order carries the urgent-production item (about one in ten).
+pub fn is_urgent(order_id: i64, seed: u64) -> bool {
+    Rng::new(seed ^ order_id as u64).below(10) == 0
+}
+
+/// `GET /order/{id}?include=products.offer,marketing` for a generated order: a regular item,
+/// and for urgent orders the "Термінове виготовлення" line (offer 16, product 2).
+pub fn order_body(order_id: i64, urgent: bool, out: &mut String) {
+    use std::fmt::Write;
+    let sku = format!("KUF{:03}", order_id % 1000);
+    let _ = write!(
+        out,
+        r#"{{"id":{order_id},"source_id":3,"status_id":20,"discount_data":[],"products":[{{"id":{line},"sku":"{sku}","name":"Футболка","price":599,"price_sold":"599.00","quantity":1.0,"picture":[],"offer":{{"id":{offer},"product_id":{product},"sku":"{sku}"}}}}"#,
+        line = order_id * 10,
+        offer = 9000 + order_id % 500,
+        product = 1000 + order_id % 50,
+    );
+    if urgent {
+        let _ = write!(
+            out,
+            r#",{{"id":{line},"sku":"Термінове виготовлення","name":"Термінове виготовлення","price":0,"price_sold":0,"quantity":1,"picture":{{"thumbnail":"https://example.invalid/t.webp"}},"offer":{{"id":16,"product_id":2,"sku":"Термінове виготовлення"}}}}"#,
+            line = order_id * 10 + 1
+        );
+    }
+    let _ = write!(
+        out,
+        r#"],"marketing":{{"utm_source":"instagram","utm_medium":"cpc","utm_campaign":"sim","utm_term":null,"utm_content":null}}}}"#
+    );
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn generated_orders_parse_and_about_one_in_ten_is_urgent() {
+        let urgent = (0..1000).filter(|id| is_urgent(*id, 7)).count();
+        assert!((50..=150).contains(&urgent), "{urgent}");
+        for (id, flag) in [(5, false), (6, true)] {
+            let mut body = String::new();
+            order_body(id, flag, &mut body);
+            let order = ksa_schemas::parse_order_details(body.as_bytes()).unwrap();
+            assert_eq!(order.lines.len(), if flag { 2 } else { 1 });
+            assert_eq!(order.lines.iter().any(|l| l.offer_id == Some(16)), flag);
+        }
+    }
+}
