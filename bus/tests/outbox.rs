@@ -8,10 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +20,7 @@ use ksa_schemas::Timestamp;
 use ksa_schemas::bus::{ENRICH_REQUESTS, ORDER_UPDATES, STATUS_EVENTS, partition_for};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use tempfile::TempDir;
 
 const TOPICS: [&str; 2] = [STATUS_EVENTS, ORDER_UPDATES];
@@ -645,64 +643,15 @@ where
 /// database afterwards, also when the behaviour panics.
 async fn on_postgres<F, Fut>(test: &str, behaviour: F)
 where
-    F: FnOnce(Db) -> Fut,
+    F: FnOnce(Db) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(server) = postgres_server(test) else {
-        return;
-    };
-    let admin_options: PgConnectOptions = server.parse().unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
-    let mut admin = PgConnection::connect_with(&admin_options).await.unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
-    let name = unique_database_name(test);
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(admin_options.clone().database(&name))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to database {name}: {e}"));
-    migrate_postgres(&pool).await.expect("migrating PostgreSQL");
-    let outcome = tokio::spawn(behaviour(Db::Postgres { pool: pool.clone() })).await;
-
-    pool.close().await;
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
-    if let Err(error) = outcome {
-        match error.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(error) => panic!("{test} did not finish: {error}"),
-        }
-    }
-}
-
-/// The server to test against, or `None` (after saying so) when there is none outside CI.
-fn postgres_server(test: &str) -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
-            "DATABASE_URL is not set, and CI=true requires the PostgreSQL tests to run: start \
-             PostgreSQL with `eval \"$(scripts/services up)\"` before `cargo test`"
-        ),
-        _ => {
-            // Straight to stderr, past the test harness's capture, so the skip is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test} on PostgreSQL: DATABASE_URL is not set \
-                 (`eval \"$(scripts/services up)\"` sets it)"
-            );
-            None
-        }
-    }
-}
-
-fn unique_database_name(test: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let test: String = test.chars().take(28).collect();
-    format!("ksa_bus_t{}_{nanos}_{}_{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    ksa_testkit::with_postgres_database(test, |url| async move {
+        let options: PgConnectOptions = url.parse().expect("the fresh database's URL");
+        let pool = PgPoolOptions::new().max_connections(4).connect_with(options).await.expect("connecting to the fresh database");
+        migrate_postgres(&pool).await.expect("migrating PostgreSQL");
+        behaviour(Db::Postgres { pool: pool.clone() }).await;
+        pool.close().await;
+    })
+    .await;
 }

@@ -9,14 +9,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
 use ksa_schemas::{EventSource, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, NewProject, OrderSummary, PostgresState, SqliteState, StateError, StateStore, WebhookCount};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::AssertSqlSafe;
 
 /// 2026-01-29T18:53:35Z, in microseconds since the Unix epoch.
 const T0: i64 = 1_769_712_815_000_000;
@@ -756,73 +754,14 @@ where
 /// database afterwards, also when the behaviour panics.
 async fn on_postgres<F, Fut>(test: &str, behaviour: F)
 where
-    F: FnOnce(PostgresState) -> Fut,
+    F: FnOnce(PostgresState) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(server) = postgres_server(test) else {
-        return;
-    };
-    let admin_options: PgConnectOptions = server.parse().unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
-    let mut admin = PgConnection::connect_with(&admin_options).await.unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
-    let name = unique_database_name(test);
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-
-    let connected = PostgresState::connect(&url_with_database(&server, &name)).await;
-    let outcome = match connected {
-        Ok(store) => {
-            let pool = store.pool().clone();
-            let outcome = tokio::spawn(behaviour(store)).await;
-            pool.close().await;
-            outcome.map_err(|error| match error.try_into_panic() {
-                Ok(panic) => panic,
-                Err(error) => Box::new(format!("{test} did not finish: {error}")),
-            })
-        }
-        Err(error) => Err(Box::new(format!("cannot open database {name}: {error}")) as Box<dyn std::any::Any + Send>),
-    };
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot drop database {name}: {e}"));
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// The server to test against, or `None` (after saying so) when there is none outside CI.
-fn postgres_server(test: &str) -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
-            "DATABASE_URL is not set, and CI=true requires the PostgreSQL tests to run: start \
-             PostgreSQL with `eval \"$(scripts/services up)\"` before `cargo test`"
-        ),
-        _ => {
-            // Straight to stderr, past the test harness's capture, so the skip is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test} on PostgreSQL: DATABASE_URL is not set \
-                 (`eval \"$(scripts/services up)\"` sets it)"
-            );
-            None
-        }
-    }
-}
-
-fn unique_database_name(test: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let test: String = test.chars().take(28).collect();
-    format!("ksa_s{}_{nanos}_{}_{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `server` (a PostgreSQL URL) pointing at database `name` instead.
-fn url_with_database(server: &str, name: &str) -> String {
-    let (base, query) = server.split_at(server.find('?').unwrap_or(server.len()));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
-    format!("{}/{name}{query}", &base[..authority_end])
+    ksa_testkit::with_postgres_database(test, |url| async move {
+        let store = PostgresState::connect(&url).await.unwrap_or_else(|e| panic!("cannot open the fresh database: {e}"));
+        let pool = store.pool().clone();
+        behaviour(store).await;
+        pool.close().await;
+    })
+    .await;
 }
