@@ -25,6 +25,9 @@ pub enum Resolved {
     Unavailable(StateError),
 }
 
+/// How often an unknown slug may cause a reload.
+const MISS_RELOAD: Duration = Duration::from_secs(1);
+
 pub struct ProjectDirectory {
     refresh: Duration,
     entries: RwLock<(Option<Instant>, HashMap<String, Arc<ProjectEntry>>)>,
@@ -36,19 +39,15 @@ impl ProjectDirectory {
         ProjectDirectory { refresh, entries: RwLock::new((None, HashMap::new())), reloading: Mutex::new(()) }
     }
 
+    /// A known slug is trusted for `refresh`; an unknown one triggers a reload at most once
+    /// a second, so a project added on a running server answers within a second.
     pub async fn resolve<S: StateStore>(&self, state: &S, slug: &str) -> Resolved {
-        {
-            let entries = self.entries.read().await;
-            if entries.0.is_some_and(|at| at.elapsed() < self.refresh) {
-                return entries.1.get(slug).cloned().map_or(Resolved::Unknown, Resolved::Active);
-            }
+        if let Some(found) = self.cached(slug).await {
+            return found;
         }
         let _one_reload = self.reloading.lock().await;
-        {
-            let entries = self.entries.read().await;
-            if entries.0.is_some_and(|at| at.elapsed() < self.refresh) {
-                return entries.1.get(slug).cloned().map_or(Resolved::Unknown, Resolved::Active);
-            }
+        if let Some(found) = self.cached(slug).await {
+            return found;
         }
         match state.projects().await {
             Ok(projects) => {
@@ -66,6 +65,17 @@ impl ProjectDirectory {
                 found.map_or(Resolved::Unknown, Resolved::Active)
             }
             Err(err) => Resolved::Unavailable(err),
+        }
+    }
+
+    /// The cached answer, when the cache is fresh enough to give one.
+    async fn cached(&self, slug: &str) -> Option<Resolved> {
+        let entries = self.entries.read().await;
+        let age = entries.0.map(|at| at.elapsed())?;
+        match entries.1.get(slug) {
+            Some(entry) if age < self.refresh => Some(Resolved::Active(entry.clone())),
+            None if age < MISS_RELOAD.min(self.refresh) => Some(Resolved::Unknown),
+            _ => None,
         }
     }
 }

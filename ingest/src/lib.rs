@@ -94,26 +94,30 @@ struct Request {
     remote: Option<SocketAddr>,
 }
 
-/// One answer: status, the JSON body, an optional `Retry-After`.
+/// One answer: status, the JSON body, an optional `Retry-After`, and `Allow` for a 405.
 struct Answer {
     status: StatusCode,
     body: serde_json::Value,
     retry_after: Option<u32>,
+    allow: Option<&'static str>,
 }
 
 impl Answer {
     fn ok(status: &str) -> Answer {
-        Answer { status: StatusCode::ACCEPTED, body: json!({ "status": status }), retry_after: None }
+        Answer { status: StatusCode::ACCEPTED, body: json!({ "status": status }), retry_after: None, allow: None }
     }
 
     fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Answer {
-        Answer { status, body: json!({ "error": code, "message": message.into() }), retry_after: None }
+        Answer { status, body: json!({ "error": code, "message": message.into() }), retry_after: None, allow: None }
     }
 
     fn into_response(self) -> Response {
         let mut response = warp::reply::with_status(warp::reply::json(&self.body), self.status).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert("retry-after", seconds.into());
+        }
+        if let Some(methods) = self.allow {
+            response.headers_mut().insert("allow", warp::http::HeaderValue::from_static(methods));
         }
         response
     }
@@ -139,6 +143,7 @@ async fn answer<B: Bus, S: StateStore>(
     if request.method != Method::POST {
         let mut answer = Answer::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks are delivered with POST");
         answer.body["allow"] = json!("POST");
+        answer.allow = Some("POST");
         return answer;
     }
     let project = match ingest.directory.resolve(&ingest.state, slug).await {

@@ -85,6 +85,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     stats: watch::Sender<ProcessorStats>,
     last_settings_check: Instant,
     last_retention: Instant,
+    /// Whether every project's settings were checked against its stored rows since start.
+    settings_caught_up: bool,
 }
 
 impl<B: Bus, S: StateStore> Processor<B, S> {
@@ -110,6 +112,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             stats,
             last_settings_check: Instant::now(),
             last_retention: Instant::now(),
+            settings_caught_up: false,
         })
     }
 
@@ -283,6 +286,12 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
 
     /// Settings changes and outbox retention, off the hot path.
     async fn housekeeping(&mut self) {
+        if !self.settings_caught_up {
+            match self.catch_up_settings().await {
+                Ok(()) => self.settings_caught_up = true,
+                Err(err) => tracing::warn!(error = %err, "could not check projects' settings at start; retrying"),
+            }
+        }
         if self.last_settings_check.elapsed() >= self.config.settings_check {
             self.last_settings_check = Instant::now();
             let known: Vec<i64> = self.projects.keys().copied().collect();
@@ -310,6 +319,22 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
             }
         }
+    }
+
+    /// Loads every project's rules, so that a settings change is noticed for projects that get
+    /// no webhook, and recomputes each project whose stored rows were derived with older
+    /// settings: a change stored while no processor ran, or one whose recompute a crash cut
+    /// short, must still reach the whole history.
+    async fn catch_up_settings(&mut self) -> Result<(), ProcessorError> {
+        for project in self.state.projects().await? {
+            self.ensure_project(project.id).await?;
+            let revision = self.projects[&project.id].revision;
+            if has_rows_older_than(&self.state, project.id, revision).await? {
+                tracing::info!(project_id = project.id, revision, "derived rows predate the settings; recomputing");
+                self.spawn_recompute(project.id);
+            }
+        }
+        Ok(())
     }
 
     /// Recomputes every order of a project with its new rules, in the background. Rows are
@@ -345,6 +370,23 @@ pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules:
         after = last;
     }
     Ok(written)
+}
+
+/// True when some derived row of the project was computed with a settings revision below
+/// `revision`.
+async fn has_rows_older_than<S: StateStore>(state: &S, project_id: i64, revision: i64) -> Result<bool, StateError> {
+    const PAGE: u32 = 5000;
+    let mut after = None;
+    loop {
+        let page = state.list_orders(project_id, PAGE, after).await?;
+        if page.iter().any(|order| order.settings_revision < revision) {
+            return Ok(true);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => after = Some((last.last_changed_at, last.order_id)),
+            _ => return Ok(false),
+        }
+    }
 }
 
 fn order_updated(order: &DerivedOrder) -> OrderUpdated {

@@ -53,21 +53,22 @@ impl<S: StateStore> QueryApi<S> {
 /// The read routes.
 pub fn routes<S: StateStore>(api: Arc<QueryApi<S>>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let query = warp::query::<HashMap<String, String>>();
+    // Path before method: a POST to an address that does not exist is a 404, not a 405.
     let list = {
         let api = api.clone();
-        warp::get().and(warp::path!("api" / "orders")).and(query).then(move |q: HashMap<String, String>| {
+        warp::path!("api" / "orders").and(warp::get()).and(query).then(move |q: HashMap<String, String>| {
             let api = api.clone();
             async move { respond(list_orders(&api, &q).await) }
         })
     };
-    let timeline = warp::get().and(warp::path!("api" / "orders" / String / "timeline")).and(query).then(
+    let timeline = warp::path!("api" / "orders" / String / "timeline").and(warp::get()).and(query).then(
         move |id: String, q: HashMap<String, String>| {
             let api = api.clone();
             async move { respond(order_timeline(&api, &id, &q).await) }
         },
     );
-    let openapi = warp::get()
-        .and(warp::path!("api" / "openapi.yaml"))
+    let openapi = warp::path!("api" / "openapi.yaml")
+        .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response());
     list.or(timeline).unify().or(openapi).unify()
 }
@@ -191,16 +192,16 @@ fn now() -> Timestamp {
 
 /// Turns unmatched routes into JSON 404s, so every error body is JSON.
 pub async fn not_found(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let (status, code) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found")
+    let (status, code, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/openapi.yaml")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/openapi.yaml")
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        (StatusCode::BAD_REQUEST, "invalid_query")
+        (StatusCode::BAD_REQUEST, "invalid_query", "the query string cannot be read")
     } else {
-        (StatusCode::BAD_REQUEST, "bad_request")
+        (StatusCode::BAD_REQUEST, "bad_request", "the request cannot be read")
     };
-    let body = json!({ "error": code, "message": format!("{rejection:?}") });
+    let body = json!({ "error": code, "message": message });
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
 

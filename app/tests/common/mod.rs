@@ -4,6 +4,12 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod postgres;
+pub mod server;
+pub mod state_file;
+pub mod webhook_log;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,4 +137,22 @@ pub fn timeline_args(events: &Path, now: &str, extra: &[&str]) -> Vec<String> {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// A file of the KeyCRM fixtures in `fixtures/keycrm/`.
+pub fn keycrm_fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join("keycrm").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// KeyCRM's `order.change_order_status` webhook (the fixture) for this order, status and time.
+pub fn status_change(order_id: i64, status_id: i64, group_id: u16, changed_at: &str) -> String {
+    let mut webhook: Value = serde_json::from_str(&keycrm_fixture("webhook_status_change.json")).expect("the fixture is JSON");
+    let context = &mut webhook["context"];
+    context["id"] = order_id.into();
+    context["status_id"] = status_id.into();
+    context["status_group_id"] = group_id.into();
+    context["status_changed_at"] = changed_at.into();
+    context["updated_at"] = changed_at.into();
+    webhook.to_string()
 }
