@@ -9,9 +9,12 @@ use ksa_state::{StateStore, WebhookCount};
 
 const HOUR: i64 = 3_600_000_000;
 
+/// `(project_id, hour in µs, outcome, reason)`.
+type CounterKey = (i64, i64, &'static str, &'static str);
+
 #[derive(Clone, Default)]
 pub struct Counters {
-    pending: Arc<Mutex<HashMap<(i64, i64, &'static str, &'static str), i64>>>,
+    pending: Arc<Mutex<HashMap<CounterKey, i64>>>,
 }
 
 impl Counters {

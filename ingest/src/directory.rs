@@ -28,9 +28,12 @@ pub enum Resolved {
 /// How often an unknown slug may cause a reload.
 const MISS_RELOAD: Duration = Duration::from_secs(1);
 
+type Projects = HashMap<String, Arc<ProjectEntry>>;
+
 pub struct ProjectDirectory {
     refresh: Duration,
-    entries: RwLock<(Option<Instant>, HashMap<String, Arc<ProjectEntry>>)>,
+    /// When the projects were last read, and the active ones by slug.
+    entries: RwLock<(Option<Instant>, Projects)>,
     reloading: Mutex<()>,
 }
 

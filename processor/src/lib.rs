@@ -57,6 +57,9 @@ pub enum ProcessorError {
     Bus(#[from] BusError),
 }
 
+/// A status event as it arrived: the event, when it was received, the body.
+type Arrival = (StatusEvent, Timestamp, String);
+
 /// A project's compiled rules at one settings revision.
 struct ProjectState {
     revision: i64,
@@ -174,7 +177,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
 
     async fn process(&mut self, records: Vec<Record>) -> Result<(), ProcessorError> {
         let mut next_offsets: BTreeMap<u32, i64> = BTreeMap::new();
-        let mut incoming: BTreeMap<(i64, i64), Vec<(StatusEvent, Timestamp, String)>> = BTreeMap::new();
+        let mut incoming: BTreeMap<(i64, i64), Vec<Arrival>> = BTreeMap::new();
         for record in &records {
             let next = next_offsets.entry(record.partition).or_default();
             *next = (*next).max(record.offset + 1);

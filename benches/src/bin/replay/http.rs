@@ -1,0 +1,284 @@
+//! Webhook ingest over HTTP: the ingest routes served by warp on 127.0.0.1 over a SQLite state
+//! database and outbox, and keep-alive clients posting the generated webhooks. Server and
+//! clients run on separate runtimes with named threads, so the CPU each side used is known.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ksa_benches::traffic::webhook_body;
+use ksa_bus::outbox::OutboxStats;
+use ksa_bus::{Bus, OutboxConfig};
+use ksa_ingest::{Ingest, IngestConfig};
+use ksa_processor::{Processor, ProcessorConfig, ProcessorStats};
+use ksa_schemas::bus::STATUS_EVENTS;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Fallible;
+use crate::databases::{self, PROJECT_SECRET, PROJECT_SLUG};
+use crate::measure::{CpuSample, CpuUse, Latencies, peak_rss_kib, reset_peak_rss};
+use crate::records::Replay;
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub data_dir: Option<PathBuf>,
+    pub outbox: OutboxConfig,
+    /// Requests in flight (one keep-alive connection each).
+    pub concurrency: usize,
+    pub server_threads: usize,
+    pub client_threads: usize,
+    /// Also run the processor in the server, as `keycrm-analytics run` does.
+    pub processor: Option<ProcessorConfig>,
+    /// Pause before posting again after a 503.
+    pub retry_pause: Duration,
+}
+
+pub struct HttpResult {
+    pub requests: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// 503 answers (each retried after `retry_pause`).
+    pub overloaded: u64,
+    pub failed: u64,
+    pub first_failure: Option<String>,
+    pub elapsed: Duration,
+    /// Per request answered 2xx, from send to the whole answer read.
+    pub latency: Latencies,
+    pub cpu: CpuUse,
+    pub peak_rss_kib: u64,
+    pub outbox: OutboxStats,
+    pub processor: Option<ProcessorStats>,
+    pub database_size: Option<String>,
+}
+
+impl HttpResult {
+    pub fn webhooks_per_second(&self) -> f64 {
+        (self.accepted + self.duplicates) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub fn run(replay: Replay, settings: &HttpSettings) -> Fallible<HttpResult> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.server_threads.max(1))
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.client_threads.max(1))
+        .thread_name("client")
+        .enable_all()
+        .build()?;
+
+    let server = server_rt.block_on(Server::start(settings))?;
+    eprintln!(
+        "http: ingest listening on {}; posting {} webhooks with {} connections",
+        server.addr,
+        replay.events.len(),
+        settings.concurrency
+    );
+    reset_peak_rss();
+    let cpu_before = CpuSample::now();
+    let posted = client_rt.block_on(post_all(server.addr, Arc::new(replay), settings));
+    let cpu = CpuSample::now().since(&cpu_before);
+    let peak_rss_kib = peak_rss_kib();
+    let stopped = server_rt.block_on(server.stop());
+    let posted = posted?;
+    let (outbox, processor, database_size) = stopped?;
+    Ok(HttpResult {
+        requests: posted.requests,
+        accepted: posted.accepted,
+        duplicates: posted.duplicates,
+        overloaded: posted.overloaded,
+        failed: posted.failed,
+        first_failure: posted.first_failure,
+        elapsed: posted.elapsed,
+        latency: Latencies::of(posted.latencies),
+        cpu,
+        peak_rss_kib,
+        outbox,
+        processor,
+        database_size,
+    })
+}
+
+/// The ingest side: what `keycrm-analytics run` serves for webhooks, without the read API.
+struct Server {
+    addr: SocketAddr,
+    stores: databases::Stores<ksa_bus::outbox::SqliteOutbox, ksa_state::SqliteState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    processors: Vec<tokio::task::JoinHandle<Option<ProcessorStats>>>,
+}
+
+impl Server {
+    async fn start(settings: &HttpSettings) -> Fallible<Server> {
+        let stores = databases::sqlite(settings.data_dir.as_deref(), settings.outbox.clone()).await?;
+        let ingest = Ingest::new(stores.bus.clone(), stores.state.clone(), IngestConfig::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let server = warp::serve(ksa_ingest::routes(ingest.clone()))
+            .incoming(listener)
+            .graceful(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .run();
+        // Webhook counters are saved every few seconds, as the app does.
+        let mut flush_stop = stop_rx.clone();
+        let flusher = async move {
+            loop {
+                tokio::select! {
+                    _ = async { let _ = flush_stop.wait_for(|stop| *stop).await; } => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => ingest.flush_counters().await,
+                }
+            }
+            ingest.flush_counters().await;
+        };
+        let tasks = vec![tokio::spawn(server), tokio::spawn(flusher)];
+        // One processor per partition, as `keycrm-analytics run` starts them.
+        let mut processors = Vec::new();
+        if let Some(config) = &settings.processor {
+            for partition in 0..stores.bus.partitions(STATUS_EVENTS)? {
+                let processor = Processor::new(stores.bus.clone(), stores.state.clone(), config.clone(), Some(vec![partition])).await?;
+                let stop_rx = stop_rx.clone();
+                processors.push(tokio::spawn(async move { processor.run(stop_rx).await.ok() }));
+            }
+        }
+        Ok(Server { addr, stores, stop, tasks, processors })
+    }
+
+    async fn stop(self) -> Fallible<(OutboxStats, Option<ProcessorStats>, Option<String>)> {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            task.await?;
+        }
+        let mut processor: Option<ProcessorStats> = None;
+        for task in self.processors {
+            if let Some(stats) = task.await? {
+                let total = processor.get_or_insert_with(ProcessorStats::default);
+                total.batches += stats.batches;
+                total.records += stats.records;
+                total.new_events += stats.new_events;
+                total.orders_written += stats.orders_written;
+            }
+        }
+        let outbox = self.stores.bus.stats();
+        self.stores.bus.shutdown().await;
+        let size = self.stores.scratch.size().await;
+        self.stores.scratch.remove().await?;
+        Ok((outbox, processor, size))
+    }
+}
+
+#[derive(Default)]
+struct Posted {
+    requests: u64,
+    accepted: u64,
+    duplicates: u64,
+    overloaded: u64,
+    failed: u64,
+    first_failure: Option<String>,
+    latencies: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Posted {
+    fn add(&mut self, other: Posted) {
+        self.requests += other.requests;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.overloaded += other.overloaded;
+        self.failed += other.failed;
+        self.first_failure = self.first_failure.take().or(other.first_failure);
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// Posts every delivery once (again after a 503), `concurrency` at a time over keep-alive
+/// connections.
+async fn post_all(addr: SocketAddr, replay: Arc<Replay>, settings: &HttpSettings) -> Fallible<Posted> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(settings.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let url: Arc<str> = format!("http://{addr}/webhooks/keycrm/{PROJECT_SLUG}?token={PROJECT_SECRET}").into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let total = replay.events.len();
+    let started = Instant::now();
+    let mut posters = tokio::task::JoinSet::new();
+    for _ in 0..settings.concurrency.max(1) {
+        let (client, url, next, answered, replay) = (client.clone(), url.clone(), next.clone(), answered.clone(), replay.clone());
+        let retry_pause = settings.retry_pause;
+        posters.spawn(async move {
+            let mut posted = Posted { latencies: Vec::with_capacity(total / 16), ..Posted::default() };
+            let mut body = String::with_capacity(2048);
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(event) = replay.events.get(index) else { break };
+                body.clear();
+                webhook_body(event, &mut body);
+                loop {
+                    posted.requests += 1;
+                    let sent = Instant::now();
+                    let answer = match client.post(&*url).header("content-type", "application/json").body(body.clone()).send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            response.bytes().await.map(|text| (status, text))
+                        }
+                        Err(error) => Err(error),
+                    };
+                    match answer {
+                        Ok((status, text)) if status.is_success() => {
+                            posted.latencies.push(sent.elapsed().as_micros() as u64);
+                            if text.windows(9).any(|w| w == b"duplicate") {
+                                posted.duplicates += 1;
+                            } else {
+                                posted.accepted += 1;
+                            }
+                        }
+                        Ok((status, _)) if status.as_u16() == 503 => {
+                            posted.overloaded += 1;
+                            tokio::time::sleep(retry_pause).await;
+                            continue;
+                        }
+                        Ok((status, text)) => {
+                            posted.failed += 1;
+                            posted.first_failure.get_or_insert_with(|| format!("{status}: {}", String::from_utf8_lossy(&text)));
+                        }
+                        Err(error) => {
+                            posted.failed += 1;
+                            posted.first_failure.get_or_insert_with(|| error.to_string());
+                        }
+                    }
+                    break;
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            posted
+        });
+    }
+    let progress = {
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0);
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                let now = (Instant::now(), answered.load(Ordering::Relaxed));
+                let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+                eprintln!("http: {} of {total} webhooks answered, {rate:.0}/s", now.1);
+                last = now;
+            }
+        })
+    };
+    let mut posted = Posted::default();
+    while let Some(done) = posters.join_next().await {
+        posted.add(done?);
+    }
+    posted.elapsed = started.elapsed();
+    progress.abort();
+    Ok(posted)
+}
