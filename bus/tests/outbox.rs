@@ -38,24 +38,7 @@ fn config() -> OutboxConfig {
 // Behaviours, each run on both adapters.
 // ---------------------------------------------------------------------------------------------
 
-/// Generates `<behaviour>::on_sqlite` and `<behaviour>::on_postgres` for each behaviour.
-macro_rules! on_both_adapters {
-    ($($behaviour:ident),* $(,)?) => {$(
-        mod $behaviour {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                crate::on_sqlite(super::$behaviour).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                crate::on_postgres(stringify!($behaviour), super::$behaviour).await;
-            }
-        }
-    )*};
-}
-
-on_both_adapters!(
+ksa_testkit::on_both_databases!(
     offsets_count_from_one_per_partition_and_each_key_keeps_its_order_in_its_partition,
     concurrent_appenders_are_all_answered_and_durable_and_share_transactions,
     idempotency_key_seen_before_or_earlier_in_the_batch_is_a_duplicate_appended_once,

@@ -52,24 +52,7 @@ const CHANGED_AT: i64 = 1_769_712_815_000_000;
 // Behaviours, each run on both dialects.
 // ---------------------------------------------------------------------------------------------
 
-/// Generates `<behaviour>::on_sqlite` and `<behaviour>::on_postgres` for each behaviour.
-macro_rules! on_both_dialects {
-    ($($behaviour:ident),* $(,)?) => {$(
-        mod $behaviour {
-            #[tokio::test]
-            async fn on_sqlite() {
-                crate::on_sqlite(super::$behaviour).await;
-            }
-
-            #[tokio::test]
-            async fn on_postgres() {
-                crate::on_postgres(stringify!($behaviour), super::$behaviour).await;
-            }
-        }
-    )*};
-}
-
-on_both_dialects!(
+ksa_testkit::on_both_databases!(
     fresh_database_gets_every_table_and_the_indexes_lookups_need,
     second_run_applies_nothing,
     dedup_key_rejects_an_identical_event_but_keeps_a_reentry_at_another_time,

@@ -26,24 +26,7 @@ const TOPIC: &str = "status-events";
 // Behaviours, each run on both stores.
 // ---------------------------------------------------------------------------------------------
 
-/// Generates `<behaviour>::on_sqlite` and `<behaviour>::on_postgres` for each behaviour.
-macro_rules! on_both_stores {
-    ($($behaviour:ident),* $(,)?) => {$(
-        mod $behaviour {
-            #[tokio::test]
-            async fn on_sqlite() {
-                crate::on_sqlite(super::$behaviour).await;
-            }
-
-            #[tokio::test]
-            async fn on_postgres() {
-                crate::on_postgres(stringify!($behaviour), super::$behaviour).await;
-            }
-        }
-    )*};
-}
-
-on_both_stores!(
+ksa_testkit::on_both_databases!(
     created_project_is_found_by_slug_and_listed,
     duplicate_slug_is_refused_and_leaves_the_first_project_alone,
     new_project_gets_the_six_keycrm_groups_with_completed_and_canceled_terminal,

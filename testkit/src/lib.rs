@@ -10,6 +10,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+/// Generates `<behaviour>::on_sqlite` and `<behaviour>::on_postgres` for each behaviour: one
+/// suite, both databases. The calling test crate defines `on_sqlite(behaviour)` and
+/// `on_postgres(test_name, behaviour)`.
+// `crate::` is the calling test crate on purpose: that is where its adapters are set up.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($behaviour:ident),* $(,)?) => {$(
+        mod $behaviour {
+            #[tokio::test]
+            async fn on_sqlite() {
+                crate::on_sqlite(super::$behaviour).await;
+            }
+
+            #[tokio::test]
+            async fn on_postgres() {
+                crate::on_postgres(stringify!($behaviour), super::$behaviour).await;
+            }
+        }
+    )*};
+}
+
 /// The server to test against, or `None` (after saying so) when there is none outside CI.
 pub fn postgres_server(test: &str) -> Option<String> {
     match std::env::var("DATABASE_URL") {
