@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ksa_schemas::EventSource;
+use ksa_schemas::{EventSource, Timestamp};
 
 use crate::{StateError, WebhookCount};
 
@@ -63,10 +63,26 @@ pub(crate) fn summed_webhook_counts(counts: &[WebhookCount]) -> Vec<WebhookCount
     sums.into_iter()
         .map(|((project_id, hour, outcome, reason), count)| WebhookCount {
             project_id,
-            hour: ksa_schemas::Timestamp::from_micros(hour),
+            hour: Timestamp::from_micros(hour),
             outcome: outcome.to_owned(),
             reason: reason.to_owned(),
             count,
+        })
+        .collect()
+}
+
+/// A `webhook_counters` row: `(project_id, hour µs, outcome, reason, count)`.
+pub(crate) fn webhook_count((project_id, hour, outcome, reason, count): (i64, i64, String, String, i64)) -> WebhookCount {
+    WebhookCount { project_id, hour: Timestamp::from_micros(hour), outcome, reason, count }
+}
+
+/// `consumer_offsets` rows `(partition, next_offset)` by partition.
+pub(crate) fn consumer_offsets(rows: Vec<(i64, i64)>) -> Result<std::collections::HashMap<u32, i64>, StateError> {
+    rows.into_iter()
+        .map(|(partition, next_offset)| {
+            let partition = u32::try_from(partition)
+                .map_err(|_| StateError::Corrupt(format!("consumer offset partition {partition} is out of range")))?;
+            Ok((partition, next_offset))
         })
         .collect()
 }

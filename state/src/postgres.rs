@@ -338,27 +338,12 @@ impl StateStore for PostgresState {
             .bind(to.as_micros())
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(project_id, hour, outcome, reason, count)| WebhookCount {
-                project_id,
-                hour: Timestamp::from_micros(hour),
-                outcome,
-                reason,
-                count,
-            })
-            .collect())
+        Ok(rows.into_iter().map(columns::webhook_count).collect())
     }
 
     async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(SELECT_CONSUMER_OFFSETS).bind(group).bind(topic).fetch_all(&self.pool).await?;
-        rows.into_iter()
-            .map(|(partition, next_offset)| {
-                let partition = u32::try_from(partition)
-                    .map_err(|_| StateError::Corrupt(format!("consumer offset partition {partition} is out of range")))?;
-                Ok((partition, next_offset))
-            })
-            .collect()
+        columns::consumer_offsets(rows)
     }
 
     async fn order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {
