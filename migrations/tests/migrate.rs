@@ -36,9 +36,8 @@ const PROJECT_TABLES: [&str; 16] = [
 ];
 
 /// Lookups the stores rely on: (table, leading columns of some index on it).
-const INDEXED_LOOKUPS: [(&str, &str); 6] = [
+const INDEXED_LOOKUPS: [(&str, &str); 5] = [
     ("order_status_events", "project_id, order_id, status_changed_at"),
-    ("order_status_events", "received_at"),
     ("orders_current", "project_id, last_status_group_id"),
     ("orders_current", "project_id, last_changed_at DESC, order_id DESC"),
     ("order_items", "project_id, order_id"),
@@ -89,6 +88,8 @@ async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
     let dedup = indexes.iter().find(|i| i.name == "order_status_events_dedup_key").expect("the dedup key index exists");
     assert!(dedup.unique);
     assert_eq!(dedup.columns, "project_id, order_id, status_changed_at, status_id");
+    // Dropped by 0003: no query reads events by arrival time, and every insert paid for it.
+    assert!(!indexes.iter().any(|i| i.name == "order_status_events_received_at_idx"), "{indexes:#?}");
 }
 
 async fn second_run_applies_nothing(db: Db) {
@@ -311,6 +312,62 @@ async fn migrate_url_creates_the_sqlite_file_and_its_folders_in_wal_mode() {
 
     let again = migrate_url(&format!("sqlite:{path}")).await.expect("migrating by sqlite: URL");
     assert_eq!(again, MigrationReport { applied: vec![], already: all_versions(Dialect::Sqlite) });
+}
+
+/// 0003 rebuilds three SQLite tables; every row written under 0002 must come through, and the
+/// rebuilt tables must take what the new layout allows.
+#[tokio::test]
+async fn sqlite_hot_path_migration_keeps_every_row_of_the_rebuilt_tables() {
+    let Db::Sqlite { pool, _dir, .. } = fresh_sqlite().await else { unreachable!("fresh_sqlite gives SQLite") };
+    let all = migrations(Dialect::Sqlite);
+    let hot_path = all.iter().position(|m| m.name == "hot_path").expect("0003 hot_path exists");
+    for migration in &all[..hot_path] {
+        sqlx::raw_sql(migration.sql).execute(&pool).await.expect("applying the migrations before 0003");
+    }
+    let t = CHANGED_AT;
+    for statement in [
+        "INSERT INTO projects (slug, name) VALUES ('p', 'P')".to_owned(),
+        "INSERT INTO bus_log (topic, partition_no, record_offset, record_key, payload) VALUES \
+         ('status-events', 0, 1, '1:10', x'7b7d'), ('status-events', 0, 2, '1:11', x'5b5d')"
+            .to_owned(),
+        format!(
+            "INSERT INTO order_status_events (project_id, order_id, status_id, status_group_id, status_changed_at, \
+             order_created_at, source, payload) VALUES (1, 10, 20, 1, {t}, {t}, 'webhook', '{{\"a\":1}}')"
+        ),
+        format!(
+            "INSERT INTO orders_current (project_id, order_id, current_status_id, last_status_group_id, last_changed_at, \
+             started_at, event_count, settings_revision, derived_json) VALUES (1, 10, 20, 1, {t}, {t}, 1, 1, '{{}}')"
+        ),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(statement)).execute(&pool).await.expect("writing a row under 0002");
+    }
+
+    sqlx::raw_sql(all[hot_path].sql).execute(&pool).await.expect("applying 0003 over rows");
+
+    let log: Vec<(i64, String, Vec<u8>)> =
+        sqlx::query_as("SELECT record_offset, record_key, payload FROM bus_log ORDER BY record_offset").fetch_all(&pool).await.unwrap();
+    assert_eq!(log, vec![(1, "1:10".to_owned(), b"{}".to_vec()), (2, "1:11".to_owned(), b"[]".to_vec())]);
+    let without_rowid: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'bus_log'").fetch_one(&pool).await.unwrap();
+    assert!(!without_rowid.contains("WITHOUT ROWID"), "{without_rowid}");
+    let payload: String = sqlx::query_scalar("SELECT payload FROM order_status_events WHERE order_id = 10").fetch_one(&pool).await.unwrap();
+    assert_eq!(payload, r#"{"a":1}"#);
+    let derived: (i64, String) =
+        sqlx::query_as("SELECT event_count, derived_json FROM orders_current WHERE order_id = 10").fetch_one(&pool).await.unwrap();
+    assert_eq!(derived, (1, "{}".to_owned()));
+    // The key and the dedup index are still there.
+    let repeat = sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO order_status_events (project_id, order_id, status_id, status_group_id, status_changed_at, \
+         order_created_at, source) VALUES (1, 10, 20, 1, {t}, {t}, 'webhook')"
+    )))
+    .execute(&pool)
+    .await;
+    assert!(repeat.is_err(), "the dedup key must still refuse an identical event");
+    let offset_again = sqlx::query(
+        "INSERT INTO bus_log (topic, partition_no, record_offset, record_key, payload) VALUES ('status-events', 0, 2, 'k', x'00')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(offset_again.is_err(), "(topic, partition, offset) must stay unique");
 }
 
 #[tokio::test]
