@@ -37,7 +37,9 @@ pub async fn run(
     };
     match open_state(config).await? {
         AnyState::Sqlite(state) => {
-            let bus = SqliteOutbox::start(state.pool().clone(), &TOPICS, outbox).await.context("starting the outbox bus")?;
+            let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox)
+                .await
+                .context("starting the outbox bus")?;
             serve(config, bus, state, listener, addr, shutdown, on_listening).await
         }
         AnyState::Postgres(state) => {

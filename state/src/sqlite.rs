@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -41,6 +41,15 @@ const MAX_CONNECTIONS: u32 = 8;
 
 /// Page cache per connection, in KiB (SQLite's default is 2 MiB).
 const CACHE_KIB: i64 = 32 * 1024;
+
+/// WAL pages after which a commit checkpoints them into the database (SQLite's default is
+/// 1,000, 4 MiB): checkpointing in larger runs writes each hot page once per run instead of
+/// once per few commits (measured: +10 % processor throughput over 1M events).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+
+/// The WAL file is truncated back to this size after a checkpoint, so a burst does not leave
+/// hundreds of megabytes behind.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Prepared statements kept per connection: the batch statements come in up to 11 sizes each
 /// (see [`Repeated`]), about a hundred texts in all.
@@ -191,7 +200,15 @@ pub struct SqliteState {
     /// Where [`StateStore::commit`] runs: one connection with `synchronous = NORMAL` (see the
     /// module's documentation), or `pool` itself for a store made [`SqliteState::from_pool`].
     committer: SqlitePool,
+    /// Taken before every write transaction of this store, and by the bus outbox on the same
+    /// file ([`SqliteState::write_gate`]): writers queue in order instead of sleeping in
+    /// SQLite's busy handler, and the page cache of a connection is not reset by a commit it
+    /// raced.
+    gate: WriteGate,
 }
+
+/// Writers to one SQLite file in this process queue here, first come first served.
+pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
 
 impl SqliteState {
     /// Opens the database at a path or `sqlite:` URL, creating the file and its folders, in
@@ -215,6 +232,8 @@ impl SqliteState {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", format!("-{CACHE_KIB}"))
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
             .statement_cache_capacity(STATEMENT_CACHE)
             .row_buffer_size(ROW_BUFFER);
         if !in_memory {
@@ -231,18 +250,23 @@ impl SqliteState {
         } else {
             SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
         };
-        Ok(SqliteState { pool, committer })
+        Ok(SqliteState { pool, committer, gate: WriteGate::default() })
     }
 
     /// A store over a pool whose schema is already up to date (`migrate_sqlite`). The pool's
     /// connections should enforce foreign keys and wait for the write lock (`busy_timeout`).
     pub fn from_pool(pool: SqlitePool) -> Self {
-        SqliteState { committer: pool.clone(), pool }
+        SqliteState { committer: pool.clone(), pool, gate: WriteGate::default() }
     }
 
     /// The pool, for the bus outbox that lives in the same database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The gate this store's writes take; give it to the bus outbox on the same database.
+    pub fn write_gate(&self) -> WriteGate {
+        self.gate.clone()
     }
 }
 
@@ -259,6 +283,7 @@ fn create_parent_dir(file: &Path) -> Result<(), StateError> {
 impl StateStore for SqliteState {
     async fn create_project(&self, project: NewProject) -> Result<Project, StateError> {
         let allowed_cidrs = columns::join_cidrs(&project.allowed_cidrs);
+        let _turn = self.gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query_scalar::<_, i64>(INSERT_PROJECT)
             .bind(&project.slug)
@@ -301,6 +326,7 @@ impl StateStore for SqliteState {
     }
 
     async fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> Result<i64, StateError> {
+        let _turn = self.gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let before: Option<(i64, String, i64)> = sqlx::query_as(SELECT_SETTINGS).bind(project_id).fetch_optional(&mut *tx).await?;
         let revision = before.as_ref().map_or(1, |(_, _, revision)| revision + 1);
@@ -327,6 +353,7 @@ impl StateStore for SqliteState {
         if counts.is_empty() {
             return Ok(());
         }
+        let _turn = self.gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         write_rows(&mut tx, &ADD_WEBHOOK_COUNTS, &counts, bind_webhook_count).await?;
         tx.commit().await?;
@@ -373,6 +400,7 @@ impl StateStore for SqliteState {
             return Ok(());
         }
         let plan = CommitPlan::new(&batch);
+        let _turn = self.gate.lock().await;
         let mut tx = self.committer.begin_with("BEGIN IMMEDIATE").await?;
         write_rows(&mut tx, &INSERT_EVENTS, plan.events, bind_event).await?;
 

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 pub use postgres::{NOTIFY_CHANNEL, PostgresOutbox};
-pub use sqlite::SqliteOutbox;
+pub use sqlite::{SqliteOutbox, WriteGate};
 
 use self::batch::{Appends, Batch, Routed};
 use self::topics::Topics;

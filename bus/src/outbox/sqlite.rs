@@ -1,5 +1,7 @@
 //! The outbox in the embedded SQLite state database.
 
+use std::sync::Arc;
+
 use ksa_schemas::Timestamp;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
@@ -19,9 +21,10 @@ const DELETES_PER_STATEMENT: i64 = 5000;
 ///
 /// SQLite here is embedded: one process owns the database file, so in-process signals are
 /// enough to wake waiting readers — an append by another process would only be seen when a
-/// read's wait runs out. The state store writes the same file: every transaction here is short,
-/// takes the write lock at its start (`BEGIN IMMEDIATE`) and relies on the pool's
-/// `busy_timeout` to wait for the other writer.
+/// read's wait runs out. The state store writes the same file. Given the store's write gate
+/// ([`SqliteOutbox::start_with_gate`]), the two take turns in arrival order before either asks
+/// SQLite for its write lock; otherwise each transaction takes the lock at its start (`BEGIN
+/// IMMEDIATE`) and the pool's `busy_timeout` makes the loser retry, sleeping up to 100 ms a try.
 #[derive(Clone)]
 pub struct SqliteOutbox {
     core: Core<SqliteStore>,
@@ -31,22 +34,35 @@ impl SqliteOutbox {
     /// Starts the outbox on `pool` (the state database, already migrated) for `topics`, and
     /// spawns its group-commit writer; must be called inside a Tokio runtime.
     pub async fn start(pool: SqlitePool, topics: &[&str], config: OutboxConfig) -> Result<Self, BusError> {
+        Self::start_with_gate(pool, WriteGate::default(), topics, config).await
+    }
+
+    /// Like [`SqliteOutbox::start`], taking `gate` before each write transaction: pass the
+    /// state store's gate for the same database file, so that one writer waits for the other
+    /// without sleeping.
+    pub async fn start_with_gate(pool: SqlitePool, gate: WriteGate, topics: &[&str], config: OutboxConfig) -> Result<Self, BusError> {
         sqlx::query("SELECT 1 FROM bus_heads, bus_log, bus_idempotency LIMIT 0")
             .execute(&pool)
             .await
             .map_err(|error| BusError::Unavailable(format!("the outbox tables cannot be read (are the migrations applied?): {error}")))?;
-        Ok(SqliteOutbox { core: Core::start(SqliteStore { pool }, topics, &config)? })
+        Ok(SqliteOutbox { core: Core::start(SqliteStore { pool, gate }, topics, &config)? })
     }
 }
 
 outbox_handle!(SqliteOutbox);
 
+/// Writers to one SQLite file in this process queue here, first come first served, before
+/// they begin a write transaction.
+pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
+
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    gate: WriteGate,
 }
 
 impl Store for SqliteStore {
     async fn commit(&self, batch: &Batch) -> Result<Vec<Vec<AppendOutcome>>, sqlx::Error> {
+        let _turn = self.gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         match write(&mut tx, batch).await {
             Ok(outcomes) => {
@@ -88,6 +104,7 @@ impl Store for SqliteStore {
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
         loop {
+            let _turn = self.gate.lock().await;
             let done = sqlx::query(
                 "DELETE FROM bus_log WHERE topic = ?1 AND partition_no = ?2 AND record_offset IN ( \
                      SELECT record_offset FROM bus_log \

@@ -102,7 +102,7 @@ pub async fn sqlite(parent: Option<&Path>, outbox: OutboxConfig) -> Fallible<Sto
     let dir = builder?;
     let path: PathBuf = dir.path().join("state.db");
     let state = SqliteState::open(&path.to_string_lossy()).await?;
-    let bus = SqliteOutbox::start(state.pool().clone(), &TOPICS, outbox).await?;
+    let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox).await?;
     let project_id = create_project(&state).await?;
     Ok(Stores { bus, state, project_id, scratch: Scratch::Sqlite { dir } })
 }
