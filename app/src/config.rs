@@ -50,7 +50,7 @@ pub struct ProcessorSection {
 
 impl Default for ProcessorSection {
     fn default() -> Self {
-        ProcessorSection { batch_records: 5000, cache_orders: 200_000 }
+        ProcessorSection { batch_records: 20_000, cache_orders: 200_000 }
     }
 }
 

@@ -1,11 +1,14 @@
 //! The processor's pure step: an order's events and its project's rules in, derived rows out.
 //! No IO here; `processor::run` is the edge that feeds it.
 
-use ksa_domain::timeline::DELIVERY_GROUP;
-use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, Urgency, compute_timeline};
+use std::collections::BTreeMap;
+
+use ksa_domain::timeline::{DELIVERY_GROUP, StageTotal};
+use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, SlaProfile, Urgency, compute_timeline};
 use ksa_schemas::derived::{CycleRow, DerivedOrder, GroupTotalRow};
 use ksa_schemas::settings::{CycleEnd, CycleStart, Occurrence};
 use ksa_schemas::{StatusEvent, Timestamp};
+use serde::Serialize;
 
 /// Derives an order's rows from its events as of its latest event, so the result depends on
 /// the event set and the settings only, never on when it is computed. Read paths measure open
@@ -16,8 +19,26 @@ pub fn derive_order(project_id: i64, events: &[StatusEvent], rules: &ProjectRule
     Some(rows(project_id, &timeline, rules, settings_revision))
 }
 
+/// The part of the analyzer's object that has no column or table of its own in state: per-status
+/// totals, the SLA profile applied, whether history is truncated, and the instant it was
+/// computed as of. Intervals are facts (`status_intervals`), group totals and cycles have their
+/// tables, the rest are columns; read paths recompute the whole object from events.
+#[derive(Serialize)]
+struct DerivedDocument<'a> {
+    statuses: &'a BTreeMap<i64, StageTotal>,
+    sla_profile: SlaProfile,
+    history_truncated: bool,
+    as_of: Timestamp,
+}
+
 fn rows(project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) -> DerivedOrder {
-    let derived_json = serde_json::to_string(timeline).unwrap_or_else(|_| "{}".into());
+    let document = DerivedDocument {
+        statuses: &timeline.statuses,
+        sla_profile: timeline.sla_profile,
+        history_truncated: timeline.history_truncated,
+        as_of: timeline.as_of,
+    };
+    let derived_json = serde_json::to_string(&document).unwrap_or_else(|_| "{}".into());
     let to_delivery = rules
         .settings
         .cycles

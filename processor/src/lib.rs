@@ -16,6 +16,7 @@ use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
 use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
 
 use cache::OrderCache;
 use derive::{derive_order, merge_events, rules_for};
@@ -40,7 +41,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             group: "processor".into(),
-            batch_records: 5000,
+            batch_records: 20_000,
             idle_wait: Duration::from_millis(500),
             cache_orders: 200_000,
             retention: Duration::from_secs(24 * 3600),
@@ -59,6 +60,28 @@ pub enum ProcessorError {
 
 /// A status event as it arrived: the event, when it was received, the body.
 type Arrival = (StatusEvent, Timestamp, String);
+
+/// A derived batch, ready to commit.
+struct Prepared {
+    batch: CommitBatch,
+    records: u64,
+    /// The last offset per partition the batch covers.
+    offsets: HashMap<u32, i64>,
+}
+
+/// A batch whose commit task runs.
+struct InFlight {
+    commit: JoinHandle<Result<(), StateError>>,
+    offsets: HashMap<u32, i64>,
+}
+
+/// The cache holds at least four batches' worth of orders. It drops its least recently used
+/// half when full, so the orders of the batch in flight (at most one batch's worth, put last)
+/// stay cached while the next batch is prepared, and are never read back from the database
+/// before their commit.
+fn cache_capacity(config: &ProcessorConfig) -> usize {
+    config.cache_orders.max(config.batch_records.saturating_mul(4))
+}
 
 /// A project's compiled rules at one settings revision.
 struct ProjectState {
@@ -81,7 +104,12 @@ pub struct Processor<B: Bus, S: StateStore> {
     state: S,
     config: ProcessorConfig,
     partitions: Vec<u32>,
+    /// Where reading goes on: the last offset read per partition.
     offsets: HashMap<u32, i64>,
+    /// The last offset per partition whose batch has committed.
+    committed: HashMap<u32, i64>,
+    /// The batch being committed while the next one is prepared.
+    in_flight: Option<InFlight>,
     projects: HashMap<i64, ProjectState>,
     cache: OrderCache,
     updates: broadcast::Sender<OrderUpdated>,
@@ -100,11 +128,13 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             None => (0..bus.partitions(STATUS_EVENTS)?).collect(),
         };
         let stored = state.consumer_offsets(&config.group, STATUS_EVENTS).await?;
-        let offsets = partitions.iter().map(|p| (*p, stored.get(p).copied().unwrap_or(1) - 1)).collect();
+        let offsets: HashMap<u32, i64> = partitions.iter().map(|p| (*p, stored.get(p).copied().unwrap_or(1) - 1)).collect();
         let (updates, _) = broadcast::channel(4096);
         let (stats, _) = watch::channel(ProcessorStats::default());
         Ok(Processor {
-            cache: OrderCache::new(config.cache_orders),
+            cache: OrderCache::new(cache_capacity(&config)),
+            committed: offsets.clone(),
+            in_flight: None,
             bus,
             state,
             config,
@@ -146,7 +176,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "processor batch failed; retrying");
-                    self.cache.clear();
+                    self.rewind().await;
                     tokio::select! {
                         _ = shutdown.changed() => {}
                         _ = tokio::time::sleep(backoff) => {}
@@ -156,10 +186,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             }
             self.housekeeping().await;
         }
+        if let Err(err) = self.settle().await {
+            tracing::warn!(error = %err, "the last batch was not committed; it will be read again at the next start");
+        }
         Ok(self.stats.borrow().clone())
     }
 
-    /// Reads one micro-batch from every partition and processes it; returns the records read.
+    /// Reads one micro-batch from every partition, derives it, and hands it to a commit task;
+    /// returns the records read. The previous batch's commit runs while this one is read and
+    /// derived, and must succeed before this one is handed over.
     pub async fn step(&mut self) -> Result<usize, ProcessorError> {
         let mut records: Vec<Record> = Vec::new();
         let per_partition = (self.config.batch_records / self.partitions.len().max(1)).max(1);
@@ -168,14 +203,45 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             records.extend(self.bus.read(STATUS_EVENTS, *partition, after, per_partition, Duration::ZERO).await?);
         }
         if records.is_empty() {
+            self.settle().await?;
             return Ok(0);
         }
         let read = records.len();
-        self.process(records).await?;
+        let prepared = self.prepare(records).await?;
+        self.settle().await?;
+        self.launch(prepared);
         Ok(read)
     }
 
-    async fn process(&mut self, records: Vec<Record>) -> Result<(), ProcessorError> {
+    /// Waits for the batch in flight, if any, to commit.
+    pub async fn settle(&mut self) -> Result<(), ProcessorError> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        match in_flight.commit.await {
+            Ok(Ok(())) => {
+                self.committed.extend(in_flight.offsets);
+                Ok(())
+            }
+            Ok(Err(err)) => Err(err.into()),
+            Err(join) => Err(StateError::Corrupt(format!("the commit task failed: {join}")).into()),
+        }
+    }
+
+    /// After a failure: lets the batch in flight end, forgets everything not known to be
+    /// committed, and reads again from the committed offsets.
+    async fn rewind(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            if let Ok(Ok(())) = in_flight.commit.await {
+                self.committed.extend(in_flight.offsets);
+            }
+        }
+        self.cache.clear();
+        self.offsets = self.committed.clone();
+    }
+
+    /// Decodes a batch, merges each order's new events into its known ones and derives the
+    /// orders. The cache and the read offsets move on at once; [`Processor::rewind`] undoes
+    /// both when a commit fails.
+    async fn prepare(&mut self, records: Vec<Record>) -> Result<Prepared, ProcessorError> {
         let mut next_offsets: BTreeMap<u32, i64> = BTreeMap::new();
         let mut incoming: BTreeMap<(i64, i64), Vec<Arrival>> = BTreeMap::new();
         for record in &records {
@@ -191,7 +257,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             }
         }
 
-        // Load the events of orders the cache does not hold, one query per project.
+        // Load the events of orders the cache does not hold, one query per project. Orders of
+        // the batch in flight are always cached (see `cache_capacity`), so what is read here
+        // was committed before.
         let mut by_project: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for (project_id, order_id) in incoming.keys() {
             if !self.cache.contains(*project_id, *order_id) {
@@ -209,7 +277,6 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         }
 
         let mut batch = CommitBatch::default();
-        let mut merged: Vec<((i64, i64), Vec<StatusEvent>)> = Vec::with_capacity(incoming.len());
         for ((project_id, order_id), arrivals) in incoming {
             let mut known = match loaded.remove(&(project_id, order_id)) {
                 Some(events) => events,
@@ -229,7 +296,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             if let Some(derived) = derive_order(project_id, &known, &project.rules, project.revision) {
                 batch.orders.push(derived);
             }
-            merged.push(((project_id, order_id), known));
+            self.cache.put(project_id, order_id, known);
         }
         batch.offsets = next_offsets
             .iter()
@@ -240,27 +307,36 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 next_offset: *next,
             })
             .collect();
+        for (partition, next) in &next_offsets {
+            self.offsets.insert(*partition, next - 1);
+        }
+        let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
+        Ok(Prepared { batch, records: records.len() as u64, offsets })
+    }
 
-        let new_events = batch.events.len() as u64;
-        let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
-        self.state.commit(batch).await?;
-
-        for (partition, next) in next_offsets {
-            self.offsets.insert(partition, next - 1);
-        }
-        for ((project_id, order_id), events) in merged {
-            self.cache.put(project_id, order_id, events);
-        }
-        for update in &orders {
-            let _ = self.updates.send(update.clone());
-        }
-        self.stats.send_modify(|s| {
-            s.batches += 1;
-            s.records += records.len() as u64;
-            s.new_events += new_events;
-            s.orders_written += orders.len() as u64;
+    /// Commits a prepared batch in a task of its own; when it has committed, the task announces
+    /// the batch's orders and counts it.
+    fn launch(&mut self, prepared: Prepared) {
+        let Prepared { batch, records, offsets } = prepared;
+        let state = self.state.clone();
+        let updates = self.updates.clone();
+        let stats = self.stats.clone();
+        let commit = tokio::spawn(async move {
+            let new_events = batch.events.len() as u64;
+            let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
+            state.commit(batch).await?;
+            for update in &orders {
+                let _ = updates.send(update.clone());
+            }
+            stats.send_modify(|s| {
+                s.batches += 1;
+                s.records += records;
+                s.new_events += new_events;
+                s.orders_written += orders.len() as u64;
+            });
+            Ok(())
         });
-        Ok(())
+        self.in_flight = Some(InFlight { commit, offsets });
     }
 
     /// Loads (or reloads after a change) a project's rules.
@@ -316,7 +392,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         if self.last_retention.elapsed() >= Duration::from_secs(60) {
             self.last_retention = Instant::now();
             let before = Timestamp::from_micros(now_micros() - self.config.retention.as_micros() as i64);
-            for (partition, offset) in &self.offsets {
+            for (partition, offset) in &self.committed {
                 if let Err(err) = self.bus.truncate(STATUS_EVENTS, *partition, *offset, before).await {
                     tracing::warn!(partition, error = %err, "outbox retention failed");
                 }

@@ -37,7 +37,9 @@ pub struct DerivedOrder {
     pub sla_state: String,
     pub event_count: u32,
     pub settings_revision: i64,
-    /// The analyzer's object for the order, as JSON.
+    /// What the analyzer's object for the order holds beyond these columns, `groups` and
+    /// `cycles` (per-status totals, the SLA profile, `history_truncated`, `as_of`), as JSON.
+    /// Intervals are not kept here: they are facts, and read paths recompute the whole object.
     pub derived_json: String,
     pub groups: Vec<GroupTotalRow>,
     pub cycles: Vec<CycleRow>,
