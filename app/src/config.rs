@@ -25,8 +25,10 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
-    /// Partitions per topic. One process (embedded) gains nothing from more than one.
-    pub partitions: u32,
+    /// Partitions per topic; one processor runs per partition. Unset: 1 on SQLite (one writer
+    /// at a time, so more gain nothing) and [`POSTGRES_PARTITIONS`] on PostgreSQL (commits in
+    /// parallel). Keep it fixed once events have arrived: an order's partition follows from it.
+    pub partitions: Option<u32>,
     /// Webhooks waiting to be made durable before new ones get 503.
     pub queue_capacity: usize,
     /// Hours consumed records stay in the outbox.
@@ -35,14 +37,31 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { partitions: 1, queue_capacity: 4096, retention_hours: 24 }
+        BusConfig { partitions: None, queue_capacity: 4096, retention_hours: 24 }
+    }
+}
+
+/// Partitions per topic on PostgreSQL when `bus.partitions` is unset: enough processors to
+/// keep two cores busy (BENCHMARKS.md).
+pub const POSTGRES_PARTITIONS: u32 = 4;
+
+impl BusConfig {
+    /// The partitions to use with a SQLite (`postgres == false`) or PostgreSQL state database.
+    pub fn partitions_for(&self, postgres: bool) -> u32 {
+        match self.partitions {
+            Some(partitions) => partitions.max(1),
+            None if postgres => POSTGRES_PARTITIONS,
+            None => 1,
+        }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorSection {
-    /// Records per micro-batch.
+    /// Records per micro-batch at most. A processor that keeps up reads what has arrived, so
+    /// only a backlog makes batches this large; larger batches write each busy page once for more
+    /// events (BENCHMARKS.md).
     pub batch_records: usize,
     /// Orders whose events stay cached between batches.
     pub cache_orders: usize,
@@ -50,7 +69,7 @@ pub struct ProcessorSection {
 
 impl Default for ProcessorSection {
     fn default() -> Self {
-        ProcessorSection { batch_records: 20_000, cache_orders: 200_000 }
+        ProcessorSection { batch_records: 50_000, cache_orders: 200_000 }
     }
 }
 

@@ -30,19 +30,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let outbox = OutboxConfig {
-        partitions: config.bus.partitions.max(1),
+    let outbox = |postgres: bool| OutboxConfig {
+        partitions: config.bus.partitions_for(postgres),
         queue_capacity: config.bus.queue_capacity.max(1),
         ..OutboxConfig::default()
     };
     match open_state(config).await? {
         AnyState::Sqlite(state) => {
+            let outbox = outbox(false);
             let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox)
                 .await
                 .context("starting the outbox bus")?;
             serve(config, bus, state, listener, addr, shutdown, on_listening).await
         }
         AnyState::Postgres(state) => {
+            let outbox = outbox(true);
             let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox).await.context("starting the outbox bus")?;
             serve(config, bus, state, listener, addr, shutdown, on_listening).await
         }

@@ -41,7 +41,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             group: "processor".into(),
-            batch_records: 20_000,
+            batch_records: 50_000,
             idle_wait: Duration::from_millis(500),
             cache_orders: 200_000,
             retention: Duration::from_secs(24 * 3600),

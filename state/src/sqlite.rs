@@ -42,6 +42,10 @@ const MAX_CONNECTIONS: u32 = 8;
 /// Page cache per connection, in KiB (SQLite's default is 2 MiB).
 const CACHE_KIB: i64 = 32 * 1024;
 
+/// Page cache of the processor's committing connection, in KiB: its writes land all over the
+/// order tables and indexes, and each page it keeps is one it need not read back.
+const COMMITTER_CACHE_KIB: i64 = 256 * 1024;
+
 /// WAL pages after which a commit checkpoints them into the database (SQLite's default is
 /// 1,000, 4 MiB): checkpointing in larger runs writes each hot page once per run instead of
 /// once per few commits (measured: +10 % processor throughput over 1M events).
@@ -248,7 +252,9 @@ impl SqliteState {
         let committer = if in_memory {
             pool.clone()
         } else {
-            SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal).pragma("cache_size", format!("-{COMMITTER_CACHE_KIB}")))
         };
         Ok(SqliteState { pool, committer, gate: WriteGate::default() })
     }

@@ -3,7 +3,7 @@
 //! latency percentiles, peak memory and where the CPU went.
 //!
 //! replay --mode processor-sqlite|processor-postgres|http [--orders 150000] [--seed 7]
-//!        [--data-dir DIR] [--database-url URL] [--partitions 1] [--batch-records 5000]
+//!        [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000]
 //!        [--threads 2] [--phase all|throughput|paced] [--rate EVENTS_PER_S] [--paced-deliveries N]
 //!        [--tick-ms 5] [--analyze-every SECONDS]
 //!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor]
@@ -40,7 +40,7 @@ use crate::records::Replay;
 pub type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|http [--orders 150000] [--seed 7] \
-[--data-dir DIR] [--database-url URL] [--partitions 1] [--batch-records 5000] [--threads 2] \
+[--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000] [--threads 2] \
 [--phase all|throughput|paced] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
 [--analyze-every SECONDS] [--concurrency 64] \
 [--server-threads 2] [--client-threads 2] [--with-processor]";
@@ -70,7 +70,8 @@ struct Options {
     spec: TrafficSpec,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
-    partitions: u32,
+    /// As `bus.partitions`: unset means the app's default for the database.
+    partitions: Option<u32>,
     batch_records: usize,
     threads: usize,
     phase: Phase,
@@ -91,7 +92,7 @@ impl Options {
             spec: TrafficSpec { orders: 150_000, ..TrafficSpec::default() },
             data_dir: None,
             database_url: std::env::var("DATABASE_URL").ok(),
-            partitions: 1,
+            partitions: None,
             batch_records: ProcessorConfig::default().batch_records,
             threads: 2,
             phase: Phase::All,
@@ -126,7 +127,7 @@ impl Options {
                 "--seed" => options.spec.seed = value.parse().map_err(bad)?,
                 "--data-dir" => options.data_dir = Some(value.into()),
                 "--database-url" => options.database_url = Some(value),
-                "--partitions" => options.partitions = value.parse().map_err(bad)?,
+                "--partitions" => options.partitions = Some(value.parse().map_err(bad)?),
                 "--batch-records" => options.batch_records = value.parse().map_err(bad)?,
                 "--threads" => options.threads = value.parse().map_err(bad)?,
                 "--phase" => {
@@ -157,14 +158,23 @@ impl Options {
         Ok(options)
     }
 
+    fn partitions(&self) -> u32 {
+        let bus = ksa_app::config::BusConfig { partitions: self.partitions, ..Default::default() };
+        bus.partitions_for(self.mode == Mode::ProcessorPostgres)
+    }
+
     fn outbox(&self) -> OutboxConfig {
-        OutboxConfig { partitions: self.partitions.max(1), ..OutboxConfig::default() }
+        OutboxConfig { partitions: self.partitions(), ..OutboxConfig::default() }
     }
 
     fn processor(&self) -> ProcessorConfig {
         ProcessorConfig { batch_records: self.batch_records.max(1), ..ProcessorConfig::default() }
     }
 }
+
+/// The same allocator as the `keycrm-analytics` binary, so the pipeline is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -219,7 +229,7 @@ async fn processor_mode(replay: &Replay, options: &Options) -> Fallible<()> {
     let settings = PipelineSettings { processor: options.processor(), append_chunk: 5000, appends_in_flight: 2, tick: options.tick };
     println!(
         "settings: {} partition(s) with one processor each, batch {} records, cache {} orders, {} runtime threads, {} cores",
-        options.partitions,
+        options.partitions(),
         settings.processor.batch_records,
         settings.processor.cache_orders,
         options.threads,
