@@ -72,6 +72,25 @@ pub fn clickhouse_server(test: &str) -> Option<String> {
     }
 }
 
+/// The Kafka-protocol brokers to test against (`KSA_KAFKA_BROKERS`), or `None` (after saying so)
+/// when it is not set outside CI; under `CI=true` a missing value fails the test.
+pub fn kafka_brokers(test: &str) -> Option<String> {
+    match std::env::var("KSA_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
+            "KSA_KAFKA_BROKERS is not set, and CI=true requires the Kafka tests to run: start a \
+             broker with `eval \"$(scripts/services up)\"` before `cargo test`"
+        ),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test} on Kafka: KSA_KAFKA_BROKERS is not set (`eval \"$(scripts/services up)\"` sets it)"
+            );
+            None
+        }
+    }
+}
+
 /// A database name no other test (or concurrent run) uses.
 pub fn unique_database_name(test: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
