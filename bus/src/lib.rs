@@ -2,6 +2,8 @@
 //! to one partition and keep their order there. Consumers read by offset; where they stand is
 //! kept by the consumer itself (in the state database, inside its own transaction), never here.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod outbox;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
-//! The SQL schema of the state database, for PostgreSQL and SQLite, embedded in the binary and
-//! applied at start.
+//! The SQL schema of the state database, for PostgreSQL and SQLite, and of the ClickHouse fact
+//! tables (see [`clickhouse`]), embedded in the binary and applied at start.
 //!
 //! Each dialect has its own folder of numbered files (`postgres/0001_core.sql`,
 //! `sqlite/0001_core.sql`) with the same tables and columns. Applied versions are recorded, with
@@ -8,12 +8,14 @@
 //! silently ignored. Every migration runs in its own transaction, so a failed one leaves nothing
 //! behind.
 
+pub mod clickhouse;
 mod error;
 mod ledger;
 mod postgres;
 mod sqlite;
 mod url;
 
+pub use clickhouse::{ClickHousePlan, clickhouse_migrations, plan_clickhouse};
 pub use error::MigrateError;
 pub use postgres::migrate_postgres;
 pub use sqlite::migrate_sqlite;

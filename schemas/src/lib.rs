@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod derived;
 pub mod event;
+pub mod facts;
 pub mod keycrm;
 pub mod loose;
 pub mod settings;

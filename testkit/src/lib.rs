@@ -1,6 +1,7 @@
 //! Test support: every suite that needs PostgreSQL gets a database of its own on the server in
 //! `DATABASE_URL`, dropped afterwards even when the test panics. Without `DATABASE_URL` a test
-//! is skipped with a visible line, except under `CI=true`, where it fails.
+//! is skipped with a visible line, except under `CI=true`, where it fails. ClickHouse suites find
+//! their server the same way, in `KSA_CLICKHOUSE_URL`.
 
 use std::future::Future;
 use std::io::Write;
@@ -45,6 +46,45 @@ pub fn postgres_server(test: &str) -> Option<String> {
             let _ = writeln!(
                 std::io::stderr(),
                 "skipped {test} on PostgreSQL: DATABASE_URL is not set (`eval \"$(scripts/services up)\"` sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// The ClickHouse HTTP interface to test against (`KSA_CLICKHOUSE_URL`), or `None` (after saying
+/// so) when it is not set outside CI. Under `CI=true` a missing URL fails the test, and so does,
+/// always, a URL that does not answer: the suite then fails where it connects.
+pub fn clickhouse_server(test: &str) -> Option<String> {
+    match std::env::var("KSA_CLICKHOUSE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
+            "KSA_CLICKHOUSE_URL is not set, and CI=true requires the ClickHouse tests to run: start \
+             ClickHouse with `eval \"$(scripts/services up)\"` before `cargo test`"
+        ),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test} on ClickHouse: KSA_CLICKHOUSE_URL is not set (`eval \"$(scripts/services up)\"` sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// The Kafka-protocol brokers to test against (`KSA_KAFKA_BROKERS`), or `None` (after saying so)
+/// when it is not set outside CI; under `CI=true` a missing value fails the test.
+pub fn kafka_brokers(test: &str) -> Option<String> {
+    match std::env::var("KSA_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
+            "KSA_KAFKA_BROKERS is not set, and CI=true requires the Kafka tests to run: start a \
+             broker with `eval \"$(scripts/services up)\"` before `cargo test`"
+        ),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test} on Kafka: KSA_KAFKA_BROKERS is not set (`eval \"$(scripts/services up)\"` sets it)"
             );
             None
         }

@@ -1,0 +1,162 @@
+//! Fact rows: the analytics shape of an order's derived data, one row per status interval and
+//! per cycle. The processor writes them through a `FactSink` (ClickHouse or Parquet) before it
+//! commits state, and may write the same rows again on a replay: a sink keeps, per natural key,
+//! only the row with the highest [`FactVersion`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// Orders the rows written for one order over time, so a sink can keep only the newest.
+///
+/// Derived from the project's settings revision and the order's event count, never from the
+/// clock (ARCHITECTURE invariant 4): replaying the same events under the same settings writes
+/// the same version, a new event raises it, and so does a settings change (which recomputes
+/// every order). The revision takes the high 32 bits and the event count the low 32, so the
+/// comparison is lexicographic: (revision, event count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FactVersion(u64);
+
+impl FactVersion {
+    /// The version of the rows derived from `event_count` events under settings revision
+    /// `settings_revision`. A revision outside `0..=u32::MAX` is clamped into it: revisions
+    /// start at 0 and grow by one per change, so the clamp is never reached in practice.
+    pub fn new(settings_revision: i64, event_count: u32) -> Self {
+        let revision = settings_revision.clamp(0, i64::from(u32::MAX)) as u64;
+        FactVersion((revision << 32) | u64::from(event_count))
+    }
+
+    pub const fn from_u64(raw: u64) -> Self {
+        FactVersion(raw)
+    }
+
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    pub const fn settings_revision(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    pub const fn event_count(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// An interval's SLA state at the time its row was derived (`near`/`over` of an open interval
+/// are evaluated again at read time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FactSlaState {
+    #[default]
+    None,
+    Ok,
+    Near,
+    Over,
+}
+
+impl FactSlaState {
+    pub const ALL: [FactSlaState; 4] = [FactSlaState::None, FactSlaState::Ok, FactSlaState::Near, FactSlaState::Over];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactSlaState::None => "none",
+            FactSlaState::Ok => "ok",
+            FactSlaState::Near => "near",
+            FactSlaState::Over => "over",
+        }
+    }
+
+    /// The state named `text` (`none`, `ok`, `near`, `over`), as the derived rows spell it.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+}
+
+/// One visit of an order to a status: `[entered_at, left_at)`, `left_at` unset while the
+/// order is still there. Natural key: `(project_id, order_id, entered_at, status_id)`, the key
+/// of the event that opened the interval, so a late event adds a row and shortens its
+/// neighbour's (same key, higher version) but never orphans one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntervalFact {
+    pub project_id: i64,
+    pub order_id: i64,
+    pub status_id: i64,
+    pub group_id: u16,
+    pub entered_at: Timestamp,
+    pub left_at: Option<Timestamp>,
+    pub wall_seconds: f64,
+    pub working_seconds: f64,
+    pub is_urgent: bool,
+    pub sla_state: FactSlaState,
+    pub version: FactVersion,
+}
+
+/// One cycle rule's span for an order: `[started_at, ended_at)`, `ended_at` unset while open.
+/// Natural key: `(project_id, order_id, cycle_id)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CycleFact {
+    pub project_id: i64,
+    pub order_id: i64,
+    pub cycle_id: u32,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub wall_seconds: f64,
+    pub working_seconds: f64,
+    pub is_urgent: bool,
+    pub version: FactVersion,
+}
+
+/// What one write hands a sink: the rows of any number of orders.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FactBatch {
+    pub intervals: Vec<IntervalFact>,
+    pub cycles: Vec<CycleFact>,
+}
+
+impl FactBatch {
+    pub fn is_empty(&self) -> bool {
+        self.intervals.is_empty() && self.cycles.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.intervals.len() + self.cycles.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_event_raises_the_version() {
+        assert!(FactVersion::new(3, 5) > FactVersion::new(3, 4));
+    }
+
+    #[test]
+    fn a_settings_change_outranks_any_event_count() {
+        assert!(FactVersion::new(4, 1) > FactVersion::new(3, u32::MAX));
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_version() {
+        let version = FactVersion::new(7, 42);
+        assert_eq!(version, FactVersion::new(7, 42));
+        assert_eq!((version.settings_revision(), version.event_count()), (7, 42));
+    }
+
+    #[test]
+    fn out_of_range_revisions_are_clamped_not_wrapped() {
+        assert_eq!(FactVersion::new(-1, 3), FactVersion::new(0, 3));
+        assert_eq!(FactVersion::new(i64::MAX, 3).settings_revision(), u32::MAX);
+    }
+
+    #[test]
+    fn sla_states_round_trip_through_their_names() {
+        for state in FactSlaState::ALL {
+            assert_eq!(FactSlaState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(FactSlaState::parse("late"), None);
+    }
+}
