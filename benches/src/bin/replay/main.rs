@@ -323,7 +323,8 @@ fn print_paced(p: &Paced) {
         p.append_tail.as_secs_f64(),
         p.drain_time.as_secs_f64()
     );
-    println!("            append call→durable (one call per tick): {}", p.append_latency);
+    println!("            append call→durable (one call per tick, retries included): {}", p.append_latency);
+    println!("            append calls refused as overloaded (ingest would answer 503) and made again: {}", p.overloaded);
     println!("            received→committed: {}", p.latency);
     println!("            last third only:    {}", p.latency_last_third);
     println!(

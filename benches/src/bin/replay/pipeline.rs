@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use ksa_bus::{AppendOutcome, Bus};
+use ksa_bus::{AppendOutcome, Bus, BusError};
 use ksa_processor::{Processor, ProcessorConfig, ProcessorStats};
 use ksa_schemas::Timestamp;
 use ksa_schemas::bus::STATUS_EVENTS;
@@ -131,6 +131,8 @@ pub struct Paced {
     /// Per append call (one every tick), from the call until its records were durable: what
     /// ingest waits for before it answers a webhook.
     pub append_latency: Latencies,
+    /// Append calls refused as overloaded and made again 10 ms later.
+    pub overloaded: u64,
     /// `commit − received_at` per appended record.
     pub latency: Latencies,
     /// The same, over the last third of the records only (is the lag steady or growing?).
@@ -220,6 +222,7 @@ pub async fn paced<B: Bus, S: StateStore>(
         append_tail: paced.last_answered.duration_since(paced.last_sent),
         drain_time: caught_up.saturating_duration_since(paced.last_answered),
         append_latency: Latencies::of(paced.append_latencies),
+        overloaded: paced.overloaded,
         latency: Latencies::of(latencies.into_iter().map(|(_, l)| l).collect()),
         latency_last_third: Latencies::of(last_third),
         unmatched,
@@ -233,6 +236,8 @@ pub async fn paced<B: Bus, S: StateStore>(
 struct PaceOutcome {
     appended: u64,
     duplicates: u64,
+    /// Append calls the bus refused as overloaded (ingest's 503) and that were made again.
+    overloaded: u64,
     started: Instant,
     /// When the last delivery was handed to the bus.
     last_sent: Instant,
@@ -257,7 +262,7 @@ async fn pace<B: Bus>(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut in_flight = FuturesUnordered::new();
-    let (mut appended, mut duplicates) = (0u64, 0u64);
+    let (mut appended, mut duplicates, mut overloaded) = (0u64, 0u64, 0u64);
     let mut body = String::with_capacity(2048);
     let started = Instant::now();
     let (mut last_sent, mut last_answered) = (started, started);
@@ -281,8 +286,20 @@ async fn pace<B: Bus>(
                     sent = due;
                     // Queued as it is called: appends keep the order of these calls.
                     let called = Instant::now();
-                    let append = bus.append(STATUS_EVENTS, records);
-                    in_flight.push(async move { (append.await, called.elapsed()) });
+                    let bus = bus.clone();
+                    // As ingest's clients do after a 503: the same deliveries again, 10 ms later.
+                    in_flight.push(async move {
+                        let mut refused = 0u64;
+                        loop {
+                            match bus.append(STATUS_EVENTS, records.clone()).await {
+                                Err(BusError::Overloaded) => {
+                                    refused += 1;
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                }
+                                answer => return (answer, called.elapsed(), refused),
+                            }
+                        }
+                    });
                     if sent == total {
                         last_sent = Instant::now();
                     }
@@ -292,8 +309,9 @@ async fn pace<B: Bus>(
                     eprintln!("paced: {sent} of {total} deliveries appended at {rate:.0}/s");
                 }
             }
-            Some((outcomes, took)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((outcomes, took, refused)) = in_flight.next(), if !in_flight.is_empty() => {
                 append_latencies.push(took.as_micros() as u64);
+                overloaded += refused;
                 for outcome in outcomes? {
                     match outcome {
                         AppendOutcome::Appended { .. } => appended += 1,
@@ -306,7 +324,7 @@ async fn pace<B: Bus>(
             }
         }
     }
-    Ok((appended, PaceOutcome { appended, duplicates, started, last_sent, last_answered, append_latencies }))
+    Ok((appended, PaceOutcome { appended, duplicates, overloaded, started, last_sent, last_answered, append_latencies }))
 }
 
 /// One processor per partition of `status-events`, as `keycrm-analytics run` starts them.
