@@ -65,11 +65,14 @@ pub struct ProcessorSection {
     pub batch_records: usize,
     /// Orders whose events stay cached between batches.
     pub cache_orders: usize,
+    /// Milliseconds a short batch waits for more records (from its oldest record's arrival);
+    /// fewer, larger transactions for a little latency. 0 processes records at once.
+    pub linger_ms: u64,
 }
 
 impl Default for ProcessorSection {
     fn default() -> Self {
-        ProcessorSection { batch_records: 50_000, cache_orders: 200_000 }
+        ProcessorSection { batch_records: 50_000, cache_orders: 200_000, linger_ms: 50 }
     }
 }
 

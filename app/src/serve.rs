@@ -67,6 +67,7 @@ async fn serve<B: Bus, S: StateStore>(
     let processor_config = ProcessorConfig {
         batch_records: config.processor.batch_records.max(1),
         cache_orders: config.processor.cache_orders.max(1),
+        linger: Duration::from_millis(config.processor.linger_ms),
         retention: Duration::from_secs(config.bus.retention_hours * 3600),
         ..ProcessorConfig::default()
     };

@@ -35,6 +35,9 @@ pub struct ProcessorConfig {
     pub retention: Duration,
     /// How often settings revisions are checked.
     pub settings_check: Duration,
+    /// How long a short batch waits for more records, counted from its oldest record's append.
+    /// Zero processes whatever has arrived at once.
+    pub linger: Duration,
 }
 
 impl Default for ProcessorConfig {
@@ -46,6 +49,7 @@ impl Default for ProcessorConfig {
             cache_orders: 200_000,
             retention: Duration::from_secs(24 * 3600),
             settings_check: Duration::from_secs(2),
+            linger: Duration::from_millis(50),
         }
     }
 }
@@ -196,21 +200,44 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     /// returns the records read. The previous batch's commit runs while this one is read and
     /// derived, and must succeed before this one is handed over.
     pub async fn step(&mut self) -> Result<usize, ProcessorError> {
-        let mut records: Vec<Record> = Vec::new();
         let per_partition = (self.config.batch_records / self.partitions.len().max(1)).max(1);
-        for partition in &self.partitions {
-            let after = self.offsets[partition];
-            records.extend(self.bus.read(STATUS_EVENTS, *partition, after, per_partition, Duration::ZERO).await?);
-        }
+        let mut after = self.offsets.clone();
+        let mut records = self.read_after(&mut after, per_partition).await?;
         if records.is_empty() {
             self.settle().await?;
             return Ok(0);
+        }
+        // A short batch of fresh records waits for the rest of its linger: every transaction has
+        // a fixed cost, and a processor that keeps up would otherwise commit a few records at a
+        // time while ingest waits for the same write lock.
+        if records.len() < per_partition * self.partitions.len() && !self.config.linger.is_zero() {
+            let oldest = records.iter().map(|r| r.appended_at.as_micros()).min().unwrap_or(0);
+            let age = Duration::from_micros(u64::try_from(now_micros() - oldest).unwrap_or(0));
+            if let Some(rest) = self.config.linger.checked_sub(age).filter(|rest| !rest.is_zero()) {
+                tokio::time::sleep(rest).await;
+                let more = per_partition.saturating_sub(records.len() / self.partitions.len().max(1)).max(1);
+                records.extend(self.read_after(&mut after, more).await?);
+            }
         }
         let read = records.len();
         let prepared = self.prepare(records).await?;
         self.settle().await?;
         self.launch(prepared);
         Ok(read)
+    }
+
+    /// Reads up to `limit` records of each partition after `after`, and moves `after` past them.
+    async fn read_after(&self, after: &mut HashMap<u32, i64>, limit: usize) -> Result<Vec<Record>, ProcessorError> {
+        let mut records: Vec<Record> = Vec::new();
+        for partition in &self.partitions {
+            let from = after[partition];
+            let read = self.bus.read(STATUS_EVENTS, *partition, from, limit, Duration::ZERO).await?;
+            if let Some(last) = read.last() {
+                after.insert(*partition, last.offset);
+            }
+            records.extend(read);
+        }
+        Ok(records)
     }
 
     /// Waits for the batch in flight, if any, to commit.
