@@ -195,12 +195,26 @@ fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> anyhow::Result<(
         _ => toml::Value::String(raw.to_string()),
     };
     // Optional settings are absent from the defaults, so an unknown name cannot be told from
-    // them here: reading the setting on its own does, and lets the error name the variable.
-    let mut probe = toml::Value::Table(toml::Table::from_iter([(leaf.clone(), value.clone())]));
-    for part in parents.iter().rev() {
-        probe = toml::Value::Table(toml::Table::from_iter([(part.clone(), probe)]));
-    }
-    Config::deserialize(probe).map_err(|err| anyhow!("{name}: {}", err.message()))?;
+    // them here: reading the setting on its own does, and lets the error name the variable. An
+    // absent optional setting that reads as an integer is tried as one first (`bus.partitions`).
+    let probe = |value: &toml::Value| {
+        let mut probe = toml::Value::Table(toml::Table::from_iter([(leaf.clone(), value.clone())]));
+        for part in parents.iter().rev() {
+            probe = toml::Value::Table(toml::Table::from_iter([(part.clone(), probe)]));
+        }
+        Config::deserialize(probe).map_err(|err| anyhow!("{name}: {}", err.message()))
+    };
+    let integer = match (&value, raw.trim().parse::<i64>()) {
+        (toml::Value::String(_), Ok(number)) => Some(toml::Value::Integer(number)).filter(|v| probe(v).is_ok()),
+        _ => None,
+    };
+    let value = match integer {
+        Some(integer) => integer,
+        None => {
+            probe(&value)?;
+            value
+        }
+    };
     node.insert(leaf.clone(), value);
     Ok(())
 }
@@ -211,6 +225,17 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn partitions_default_by_database_and_take_an_environment_override() {
+        let defaults = Config::load(None, env(&[])).unwrap();
+        assert_eq!(defaults.bus.partitions_for(false), 1);
+        assert_eq!(defaults.bus.partitions_for(true), POSTGRES_PARTITIONS);
+        let set = Config::load(None, env(&[("KSA__BUS__PARTITIONS", "8")])).unwrap();
+        assert_eq!((set.bus.partitions_for(false), set.bus.partitions_for(true)), (8, 8));
+        let err = format!("{:#}", Config::load(None, env(&[("KSA__BUS__PARTITIONS", "many")])).unwrap_err());
+        assert!(err.contains("KSA__BUS__PARTITIONS"), "{err}");
     }
 
     #[test]
