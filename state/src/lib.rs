@@ -5,9 +5,13 @@
 mod batch;
 mod columns;
 mod digest;
+pub mod enrich;
+mod enrich_postgres;
+mod enrich_sqlite;
 pub mod postgres;
 pub mod sqlite;
 
+pub use enrich::EnrichStore;
 pub use postgres::PostgresState;
 pub use sqlite::SqliteState;
 
