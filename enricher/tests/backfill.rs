@@ -80,7 +80,8 @@ async fn backfill_adds_flagged_events_only_where_keycrm_is_ahead_of_us() {
         .unwrap();
     let client = world.access.client(&world.state, project).await.unwrap();
     let mut reports = Vec::new();
-    let report = backfill(&client, &world.state, &world.bus, &options(EventSource::Backfilled), &mut |p| reports.push(p.clone())).await.unwrap();
+    let report =
+        backfill(&client, &world.state, &world.bus, &options(EventSource::Backfilled), &mut |p| reports.push(p.clone())).await.unwrap();
 
     assert_eq!((report.orders_scanned, report.events_added, report.resumed), (120, 119, false));
     let events = backfilled(&world).await;
@@ -90,7 +91,12 @@ async fn backfill_adds_flagged_events_only_where_keycrm_is_ahead_of_us() {
     // Two windows of two days, each 60 orders = two pages of 50.
     let queries: Vec<String> = fake.hits("t").iter().map(|h| h.query.clone()).collect();
     assert_eq!(queries.len(), 4, "{queries:#?}");
-    assert!(queries[0].contains("sort=id") && queries[0].contains("filter%5Bupdated_between%5D=2026-01-01+00%3A00%3A00%2C+2026-01-03+00%3A00%3A00"), "{}", queries[0]);
+    assert!(
+        queries[0].contains("sort=id")
+            && queries[0].contains("filter%5Bupdated_between%5D=2026-01-01+00%3A00%3A00%2C+2026-01-03+00%3A00%3A00"),
+        "{}",
+        queries[0]
+    );
     assert_eq!(reports.last().map(|p| (p.windows_done, p.windows_total)), Some((2, 2)));
 
     // A second run over the same span adds nothing: the bus drops the repeats.

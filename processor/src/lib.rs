@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod derive;
+pub mod urgency;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ksa_bus::{Bus, BusError, Record};
 use ksa_domain::ProjectRules;
-use ksa_schemas::bus::{OrderUpdated, STATUS_EVENTS, StatusMessage};
+use ksa_schemas::bus::{ENRICH_REQUESTS, OrderUpdated, STATUS_EVENTS, StatusMessage};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
@@ -34,6 +35,8 @@ pub struct ProcessorConfig {
     pub retention: Duration,
     /// How often settings revisions are checked.
     pub settings_check: Duration,
+    /// Entering this status group asks the enricher to fetch the order's items again.
+    pub refetch_items_on_group: Option<u16>,
 }
 
 impl Default for ProcessorConfig {
@@ -45,6 +48,7 @@ impl Default for ProcessorConfig {
             cache_orders: 200_000,
             retention: Duration::from_secs(24 * 3600),
             settings_check: Duration::from_secs(2),
+            refetch_items_on_group: None,
         }
     }
 }
@@ -178,12 +182,17 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     async fn process(&mut self, records: Vec<Record>) -> Result<(), ProcessorError> {
         let mut next_offsets: BTreeMap<u32, i64> = BTreeMap::new();
         let mut incoming: BTreeMap<(i64, i64), Vec<Arrival>> = BTreeMap::new();
+        let mut items_fetched: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
         for record in &records {
             let next = next_offsets.entry(record.partition).or_default();
             *next = (*next).max(record.offset + 1);
             match serde_json::from_slice::<StatusMessage>(&record.payload) {
                 Ok(StatusMessage::StatusChanged { project_id, event, received_at, payload }) => {
                     incoming.entry((project_id, event.order_id)).or_default().push((event, received_at, payload));
+                }
+                Ok(StatusMessage::ItemsFetched { project_id, order_id, .. }) => {
+                    incoming.entry((project_id, order_id)).or_default();
+                    items_fetched.insert((project_id, order_id));
                 }
                 Err(err) => {
                     tracing::error!(partition = record.partition, offset = record.offset, error = %err, "unreadable status-events record skipped");
@@ -207,6 +216,16 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         for project_id in incoming.keys().map(|(p, _)| *p).collect::<std::collections::BTreeSet<_>>() {
             self.ensure_project(project_id).await?;
         }
+        let mut urgencies = HashMap::new();
+        for (project_id, order_ids) in incoming.keys().fold(BTreeMap::<i64, Vec<i64>>::new(), |mut m, (p, o)| {
+            m.entry(*p).or_default().push(*o);
+            m
+        }) {
+            for (order_id, u) in urgency::urgencies(&self.state, project_id, &order_ids, &self.projects[&project_id].rules).await? {
+                urgencies.insert((project_id, order_id), u);
+            }
+        }
+        let mut enrich_requests = Vec::new();
 
         let mut batch = CommitBatch::default();
         let mut merged: Vec<((i64, i64), Vec<StatusEvent>)> = Vec::with_capacity(incoming.len());
@@ -217,18 +236,30 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             };
             let new_events: Vec<StatusEvent> = arrivals.iter().map(|(e, _, _)| *e).collect();
             let fresh = merge_events(&mut known, &new_events);
-            if fresh.is_empty() && !known.is_empty() && self.cache.contains(project_id, order_id) {
+            if fresh.is_empty()
+                && !known.is_empty()
+                && self.cache.contains(project_id, order_id)
+                && !items_fetched.contains(&(project_id, order_id))
+            {
                 continue;
             }
+            let order_urgency = urgencies.get(&(project_id, order_id)).copied().unwrap_or_default();
             for event in &fresh {
                 if let Some((_, received_at, payload)) = arrivals.iter().find(|(e, _, _)| e == event) {
                     batch.events.push(StoredEvent { project_id, event: *event, received_at: *received_at, payload: Some(payload.clone()) });
                 }
             }
             let project = &self.projects[&project_id];
-            if let Some(derived) = derive_order(project_id, &known, &project.rules, project.revision) {
+            if let Some(derived) = derive_order(project_id, &known, order_urgency, &project.rules, project.revision) {
                 batch.orders.push(derived);
             }
+            enrich_requests.extend(urgency::enrich_request(
+                project_id,
+                order_id,
+                order_urgency,
+                &fresh,
+                self.config.refetch_items_on_group,
+            ));
             merged.push(((project_id, order_id), known));
         }
         batch.offsets = next_offsets
@@ -253,6 +284,13 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         }
         for update in &orders {
             let _ = self.updates.send(update.clone());
+        }
+        // After the commit: a request lost to a crash here is made again by the order's next
+        // event, and the enricher's reconciliation finds orders that never get one.
+        if !enrich_requests.is_empty()
+            && let Err(err) = self.bus.append(ENRICH_REQUESTS, enrich_requests).await
+        {
+            tracing::warn!(error = %err, "could not ask the enricher for order items");
         }
         self.stats.send_modify(|s| {
             s.batches += 1;
@@ -367,7 +405,13 @@ pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules:
         let ids = state.order_ids(project_id, after, 2000).await?;
         let Some(last) = ids.last().copied() else { break };
         let events = state.order_events(project_id, &ids).await?;
-        let orders: Vec<DerivedOrder> = events.values().filter_map(|evs| derive_order(project_id, evs, rules, revision)).collect();
+        let urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
+        let orders: Vec<DerivedOrder> = events
+            .iter()
+            .filter_map(|(order_id, evs)| {
+                derive_order(project_id, evs, urgencies.get(order_id).copied().unwrap_or_default(), rules, revision)
+            })
+            .collect();
         written += orders.len() as u64;
         state.commit(CommitBatch { orders, ..CommitBatch::default() }).await?;
         after = last;
