@@ -354,8 +354,6 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: ClientConfig) -> Result<Self, ApiError> {
-        // reqwest is built without a default crypto provider; install ring's once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("keycrm-analytics/", env!("CARGO_PKG_VERSION")))
