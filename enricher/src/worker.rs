@@ -349,8 +349,23 @@ impl<B: Bus, S: StateStore + EnrichStore> Enricher<B, S> {
         delay + Duration::from_millis(if jitter > 0 { fastrand::u64(0..=jitter) } else { 0 })
     }
 
-    /// Status dictionaries and reconciliation, for every project with an API token.
+    /// Status dictionaries and reconciliation, for every project with an API token; and the
+    /// clients' counters in the log.
     pub async fn periodic(&mut self) {
+        for (project, stats) in self.access.clients().stats() {
+            tracing::info!(
+                project = %project,
+                requests = stats.requests,
+                throttled = stats.throttled,
+                server_errors = stats.server_errors,
+                timeouts = stats.timeouts,
+                retries = stats.retries,
+                failed_calls = stats.failed_calls,
+                circuit_opened = stats.circuit_opened,
+                circuit_open = stats.circuit_open,
+                "KeyCRM client counters"
+            );
+        }
         let projects = match self.state.projects().await {
             Ok(projects) => projects,
             Err(error) => {
