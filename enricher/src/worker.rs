@@ -380,6 +380,15 @@ impl<B: Bus, S: StateStore + EnrichStore> Enricher<B, S> {
             }
             if self.due(project.id, CursorName::Statuses, self.config.status_refresh).await {
                 self.sync_project_statuses(project.id).await;
+            } else {
+                // Webhooks whose order needed no items still bring status ids: look at the
+                // orders changed lately for ones the dictionary lacks.
+                let since = Timestamp::from_micros(now().as_micros() - 3_600_000_000);
+                match self.state.unknown_recent_statuses(project.id, since).await {
+                    Ok(unknown) if !unknown.is_empty() => self.refresh_for_unknown(project.id, &unknown.into_iter().collect()).await,
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(project = %project.slug, error = %error, "could not look for unknown status ids"),
+                }
             }
             if let Some(every) = self.config.reconcile_every
                 && self.due(project.id, CursorName::Reconcile, every).await

@@ -227,3 +227,46 @@ async fn a_project_without_a_token_is_told_so_and_retried_later() {
     assert_eq!(job.state, JobState::Pending);
     assert!(job.last_error.unwrap().contains("project `bare` has no KeyCRM API token"));
 }
+
+#[tokio::test]
+async fn an_order_changed_into_an_unknown_status_refreshes_the_dictionary_in_the_periodic_pass() {
+    let fake = FakeKeyCrm::start().await;
+    fake.with(|s| s.statuses = vec![status_json(1, "new", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::open(&dir.path().join("state.db"), fast_client_config()).await;
+    let project = world.project("shop", &fake, "t", None).await;
+    let mut enricher = Enricher::new(world.bus.clone(), world.state.clone(), world.access.clone(), quick_config()).await.unwrap();
+    let status_calls = || fake.hits("t").iter().filter(|h| h.path == "/v1/order/status").count();
+
+    enricher.periodic().await;
+    assert_eq!(status_calls(), 1, "never synced: synced now");
+    enricher.periodic().await;
+    assert_eq!(status_calls(), 1, "synced lately and nothing unknown: no call");
+
+    // A webhook moved an order into status 77, which KeyCRM lists but we do not know yet.
+    fake.with(|s| s.statuses.push(status_json(77, "Друк", 3)));
+    let derived = ksa_schemas::derived::DerivedOrder {
+        project_id: project,
+        order_id: 1,
+        current_status_id: 77,
+        current_group_id: 3,
+        last_changed_at: now(),
+        started_at: now(),
+        untracked_seconds: 0.0,
+        delivery_entered_at: None,
+        cycle_duration_to_delivery: None,
+        closed_at: None,
+        cycle_rule_id_applied: None,
+        urgency: "pending".into(),
+        sla_state: "none".into(),
+        event_count: 1,
+        settings_revision: 1,
+        derived_json: "{}".into(),
+        groups: vec![],
+        cycles: vec![],
+    };
+    world.state.commit(ksa_state::CommitBatch { orders: vec![derived], ..Default::default() }).await.unwrap();
+    enricher.periodic().await;
+    assert_eq!(status_calls(), 2);
+    assert!(world.state.statuses(project).await.unwrap().iter().any(|s| s.status_id == 77));
+}

@@ -197,6 +197,9 @@ pub trait EnrichStore: Clone + Send + Sync + 'static {
     fn statuses(&self, project_id: i64) -> impl Future<Output = Result<Vec<StatusEntry>, StateError>> + Send;
     /// The six groups, by id.
     fn status_groups(&self, project_id: i64) -> impl Future<Output = Result<Vec<StatusGroupEntry>, StateError>> + Send;
+    /// Status ids that orders changed into since `since` (by `orders_current`) and that the
+    /// project's dictionary does not hold: a webhook brought a status the dictionary lacks.
+    fn unknown_recent_statuses(&self, project_id: i64, since: Timestamp) -> impl Future<Output = Result<Vec<i64>, StateError>> + Send;
     /// Renames a group for a project.
     fn rename_status_group(&self, project_id: i64, group_id: u16, name: &str) -> impl Future<Output = Result<(), StateError>> + Send;
 

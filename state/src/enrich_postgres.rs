@@ -164,6 +164,19 @@ impl EnrichStore for PostgresState {
             .collect()
     }
 
+    async fn unknown_recent_statuses(&self, project_id: i64, since: Timestamp) -> Result<Vec<i64>, StateError> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT DISTINCT o.current_status_id FROM orders_current o WHERE o.project_id = $1 AND o.last_changed_at >= ",
+            instant!("$2"),
+            " AND NOT EXISTS (SELECT 1 FROM status_dict d WHERE d.project_id = o.project_id AND d.status_id = o.current_status_id) \
+             ORDER BY 1"
+        ))
+        .bind(project_id)
+        .bind(since.as_micros())
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     async fn rename_status_group(&self, project_id: i64, group_id: u16, name: &str) -> Result<(), StateError> {
         sqlx::query("UPDATE status_group_dict SET name = $1 WHERE project_id = $2 AND group_id = $3")
             .bind(name)

@@ -16,6 +16,7 @@ ksa_testkit::on_both_databases!(
     api_access_keeps_the_encrypted_token_base_url_and_rate,
     status_sync_adds_updates_and_keeps_vanished_statuses_inactive,
     groups_are_seeded_in_ukrainian_and_can_be_renamed,
+    recent_orders_in_statuses_the_dictionary_lacks_are_found,
     stored_items_replace_the_previous_fetch_and_mark_the_job_done,
     orders_fetched_without_lines_are_told_apart_from_orders_never_fetched,
     failed_fetches_come_back_after_their_backoff_then_dead_letter_until_requeued,
@@ -123,6 +124,36 @@ async fn groups_are_seeded_in_ukrainian_and_can_be_renamed<S: StateStore + Enric
     assert_eq!(groups.iter().filter(|g| g.is_terminal).map(|g| g.group_id).collect::<Vec<_>>(), vec![5, 6]);
     store.rename_status_group(p, 3, "Пошиття").await.unwrap();
     assert_eq!(store.status_groups(p).await.unwrap()[2].name, "Пошиття");
+}
+
+async fn recent_orders_in_statuses_the_dictionary_lacks_are_found<S: StateStore + EnrichStore>(store: S) {
+    use ksa_schemas::derived::DerivedOrder;
+    let p = project(&store, "shop").await;
+    store.sync_statuses(p, &[status(1, "new", 1), status(20, "Матеріали", 2)], at(0)).await.unwrap();
+    let order = |order_id: i64, status_id: i64, minute: i64| DerivedOrder {
+        project_id: p,
+        order_id,
+        current_status_id: status_id,
+        current_group_id: 2,
+        last_changed_at: at(minute),
+        started_at: at(0),
+        untracked_seconds: 0.0,
+        delivery_entered_at: None,
+        cycle_duration_to_delivery: None,
+        closed_at: None,
+        cycle_rule_id_applied: None,
+        urgency: "pending".into(),
+        sla_state: "none".into(),
+        event_count: 1,
+        settings_revision: 1,
+        derived_json: "{}".into(),
+        groups: vec![],
+        cycles: vec![],
+    };
+    let orders = vec![order(1, 20, 10), order(2, 99, 10), order(3, 98, 1), order(4, 99, 12)];
+    store.commit(ksa_state::CommitBatch { orders, ..Default::default() }).await.unwrap();
+    assert_eq!(store.unknown_recent_statuses(p, at(5)).await.unwrap(), vec![99], "98 changed before the window; 20 is known");
+    assert_eq!(store.unknown_recent_statuses(p, at(0)).await.unwrap(), vec![98, 99]);
 }
 
 async fn stored_items_replace_the_previous_fetch_and_mark_the_job_done<S: StateStore + EnrichStore>(store: S) {
