@@ -7,7 +7,7 @@
 //! 4xx. Errors name the project and what to do; none contains the token.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ pub enum ApiError {
     NotFound { project: String, what: String },
     #[error("project `{project}`: KeyCRM answered HTTP {status} to {what}; not retried")]
     Rejected { project: String, what: String, status: u16 },
-    #[error("project `{project}`: {what} failed {attempts} times, last: {last}; it will be tried again later")]
+    #[error("project `{project}`: {what} failed {attempts} times, last: {last}")]
     Exhausted { project: String, what: String, attempts: u32, last: String },
     #[error("project `{project}`: the answer to {what} is not what KeyCRM sends: {reason}")]
     Malformed { project: String, what: String, reason: String },
@@ -146,7 +146,6 @@ pub struct ProjectClient {
     limiter: RateLimiter,
     breaker: CircuitBreaker,
     counters: Counters,
-    warned_open: AtomicBool,
 }
 
 /// One attempt's outcome, before the retry decision.
@@ -166,7 +165,6 @@ impl ProjectClient {
             http,
             config,
             counters: Counters::default(),
-            warned_open: AtomicBool::new(false),
         }
     }
 
@@ -223,7 +221,6 @@ impl ProjectClient {
                 Attempt::Done(body) => {
                     bump(&self.counters.succeeded);
                     if self.breaker.record_success() == Transition::Closed {
-                        self.warned_open.store(false, Ordering::Relaxed);
                         tracing::info!(project = %project, "KeyCRM answers again; circuit closed");
                     }
                     return Ok(body);
@@ -239,13 +236,11 @@ impl ProjectClient {
                 bump(&self.counters.failed_calls);
                 if self.breaker.record_failure() == Transition::Opened {
                     bump(&self.counters.circuit_opened);
-                    if !self.warned_open.swap(true, Ordering::Relaxed) || self.breaker.is_open() {
-                        tracing::warn!(
-                            project = %project,
-                            open_for_s = self.config.circuit_open_for.as_secs(),
-                            "KeyCRM keeps failing; circuit opened, calls for this project pause"
-                        );
-                    }
+                    tracing::warn!(
+                        project = %project,
+                        open_for_s = self.config.circuit_open_for.as_secs(),
+                        "KeyCRM keeps failing; circuit opened, calls for this project pause"
+                    );
                 }
                 return Err(ApiError::Exhausted { project, what: what.to_owned(), attempts: attempt, last: reason });
             }

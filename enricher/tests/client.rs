@@ -54,17 +54,17 @@ async fn two_projects_in_a_429_storm_never_exceed_their_own_rates() {
         let hits = fake.hits(token);
         assert!(hits.len() >= 12 + 8, "{token}: 12 calls and their retries, got {}", hits.len());
         let interval = Duration::from_secs_f64(1.0 / rate);
-        // Arrival times carry some scheduling noise; the bucket spaces sends exactly.
-        let slack = Duration::from_millis(15);
-        for pair in hits.windows(2) {
-            let gap = pair[1].at - pair[0].at;
-            assert!(gap + slack >= interval, "{token}: two requests {gap:?} apart, the rate allows one per {interval:?}");
+        // Counted where KeyCRM counts, at the server. Arrival times carry scheduling noise, so
+        // a window may hold one request more than the bucket let out in it, never two.
+        for (window, allowed) in [(Duration::from_secs(1), rate as usize + 1), (interval * 5, 5 + 1), (interval * 2, 2 + 1)] {
+            for (i, first) in hits.iter().enumerate() {
+                let within = hits[i..].iter().take_while(|h| h.at - first.at < window).count();
+                assert!(within <= allowed, "{token}: {within} requests within {window:?}; the rate allows {}", allowed - 1);
+            }
         }
-        // And over any one-second window, never more than the rate (plus one for the edges).
-        for (i, first) in hits.iter().enumerate() {
-            let within = hits[i..].iter().take_while(|h| h.at - first.at < Duration::from_secs(1)).count();
-            assert!(within as f64 <= rate + 1.0, "{token}: {within} requests within one second");
-        }
+        // Over the whole run the spacing is the rate's.
+        let span = hits.last().unwrap().at - hits[0].at;
+        assert!(span >= interval * (hits.len() as u32 - 2), "{token}: {} requests in {span:?}", hits.len());
     }
     let stats = world.access.clients().stats();
     assert!(stats.iter().all(|(_, s)| s.throttled >= 8 && s.succeeded == 12 && !s.circuit_open), "{stats:?}");
