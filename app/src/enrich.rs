@@ -138,6 +138,20 @@ pub struct BackfillRequest {
     pub show_progress: bool,
 }
 
+/// `statuses rename-group`.
+pub async fn rename_group<S: StateStore>(state: &S, slug: &str, group: u16, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !(1..=6).contains(&group) {
+        bail!("--group {group}: KeyCRM's status groups are 1 to 6");
+    }
+    if name.trim().is_empty() {
+        bail!("--name is empty");
+    }
+    let project = project(state, slug).await?;
+    state.rename_status_group(project.id, group, name.trim()).await?;
+    writeln!(out, "project `{slug}`: group {group} is now called {:?}", name.trim())?;
+    Ok(())
+}
+
 /// `backfill`: with a progress bar whose ETA follows the project's rate limit.
 pub async fn run_backfill<S: StateStore, B: Bus>(
     state: &S,

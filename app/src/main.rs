@@ -141,6 +141,15 @@ enum StatusesCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Rename one of the six status groups for a project (ids 1–6 are KeyCRM's).
+    RenameGroup {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        group: u16,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +302,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                         None => enrich::statuses_export(&state, &project, &format, &mut std::io::stdout()).await,
                     },
+                    StatusesCommand::RenameGroup { project, group, name } => {
+                        enrich::rename_group(&state, &project, group, &name, &mut std::io::stdout()).await
+                    }
                 })
             })?;
             Ok(ExitCode::SUCCESS)

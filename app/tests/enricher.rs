@@ -82,9 +82,13 @@ fn statuses_backfill_and_the_schedule_work_against_keycrm_with_an_encrypted_toke
     csv.assert_success();
     assert_eq!(csv.stdout.lines().count(), 7, "{csv:#?}");
     assert!(csv.stdout.lines().any(|l| l.starts_with("20,Матеріали,materiali,2,Погодження,true")), "{csv:#?}");
+    ws.run(["statuses", "rename-group", "--project", "shop", "--group", "3", "--name", "Пошиття"]).assert_success();
+    ws.run(["statuses", "rename-group", "--project", "shop", "--group", "7", "--name", "x"]).assert_failure_mentioning(&["1 to 6"]);
     let json = ws.run(["statuses", "export", "--project", "shop"]);
     let document: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(document["groups"].as_array().unwrap().len(), 6);
+    assert_eq!(document["groups"][2]["name"], "Пошиття");
+    assert_eq!(document["groups"][0]["name"], "Новий");
 
     let backfill = ws.run(["backfill", "--project", "shop", "--since", "2026-01-01", "--window-days", "400"]);
     backfill.assert_success();
