@@ -19,7 +19,68 @@ pub struct Config {
     pub server: ServerConfig,
     pub bus: BusConfig,
     pub processor: ProcessorSection,
+    pub enricher: EnricherSection,
     pub log: LogConfig,
+}
+
+/// The enricher (docs/enricher.md): KeyCRM API calls, their limits, and its schedules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnricherSection {
+    /// Run the enricher inside `keycrm-analytics run`.
+    pub enabled: bool,
+    /// The AES-256 key that encrypts API tokens at rest, as 64 hex digits. Unset: the key file
+    /// `secret.key` in the data dir, created (mode 0600) on first use. Set it in distributed
+    /// mode, the same on every instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<String>,
+    /// Requests per minute per project for projects without a rate of their own (KeyCRM allows
+    /// about 60; one source says 20). Between 1 and 600.
+    pub rate_per_minute: u32,
+    /// Requests that may go back to back before the rate applies.
+    pub burst: u32,
+    /// Seconds one request may take.
+    pub request_timeout_seconds: u64,
+    /// Attempts per API call (429, 5xx, timeouts, connection errors are retried).
+    pub call_attempts: u32,
+    /// Failed calls in a row that pause a project's calls (circuit breaker), and for how long.
+    pub circuit_failures: u32,
+    pub circuit_open_seconds: u64,
+    /// Failed fetches of an order's items before it is dead-lettered.
+    pub fetch_attempts: u32,
+    /// Wait after the first failed fetch; doubled per attempt up to `retry_max_seconds`.
+    pub retry_base_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// Minutes between status dictionary syncs.
+    pub status_refresh_minutes: u64,
+    /// Minutes between reconciliation passes; 0 turns reconciliation off.
+    pub reconcile_minutes: u64,
+    /// How far back the first reconciliation pass looks, in minutes.
+    pub reconcile_lookback_minutes: u64,
+    /// An order entering this status group gets its items fetched again; 0 = never.
+    pub refetch_items_on_group: u16,
+}
+
+impl Default for EnricherSection {
+    fn default() -> Self {
+        EnricherSection {
+            enabled: true,
+            secrets_key: None,
+            rate_per_minute: 60,
+            burst: 1,
+            request_timeout_seconds: 30,
+            call_attempts: 5,
+            circuit_failures: 5,
+            circuit_open_seconds: 120,
+            fetch_attempts: 10,
+            retry_base_seconds: 30,
+            retry_max_seconds: 6 * 3600,
+            status_refresh_minutes: 60,
+            reconcile_minutes: 15,
+            reconcile_lookback_minutes: 120,
+            refetch_items_on_group: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +175,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             bus: BusConfig::default(),
             processor: ProcessorSection::default(),
+            enricher: EnricherSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -151,7 +213,14 @@ impl Config {
             apply_env(&mut table, &name, &value)?;
         }
         let source = file.map_or_else(|| "defaults and environment".to_string(), |p| p.display().to_string());
-        Config::deserialize(toml::Value::Table(table)).with_context(|| format!("configuration from {source}"))
+        let config = Config::deserialize(toml::Value::Table(table)).with_context(|| format!("configuration from {source}"))?;
+        if !(1..=600).contains(&config.enricher.rate_per_minute) {
+            bail!(
+                "configuration from {source}: enricher.rate_per_minute must be between 1 and 600, not {}",
+                config.enricher.rate_per_minute
+            );
+        }
+        Ok(config)
     }
 
     /// The state database: the configured URL, else a SQLite file in the data dir.
@@ -279,5 +348,18 @@ mod tests {
         assert!(err.contains("KSA__SERVER__LISTN") && err.contains("listn"), "{err}");
         let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__LOG__FORMAT", "xml")])).unwrap_err());
         assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn enricher_settings_come_from_file_and_environment_and_rates_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ksa.toml");
+        std::fs::write(&file, "[enricher]\nrate_per_minute = 20\nreconcile_minutes = 0\n").unwrap();
+        let config = Config::load(Some(&file), env(&[("KSA__ENRICHER__SECRETS_KEY", &"ab".repeat(32))])).unwrap();
+        assert_eq!(config.enricher.rate_per_minute, 20);
+        assert_eq!(config.enricher.reconcile_minutes, 0);
+        assert_eq!(config.enricher.secrets_key, Some("ab".repeat(32)));
+        let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__ENRICHER__RATE_PER_MINUTE", "0")])).unwrap_err());
+        assert!(err.contains("rate_per_minute"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod analyzer;
 pub mod config;
+pub mod enrich;
 pub mod projects;
 pub mod redact;
 pub mod serve;

@@ -8,10 +8,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ksa_app::analyzer::{AnalyzeOptions, analyze};
 use ksa_app::config::{Config, LogFormat};
+use ksa_app::enrich;
 use ksa_app::projects::{self, AddProject};
 use ksa_app::redact::redact;
+use ksa_app::serve::TOPICS;
+use ksa_app::stores::AnyState;
 use ksa_app::stores::open_state;
 use ksa_app::with_state;
+use ksa_bus::outbox::{PostgresOutbox, SqliteOutbox};
+use ksa_enricher::Secret;
 use ksa_schemas::Timestamp;
 
 #[derive(Parser)]
@@ -66,6 +71,25 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Status dictionaries synced from KeyCRM (`GET /order/status`).
+    #[command(subcommand)]
+    Statuses(StatusesCommand),
+    /// Read orders' current statuses from KeyCRM's API into the event log, marked `backfilled`
+    /// (KeyCRM keeps no status history). Slow by design: it keeps to the API rate limit. Resumes
+    /// where an interrupted run stopped.
+    Backfill {
+        #[arg(long)]
+        project: String,
+        /// First day (UTC), e.g. 2026-01-01, or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// Days per `filter[updated_between]` window.
+        #[arg(long, default_value_t = 1)]
+        window_days: u32,
+    },
+    /// The enricher's schedule of order item fetches.
+    #[command(subcommand)]
+    Enrich(EnrichCommand),
     /// Print the version.
     Version,
     /// Create or update the state database schema (SQLite file by default, or a postgres:// URL).
@@ -99,6 +123,50 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum StatusesCommand {
+    /// Page KeyCRM's statuses into the project's dictionary; statuses no longer listed are
+    /// kept, marked inactive.
+    Sync {
+        #[arg(long)]
+        project: String,
+    },
+    /// Write the project's status groups and statuses.
+    Export {
+        #[arg(long)]
+        project: String,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Rename one of the six status groups for a project (ids 1–6 are KeyCRM's).
+    RenameGroup {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        group: u16,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnrichCommand {
+    /// Schedule the project's dead-lettered orders for another fetch.
+    Retry {
+        #[arg(long)]
+        project: String,
+    },
+    /// Pending, fetched and dead-lettered orders, with why each dead one failed.
+    Status {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ProjectCommand {
     /// Create a project and print its webhook URL with its secret (shown only once).
     Add {
@@ -121,6 +189,27 @@ enum ProjectCommand {
         slug: String,
         #[arg(long)]
         file: PathBuf,
+    },
+    /// Set how the enricher reaches the project's KeyCRM API: token (stored encrypted), base
+    /// URL, requests per minute.
+    Api {
+        #[arg(long)]
+        slug: String,
+        /// Read the API token from standard input (first line).
+        #[arg(long, conflicts_with = "token_env")]
+        token_stdin: bool,
+        /// Read the API token from this environment variable.
+        #[arg(long)]
+        token_env: Option<String>,
+        /// Default: https://openapi.keycrm.app/v1
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Requests per minute for this project (KeyCRM allows about 60; some accounts 20).
+        #[arg(long, conflicts_with = "default_rate")]
+        rate: Option<u32>,
+        /// Go back to the configured enricher.rate_per_minute.
+        #[arg(long)]
+        default_rate: bool,
     },
 }
 
@@ -175,6 +264,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     ProjectCommand::List => projects::list(&state, &base_url, &mut out).await,
                     ProjectCommand::Settings { slug, file } => projects::put_settings(&state, &slug, &file, &mut out).await,
+                    ProjectCommand::Api { slug, token_stdin, token_env, base_url, rate, default_rate } => {
+                        let token = read_token(token_stdin, token_env.as_deref())?;
+                        let change = enrich::ApiChange { token, base_url, rate_per_minute: rate, default_rate };
+                        enrich::set_api(&state, &config, &slug, change, &mut out).await
+                    }
                 })
             })?;
             Ok(ExitCode::SUCCESS)
@@ -197,6 +291,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = SimulateOptions { projects, orders, days, seed, start, target, progress: std::io::stderr().is_terminal() };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(simulate(options, &mut std::io::stdout()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Statuses(command) => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let state = open_state(&config).await?;
+                with_state!(state, state => match command {
+                    StatusesCommand::Sync { project } => enrich::statuses_sync(&state, &config, &project, &mut std::io::stdout()).await,
+                    StatusesCommand::Export { project, format, output } => match output {
+                        Some(path) => {
+                            let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                            enrich::statuses_export(&state, &project, &format, &mut file).await
+                        }
+                        None => enrich::statuses_export(&state, &project, &format, &mut std::io::stdout()).await,
+                    },
+                    StatusesCommand::RenameGroup { project, group, name } => {
+                        enrich::rename_group(&state, &project, group, &name, &mut std::io::stdout()).await
+                    }
+                })
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill { project, since, window_days } => {
+            let since = parse_day(&since)?;
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let progress = std::io::stderr().is_terminal();
+            runtime.block_on(async {
+                let outbox = |postgres: bool| ksa_bus::OutboxConfig {
+                    partitions: config.bus.partitions_for(postgres),
+                    ..ksa_bus::OutboxConfig::default()
+                };
+                let mut out = std::io::stdout();
+                let request = enrich::BackfillRequest { slug: project, since, window_days, show_progress: progress };
+                match open_state(&config).await? {
+                    AnyState::Sqlite(state) => {
+                        let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox(false)).await?;
+                        enrich::run_backfill(&state, &bus, &config, request, &mut out).await
+                    }
+                    AnyState::Postgres(state) => {
+                        let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox(true)).await?;
+                        enrich::run_backfill(&state, &bus, &config, request, &mut out).await
+                    }
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enrich(command) => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let state = open_state(&config).await?;
+                let mut out = std::io::stdout();
+                with_state!(state, state => match command {
+                    EnrichCommand::Retry { project } => enrich::retry_dead(&state, &project, &mut out).await,
+                    EnrichCommand::Status { project } => enrich::status(&state, &project, &mut out).await,
+                })
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
@@ -228,6 +381,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = analyze(&options, &mut std::io::stderr())?;
             Ok(if summary.rejected_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+    }
+}
+
+/// `2026-01-01` (midnight UTC) or an RFC 3339 time.
+fn parse_day(text: &str) -> anyhow::Result<Timestamp> {
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
+    Timestamp::parse(&full).with_context(|| format!("--since: {text:?} is not a date such as 2026-01-01"))
+}
+
+/// The API token from standard input or an environment variable; never from the command line,
+/// where it would stay in the shell history and the process list.
+fn read_token(stdin: bool, env: Option<&str>) -> anyhow::Result<Option<Secret>> {
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the API token from standard input")?;
+        return Ok(Some(Secret::new(line.trim())));
+    }
+    match env {
+        Some(name) => Ok(Some(Secret::new(std::env::var(name).with_context(|| format!("--token-env: {name} is not set"))?.trim()))),
+        None => Ok(None),
     }
 }
 

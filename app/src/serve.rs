@@ -69,6 +69,7 @@ async fn serve<B: Bus, S: StateStore>(
         cache_orders: config.processor.cache_orders.max(1),
         linger: Duration::from_millis(config.processor.linger_ms),
         retention: Duration::from_secs(config.bus.retention_hours * 3600),
+        refetch_items_on_group: (config.enricher.refetch_items_on_group > 0).then_some(config.enricher.refetch_items_on_group),
         ..ProcessorConfig::default()
     };
     // One processor per partition: their transactions touch disjoint orders, so a database that
@@ -116,6 +117,16 @@ async fn serve<B: Bus, S: StateStore>(
         })
     };
 
+    let enricher = if config.enricher.enabled {
+        let access = crate::enrich::accessor(config).context("setting up the enricher")?;
+        let enricher = ksa_enricher::Enricher::new(bus.clone(), state.clone(), access, crate::enrich::enricher_config(&config.enricher))
+            .await
+            .context("starting the enricher")?;
+        Some(tokio::spawn(enricher.run(shutdown.clone())))
+    } else {
+        None
+    };
+
     let running: Vec<_> = processors.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
     let mut failure = None;
     let (mut batches, mut events, mut orders) = (0, 0, 0);
@@ -133,6 +144,11 @@ async fn serve<B: Bus, S: StateStore>(
     let _ = shutdown.wait_for(|s| *s).await;
     let _ = server.await;
     let _ = flusher.await;
+    if let Some(enricher) = enricher
+        && let Ok(stats) = enricher.await
+    {
+        tracing::info!(fetched = stats.items_fetched, dead_lettered = stats.dead_lettered, "enricher stopped");
+    }
     if let Some(err) = failure {
         return Err(err);
     }

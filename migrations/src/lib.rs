@@ -47,16 +47,18 @@ impl Migration {
     }
 }
 
-static POSTGRES: [Migration; 3] = [
+static POSTGRES: [Migration; 4] = [
     Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../postgres/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../postgres/0003_hot_path.sql") },
+    Migration { version: 4, name: "enricher", sql: include_str!("../postgres/0004_enricher.sql") },
 ];
 
-static SQLITE: [Migration; 3] = [
+static SQLITE: [Migration; 4] = [
     Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../sqlite/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../sqlite/0003_hot_path.sql") },
+    Migration { version: 4, name: "enricher", sql: include_str!("../sqlite/0004_enricher.sql") },
 ];
 
 /// Every migration of `dialect`, in ascending version order. Both dialects have the same

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use tempfile::TempDir;
 
 /// Every table that belongs to a project, i.e. all but `projects`, `users` and the ledger.
-const PROJECT_TABLES: [&str; 16] = [
+const PROJECT_TABLES: [&str; 18] = [
     "user_projects",
     "project_settings",
     "status_group_dict",
@@ -33,6 +33,8 @@ const PROJECT_TABLES: [&str; 16] = [
     "order_items",
     "order_marketing",
     "audit_log",
+    "enrich_jobs",
+    "enrich_cursors",
 ];
 
 /// Lookups the stores rely on: (table, leading columns of some index on it).
@@ -543,6 +545,8 @@ fn rows_of_project(db: &Db, project: i64, user: i64) -> Vec<String> {
             "INSERT INTO audit_log (project_id, user_id, action, entity, after_json) \
              VALUES ({p}, {user}, 'update', 'settings', '{{}}')"
         ),
+        format!("INSERT INTO enrich_jobs (project_id, order_id, next_attempt_at) VALUES ({p}, 1, {t})"),
+        format!("INSERT INTO enrich_cursors (project_id, name, cursor_json) VALUES ({p}, 'backfill', '{{}}')"),
     ]
 }
 

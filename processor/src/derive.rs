@@ -13,9 +13,17 @@ use serde::Serialize;
 /// Derives an order's rows from its events as of its latest event, so the result depends on
 /// the event set and the settings only, never on when it is computed. Read paths measure open
 /// intervals up to their own `now`.
-pub fn derive_order(project_id: i64, events: &[StatusEvent], rules: &ProjectRules, settings_revision: i64) -> Option<DerivedOrder> {
+///
+/// `urgency` comes from the order's fetched items (`urgency::urgencies`); `Pending` until then.
+pub fn derive_order(
+    project_id: i64,
+    events: &[StatusEvent],
+    urgency: Urgency,
+    rules: &ProjectRules,
+    settings_revision: i64,
+) -> Option<DerivedOrder> {
     let latest = events.iter().map(|e| e.changed_at).max()?;
-    let timeline = compute_timeline(events, Urgency::Pending, &OrderOverrides::default(), rules, latest)?;
+    let timeline = compute_timeline(events, urgency, &OrderOverrides::default(), rules, latest)?;
     Some(rows(project_id, &timeline, rules, settings_revision))
 }
 
@@ -130,15 +138,17 @@ mod tests {
     fn derived_rows_do_not_depend_on_when_they_are_computed() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
-        let derived = derive_order(5, &events, &rules, 3).unwrap();
+        let derived = derive_order(5, &events, Urgency::Pending, &rules, 3).unwrap();
         let later_rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_800_000_000));
-        assert_eq!(derive_order(5, &events, &later_rules, 3).unwrap(), derived);
+        assert_eq!(derive_order(5, &events, Urgency::Pending, &later_rules, 3).unwrap(), derived);
         assert_eq!(derived.event_count, 4);
         assert_eq!(derived.current_group_id, 4);
         assert_eq!(derived.settings_revision, 3);
         // Created → first entry into delivery, measured 24/7: ten hours.
         assert_eq!(derived.cycle_duration_to_delivery, Some(36_000.0));
         assert_eq!(derived.groups.iter().map(|g| g.group_id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(derived.urgency, "pending");
+        assert_eq!(derive_order(5, &events, Urgency::Urgent, &rules, 3).unwrap().urgency, "urgent");
     }
 
     #[test]

@@ -4,14 +4,15 @@
 
 pub mod cache;
 pub mod derive;
+pub mod urgency;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ksa_bus::{Bus, BusError, Record};
+use ksa_bus::{Bus, BusError, NewRecord, Record};
 use ksa_domain::ProjectRules;
-use ksa_schemas::bus::{OrderUpdated, STATUS_EVENTS, StatusMessage};
+use ksa_schemas::bus::{ENRICH_REQUESTS, OrderUpdated, STATUS_EVENTS, StatusMessage};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
@@ -38,6 +39,8 @@ pub struct ProcessorConfig {
     /// How long a short batch waits for more records, counted from its oldest record's append.
     /// Zero processes whatever has arrived at once.
     pub linger: Duration,
+    /// Entering this status group asks the enricher to fetch the order's items again.
+    pub refetch_items_on_group: Option<u16>,
 }
 
 impl Default for ProcessorConfig {
@@ -50,6 +53,7 @@ impl Default for ProcessorConfig {
             retention: Duration::from_secs(24 * 3600),
             settings_check: Duration::from_secs(2),
             linger: Duration::from_millis(50),
+            refetch_items_on_group: None,
         }
     }
 }
@@ -68,6 +72,8 @@ type Arrival = (StatusEvent, Timestamp, String);
 /// A derived batch, ready to commit.
 struct Prepared {
     batch: CommitBatch,
+    /// Asked of the enricher once the batch has committed.
+    enrich_requests: Vec<NewRecord>,
     records: u64,
     /// The last offset per partition the batch covers.
     offsets: HashMap<u32, i64>,
@@ -91,6 +97,8 @@ fn cache_capacity(config: &ProcessorConfig) -> usize {
 struct ProjectState {
     revision: i64,
     rules: Arc<ProjectRules>,
+    /// Whether the project has a KeyCRM API token, so that asking the enricher can help.
+    enrich: bool,
 }
 
 /// Counts since start, for logs and tests.
@@ -271,12 +279,17 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     async fn prepare(&mut self, records: Vec<Record>) -> Result<Prepared, ProcessorError> {
         let mut next_offsets: BTreeMap<u32, i64> = BTreeMap::new();
         let mut incoming: BTreeMap<(i64, i64), Vec<Arrival>> = BTreeMap::new();
+        let mut items_fetched: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
         for record in &records {
             let next = next_offsets.entry(record.partition).or_default();
             *next = (*next).max(record.offset + 1);
             match serde_json::from_slice::<StatusMessage>(&record.payload) {
                 Ok(StatusMessage::StatusChanged { project_id, event, received_at, payload }) => {
                     incoming.entry((project_id, event.order_id)).or_default().push((event, received_at, payload));
+                }
+                Ok(StatusMessage::ItemsFetched { project_id, order_id, .. }) => {
+                    incoming.entry((project_id, order_id)).or_default();
+                    items_fetched.insert((project_id, order_id));
                 }
                 Err(err) => {
                     tracing::error!(partition = record.partition, offset = record.offset, error = %err, "unreadable status-events record skipped");
@@ -302,26 +315,56 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         for project_id in incoming.keys().map(|(p, _)| *p).collect::<std::collections::BTreeSet<_>>() {
             self.ensure_project(project_id).await?;
         }
+        let mut urgencies = HashMap::new();
+        for (project_id, order_ids) in incoming.keys().fold(BTreeMap::<i64, Vec<i64>>::new(), |mut m, (p, o)| {
+            m.entry(*p).or_default().push(*o);
+            m
+        }) {
+            for (order_id, u) in urgency::urgencies(&self.state, project_id, &order_ids, &self.projects[&project_id].rules).await? {
+                urgencies.insert((project_id, order_id), u);
+            }
+        }
+        let mut enrich_requests = Vec::new();
 
         let mut batch = CommitBatch::default();
         for ((project_id, order_id), arrivals) in incoming {
+            let was_cached = self.cache.contains(project_id, order_id);
             let mut known = match loaded.remove(&(project_id, order_id)) {
                 Some(events) => events,
                 None => self.cache.get(project_id, order_id).map(<[StatusEvent]>::to_vec).unwrap_or_default(),
             };
             let new_events: Vec<StatusEvent> = arrivals.iter().map(|(e, _, _)| *e).collect();
             let fresh = merge_events(&mut known, &new_events);
-            if fresh.is_empty() && !known.is_empty() && self.cache.contains(project_id, order_id) {
+            if fresh.is_empty()
+                && !known.is_empty()
+                && self.cache.contains(project_id, order_id)
+                && !items_fetched.contains(&(project_id, order_id))
+            {
                 continue;
             }
+            let order_urgency = urgencies.get(&(project_id, order_id)).copied().unwrap_or_default();
             for event in &fresh {
                 if let Some((_, received_at, payload)) = arrivals.iter().find(|(e, _, _)| e == event) {
                     batch.events.push(StoredEvent { project_id, event: *event, received_at: *received_at, payload: Some(payload.clone()) });
                 }
             }
             let project = &self.projects[&project_id];
-            if let Some(derived) = derive_order(project_id, &known, &project.rules, project.revision) {
+            if let Some(derived) = derive_order(project_id, &known, order_urgency, &project.rules, project.revision) {
                 batch.orders.push(derived);
+            }
+            // Items are asked for once per order and process: when the order is new here (or
+            // was not cached, as after a restart), and again on entering the refetch group. The
+            // enricher's schedule is durable, so one request is enough.
+            if project.enrich {
+                let first_sight = !was_cached;
+                enrich_requests.extend(urgency::enrich_request(
+                    project_id,
+                    order_id,
+                    order_urgency,
+                    &fresh,
+                    first_sight,
+                    self.config.refetch_items_on_group,
+                ));
             }
             self.cache.put(project_id, order_id, known);
         }
@@ -338,14 +381,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.offsets.insert(*partition, next - 1);
         }
         let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
-        Ok(Prepared { batch, records: records.len() as u64, offsets })
+        Ok(Prepared { batch, records: records.len() as u64, offsets, enrich_requests })
     }
 
     /// Commits a prepared batch in a task of its own; when it has committed, the task announces
     /// the batch's orders and counts it.
     fn launch(&mut self, prepared: Prepared) {
-        let Prepared { batch, records, offsets } = prepared;
+        let Prepared { batch, records, offsets, enrich_requests } = prepared;
         let state = self.state.clone();
+        let bus = self.bus.clone();
         let updates = self.updates.clone();
         let stats = self.stats.clone();
         let commit = tokio::spawn(async move {
@@ -354,6 +398,13 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             state.commit(batch).await?;
             for update in &orders {
                 let _ = updates.send(update.clone());
+            }
+            // After the commit: a request lost to a crash here is made again when the order is
+            // next seen after the restart (it is not cached then).
+            if !enrich_requests.is_empty()
+                && let Err(err) = bus.append(ENRICH_REQUESTS, enrich_requests).await
+            {
+                tracing::warn!(error = %err, "could not ask the enricher for order items");
             }
             stats.send_modify(|s| {
                 s.batches += 1;
@@ -373,8 +424,13 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         }
         let (settings, revision) = self.load_settings(project_id).await?;
         let rules = Arc::new(rules_for(settings, Timestamp::from_micros(now_micros())));
-        self.projects.insert(project_id, ProjectState { revision, rules });
+        let enrich = self.has_api_token(project_id).await?;
+        self.projects.insert(project_id, ProjectState { revision, rules, enrich });
         Ok(())
+    }
+
+    async fn has_api_token(&self, project_id: i64) -> Result<bool, ProcessorError> {
+        Ok(self.state.api_access(project_id).await?.is_some_and(|access| access.token_enc.is_some()))
     }
 
     async fn load_settings(&self, project_id: i64) -> Result<(ProjectSettings, i64), ProcessorError> {
@@ -402,6 +458,14 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.last_settings_check = Instant::now();
             let known: Vec<i64> = self.projects.keys().copied().collect();
             for project_id in known {
+                match self.has_api_token(project_id).await {
+                    Ok(enrich) => {
+                        if let Some(project) = self.projects.get_mut(&project_id) {
+                            project.enrich = enrich;
+                        }
+                    }
+                    Err(err) => tracing::warn!(project_id, error = %err, "could not check the project's API access"),
+                }
                 match self.state.settings(project_id).await {
                     Ok(record) => {
                         let revision = record.map_or(0, |r| r.revision);
@@ -470,7 +534,13 @@ pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules:
         let ids = state.order_ids(project_id, after, 2000).await?;
         let Some(last) = ids.last().copied() else { break };
         let events = state.order_events(project_id, &ids).await?;
-        let orders: Vec<DerivedOrder> = events.values().filter_map(|evs| derive_order(project_id, evs, rules, revision)).collect();
+        let urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
+        let orders: Vec<DerivedOrder> = events
+            .iter()
+            .filter_map(|(order_id, evs)| {
+                derive_order(project_id, evs, urgencies.get(order_id).copied().unwrap_or_default(), rules, revision)
+            })
+            .collect();
         written += orders.len() as u64;
         state.commit(CommitBatch { orders, ..CommitBatch::default() }).await?;
         after = last;

@@ -24,20 +24,56 @@ pub enum StatusMessage {
         /// The webhook body exactly as received.
         payload: String,
     },
+    /// The enricher fetched the order's items (stored in `order_items` before this message is
+    /// published). The processor recomputes the order with urgency from the stored items, in
+    /// order with the order's other events.
+    ItemsFetched {
+        project_id: i64,
+        order_id: i64,
+        /// Urgency as the enricher computed it with the rules it saw; the processor recomputes
+        /// it from the stored items with its own rules, so this is informative.
+        urgency: String,
+        fetched_at: Timestamp,
+    },
 }
 
 impl StatusMessage {
     pub fn project_id(&self) -> i64 {
         match self {
-            StatusMessage::StatusChanged { project_id, .. } => *project_id,
+            StatusMessage::StatusChanged { project_id, .. } | StatusMessage::ItemsFetched { project_id, .. } => *project_id,
         }
     }
 
     pub fn order_id(&self) -> i64 {
         match self {
             StatusMessage::StatusChanged { event, .. } => event.order_id,
+            StatusMessage::ItemsFetched { order_id, .. } => *order_id,
         }
     }
+}
+
+/// Why an order's items are wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrichReason {
+    /// The order has no items yet.
+    MissingItems,
+    /// The order entered a status group after which items may have changed.
+    GroupReached,
+    /// Asked for by an operator.
+    Manual,
+}
+
+/// A message of the `enrich-requests` topic, keyed by `project:order`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichRequest {
+    pub project_id: i64,
+    pub order_id: i64,
+    pub reason: EnrichReason,
+    /// The status the order is in, when known: a status missing from the project's dictionary
+    /// makes the enricher refresh the dictionary at once.
+    #[serde(default)]
+    pub status_id: Option<i64>,
 }
 
 /// A message of the `order-updates` topic.
@@ -113,6 +149,36 @@ mod tests {
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
         assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58_897_971);
         assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+    }
+
+    #[test]
+    fn status_changed_keeps_its_wire_shape() {
+        let message = StatusMessage::StatusChanged {
+            project_id: 3,
+            event: StatusEvent {
+                order_id: 7,
+                status_id: 20,
+                group_id: 2,
+                changed_at: Timestamp::from_seconds(1),
+                order_created_at: Timestamp::from_seconds(0),
+                source: crate::EventSource::Webhook,
+            },
+            received_at: Timestamp::from_seconds(2),
+            payload: "{}".into(),
+        };
+        let json = serde_json::to_string(&message).unwrap();
+        assert!(json.starts_with(r#"{"type":"status_changed","project_id":3,"event":{"order_id":7"#), "{json}");
+        assert_eq!(serde_json::from_str::<StatusMessage>(&json).unwrap(), message);
+    }
+
+    #[test]
+    fn items_fetched_round_trips_and_names_its_order() {
+        let message =
+            StatusMessage::ItemsFetched { project_id: 3, order_id: 7, urgency: "urgent".into(), fetched_at: Timestamp::from_seconds(5) };
+        let json = serde_json::to_string(&message).unwrap();
+        assert!(json.contains(r#""type":"items_fetched""#), "{json}");
+        let back: StatusMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.project_id(), back.order_id()), (3, 7));
     }
 
     #[test]

@@ -5,9 +5,13 @@
 mod batch;
 mod columns;
 mod digest;
+pub mod enrich;
+mod enrich_postgres;
+mod enrich_sqlite;
 pub mod postgres;
 pub mod sqlite;
 
+pub use enrich::EnrichStore;
 pub use postgres::PostgresState;
 pub use sqlite::SqliteState;
 
@@ -100,8 +104,9 @@ pub struct CommitBatch {
     pub offsets: Vec<ConsumerOffset>,
 }
 
-/// The state database.
-pub trait StateStore: Clone + Send + Sync + 'static {
+/// The state database. Every store also keeps the enricher's data ([`EnrichStore`]), so the
+/// processor can read fetched items without a bound of its own.
+pub trait StateStore: EnrichStore + Clone + Send + Sync + 'static {
     // --- projects and settings ---------------------------------------------------------
     fn create_project(&self, project: NewProject) -> impl Future<Output = Result<Project, StateError>> + Send;
     fn project_by_slug(&self, slug: &str) -> impl Future<Output = Result<Option<Project>, StateError>> + Send;
