@@ -7,12 +7,14 @@
 //! Writing the same batch twice, or an older version after a newer one, changes nothing that a
 //! reader sees.
 
+mod boxed;
 pub mod clickhouse;
 
 use std::future::Future;
 
 use ksa_schemas::facts::FactBatch;
 
+pub use boxed::BoxedFactSink;
 pub use clickhouse::{ClickHouseConfig, ClickHouseSink};
 
 /// Where facts go: ClickHouse in the distributed mode, Parquet files in the embedded one.

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod derive;
+pub mod facts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use ksa_bus::{Bus, BusError, Record};
 use ksa_domain::ProjectRules;
+use ksa_facts::{BoxedFactSink, FactError, FactSink};
 use ksa_schemas::bus::{OrderUpdated, STATUS_EVENTS, StatusMessage};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
+use ksa_schemas::facts::FactBatch;
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use cache::OrderCache;
-use derive::{derive_order, merge_events, rules_for};
+use derive::{derive_order, derive_order_with_facts, merge_events, rules_for};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -60,6 +63,8 @@ pub enum ProcessorError {
     State(#[from] StateError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("facts were not written, so the batch was not committed: {0}")]
+    Facts(#[from] FactError),
 }
 
 /// A status event as it arrived: the event, when it was received, the body.
@@ -68,6 +73,8 @@ type Arrival = (StatusEvent, Timestamp, String);
 /// A derived batch, ready to commit.
 struct Prepared {
     batch: CommitBatch,
+    /// The batch's orders' facts, written before `batch` commits (empty without a sink).
+    facts: FactBatch,
     records: u64,
     /// The last offset per partition the batch covers.
     offsets: HashMap<u32, i64>,
@@ -75,7 +82,7 @@ struct Prepared {
 
 /// A batch whose commit task runs.
 struct InFlight {
-    commit: JoinHandle<Result<(), StateError>>,
+    commit: JoinHandle<Result<(), ProcessorError>>,
     offsets: HashMap<u32, i64>,
 }
 
@@ -122,6 +129,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     last_retention: Instant,
     /// Whether every project's settings were checked against its stored rows since start.
     settings_caught_up: bool,
+    /// Where facts go before each commit; none: state only.
+    facts: Option<BoxedFactSink>,
 }
 
 impl<B: Bus, S: StateStore> Processor<B, S> {
@@ -150,7 +159,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             last_settings_check: Instant::now(),
             last_retention: Instant::now(),
             settings_caught_up: false,
+            facts: None,
         })
+    }
+
+    /// Writes every batch's facts to `sink` before its state commits (ARCHITECTURE invariant
+    /// 4): when the write fails the batch is not committed and is read again after a back-off.
+    pub fn with_facts(mut self, sink: BoxedFactSink) -> Self {
+        self.facts = Some(sink);
+        self
     }
 
     /// Order updates, one per order whose derived state changed.
@@ -248,7 +265,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 self.committed.extend(in_flight.offsets);
                 Ok(())
             }
-            Ok(Err(err)) => Err(err.into()),
+            Ok(Err(err)) => Err(err),
             Err(join) => Err(StateError::Corrupt(format!("the commit task failed: {join}")).into()),
         }
     }
@@ -304,6 +321,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         }
 
         let mut batch = CommitBatch::default();
+        let mut facts = FactBatch::default();
         for ((project_id, order_id), arrivals) in incoming {
             let mut known = match loaded.remove(&(project_id, order_id)) {
                 Some(events) => events,
@@ -320,9 +338,11 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
             }
             let project = &self.projects[&project_id];
-            if let Some(derived) = derive_order(project_id, &known, &project.rules, project.revision) {
-                batch.orders.push(derived);
-            }
+            let derived = match self.facts {
+                Some(_) => derive_order_with_facts(project_id, &known, &project.rules, project.revision, &mut facts),
+                None => derive_order(project_id, &known, &project.rules, project.revision),
+            };
+            batch.orders.extend(derived);
             self.cache.put(project_id, order_id, known);
         }
         batch.offsets = next_offsets
@@ -338,19 +358,23 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.offsets.insert(*partition, next - 1);
         }
         let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
-        Ok(Prepared { batch, records: records.len() as u64, offsets })
+        Ok(Prepared { batch, facts, records: records.len() as u64, offsets })
     }
 
     /// Commits a prepared batch in a task of its own; when it has committed, the task announces
     /// the batch's orders and counts it.
     fn launch(&mut self, prepared: Prepared) {
-        let Prepared { batch, records, offsets } = prepared;
+        let Prepared { batch, facts, records, offsets } = prepared;
         let state = self.state.clone();
+        let sink = self.facts.clone();
         let updates = self.updates.clone();
         let stats = self.stats.clone();
         let commit = tokio::spawn(async move {
             let new_events = batch.events.len() as u64;
             let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
+            if let Some(sink) = sink.filter(|_| !facts.is_empty()) {
+                sink.write(facts).await?;
+            }
             state.commit(batch).await?;
             for update in &orders {
                 let _ = updates.send(update.clone());
@@ -450,8 +474,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let project = &self.projects[&project_id];
         let (rules, revision) = (project.rules.clone(), project.revision);
         let stats = self.stats.clone();
+        let facts = self.facts.clone();
         tokio::spawn(async move {
-            match recompute_project(&state, project_id, &rules, revision).await {
+            match recompute_project(&state, facts.as_ref(), project_id, &rules, revision).await {
                 Ok(orders) => {
                     tracing::info!(project_id, revision, orders, "recomputed derived data for new settings");
                     stats.send_modify(|s| s.recomputes += 1);
@@ -462,16 +487,30 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     }
 }
 
-/// Rewrites the derived rows of every order of a project from its stored events.
-pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules: &ProjectRules, revision: i64) -> Result<u64, StateError> {
+/// Rewrites the derived rows of every order of a project from its stored events, and their
+/// facts first when there is a sink.
+pub async fn recompute_project<S: StateStore>(
+    state: &S,
+    facts: Option<&BoxedFactSink>,
+    project_id: i64,
+    rules: &ProjectRules,
+    revision: i64,
+) -> Result<u64, ProcessorError> {
     let mut after = 0;
     let mut written = 0;
     loop {
         let ids = state.order_ids(project_id, after, 2000).await?;
         let Some(last) = ids.last().copied() else { break };
         let events = state.order_events(project_id, &ids).await?;
-        let orders: Vec<DerivedOrder> = events.values().filter_map(|evs| derive_order(project_id, evs, rules, revision)).collect();
+        let mut batch = FactBatch::default();
+        let orders: Vec<DerivedOrder> = match facts {
+            Some(_) => events.values().filter_map(|evs| derive_order_with_facts(project_id, evs, rules, revision, &mut batch)).collect(),
+            None => events.values().filter_map(|evs| derive_order(project_id, evs, rules, revision)).collect(),
+        };
         written += orders.len() as u64;
+        if let Some(sink) = facts {
+            sink.write(batch).await?;
+        }
         state.commit(CommitBatch { orders, ..CommitBatch::default() }).await?;
         after = last;
     }
