@@ -151,3 +151,27 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
         ..ProcessorConfig::default()
     }
 }
+
+#[cfg(all(test, feature = "kafka"))]
+mod tests {
+    use super::kafka::kafka_config;
+    use crate::config::Config;
+
+    #[test]
+    fn kafka_topics_take_bus_partitions_unless_listed_and_unknown_topics_are_refused() {
+        let mut config = Config::default();
+        config.bus.partitions = Some(6);
+        config.bus.kafka.brokers = "k1:9092,k2:9092".into();
+        config.bus.kafka.topics.insert("order-updates".into(), 2);
+        config.bus.kafka.delivery_timeout_ms = 2500;
+        let kafka = kafka_config(&config).unwrap();
+        assert_eq!(kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(kafka.topics.get("status-events"), Some(&6));
+        assert_eq!(kafka.topics.get("order-updates"), Some(&2));
+        assert_eq!(kafka.delivery_timeout, std::time::Duration::from_millis(2500));
+
+        config.bus.kafka.topics.insert("status-event".into(), 6);
+        let err = kafka_config(&config).unwrap_err().to_string();
+        assert!(err.contains("status-event") && err.contains("status-events"), "{err}");
+    }
+}
