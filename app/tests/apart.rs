@@ -119,3 +119,61 @@ fn run_refuses_the_kafka_bus() {
     let outcome = common::run(&mut instance.command(["run", "--listen", "127.0.0.1:0"]));
     outcome.assert_failure_mentioning(&["outbox", "ingest"]);
 }
+
+/// The distributed mode proper: Kafka (the broker of scripts/services, with topics of this
+/// test's own under a prefix), PostgreSQL and ClickHouse, two processors splitting the
+/// partitions statically.
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_apart_on_kafka_give_the_embedded_result_and_facts() {
+    use ksa_bus::kafka::rdkafka::ClientConfig;
+    use ksa_bus::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use ksa_bus::kafka::rdkafka::client::DefaultClientContext;
+
+    let Some(server) = postgres_server("apart_kafka") else { return };
+    let Some(clickhouse_url) = ksa_testkit::clickhouse_server("apart_kafka") else { return };
+    let Some(brokers) = ksa_testkit::kafka_brokers("apart_kafka") else { return };
+    let database = ScratchDatabase::create(&server, "apart_kafka");
+    let clickhouse = ScratchClickHouse { url: clickhouse_url.clone(), database: ksa_testkit::unique_database_name("apart_kafka") };
+    let prefix = format!("{}.", ksa_testkit::unique_database_name("apart"));
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("Kafka admin client");
+    let topics: Vec<String> = ["status-events", "order-updates", "enrich-requests"].iter().map(|t| format!("{prefix}{t}")).collect();
+    let new_topics: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, 2, TopicReplication::Fixed(1))).collect();
+    for created in admin.create_topics(&new_topics, &AdminOptions::new()).await.expect("create topics") {
+        created.unwrap_or_else(|(topic, code)| panic!("cannot create topic {topic}: {code}"));
+    }
+
+    let instance = Instance::postgres(&database.url);
+    let config = instance.ws.write(
+        "distributed.toml",
+        &format!(
+            "[database]\nurl = \"{}\"\n\n[bus]\nkind = \"kafka\"\npartitions = 2\n\n[bus.kafka]\nbrokers = \"{brokers}\"\n\
+             topic_prefix = \"{prefix}\"\n# tansu 0.6 (docs/distributed.md)\nrewind_when_quiet = true\n\n[facts]\nkind = \"clickhouse\"\n\n\
+             [facts.clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{}\"\n",
+            database.url, clickhouse.database
+        ),
+    );
+    let instance = instance.with_env("KSA_CONFIG", &config.display().to_string());
+    let log = WebhookLog::simulate(&instance.ws, "p1", 120);
+    let project = instance.add_project("p1", &[]);
+
+    let ingest = instance.start_service("ingest", &[]);
+    let first = instance.start_service("process", &["--partitions", "0"]);
+    let second = instance.start_service("process", &["--partitions", "1"]);
+    let query = instance.start_service("query-api", &[]);
+    let client = client();
+    assert_all_taken(&log.shuffled_with_duplicates(9, 4).post_all(&client, &ingest.webhook_url(&project), 8).await);
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
+    for service in [ingest, first, second, query] {
+        assert!(service.stop().success());
+    }
+    let _ = admin.delete_topics(&topics.iter().map(String::as_str).collect::<Vec<_>>(), &AdminOptions::new()).await;
+
+    let (clean_digest, _) = log.digest_of_a_clean_run(None).await;
+    assert_eq!(instance.derived_digest("p1").await, clean_digest, "the services on Kafka derive another state than `run`");
+    let state = PostgresState::connect(&database.url).await.expect("state");
+    let project_id = state.project_by_slug("p1").await.expect("read").expect("project").id;
+    let (facts, _) = ClickHouseSink::connect(ClickHouseConfig::new(clickhouse_url, clickhouse.database.clone())).await.expect("ClickHouse");
+    assert_one_row_per_event(&facts.final_intervals(project_id).await.expect("intervals"), &log);
+}

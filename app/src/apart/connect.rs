@@ -81,6 +81,7 @@ mod kafka {
         for (topic, partitions) in &section.topics {
             kafka.topics.insert(topic.clone(), (*partitions).max(1));
         }
+        kafka.topic_prefix = section.topic_prefix.clone();
         kafka.client_id = section.client_id.clone();
         kafka.delivery_timeout = Duration::from_millis(section.delivery_timeout_ms);
         kafka.queue_capacity = section.queue_capacity.max(1);

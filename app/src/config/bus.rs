@@ -25,6 +25,9 @@ pub struct KafkaSection {
     pub brokers: String,
     /// Topic name → partitions; a product topic not listed has `bus.partitions`.
     pub topics: BTreeMap<String, u32>,
+    /// Put before every topic name on the brokers (`ksa.` → `ksa.status-events`), for a
+    /// cluster shared with others; empty by default.
+    pub topic_prefix: String,
     pub client_id: String,
     /// An append not durable after this long fails; ingest then answers 503.
     pub delivery_timeout_ms: u64,
@@ -42,6 +45,7 @@ impl Default for KafkaSection {
         KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             topics: BTreeMap::new(),
+            topic_prefix: String::new(),
             client_id: "keycrm-analytics".into(),
             delivery_timeout_ms: 10_000,
             queue_capacity: 100_000,
