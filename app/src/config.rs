@@ -6,6 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+mod bus;
+mod facts;
+
+pub use bus::{BusKind, KafkaSection};
+pub use facts::{FactsConfig, FactsKind, ParquetSection};
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "keycrm-analytics.toml";
 pub const ENV_PREFIX: &str = "KSA__";
@@ -20,6 +26,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub processor: ProcessorSection,
     pub enricher: EnricherSection,
+    pub facts: FactsConfig,
     pub log: LogConfig,
 }
 
@@ -86,6 +93,8 @@ impl Default for EnricherSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
+    /// `outbox` (the state database's `bus_log`) or `kafka`.
+    pub kind: BusKind,
     /// Partitions per topic; one processor runs per partition. Unset: 1 on SQLite (one writer
     /// at a time, so more gain nothing) and [`POSTGRES_PARTITIONS`] on PostgreSQL (commits in
     /// parallel). Keep it fixed once events have arrived: an order's partition follows from it.
@@ -94,11 +103,12 @@ pub struct BusConfig {
     pub queue_capacity: usize,
     /// Hours consumed records stay in the outbox.
     pub retention_hours: u64,
+    pub kafka: KafkaSection,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { partitions: None, queue_capacity: 4096, retention_hours: 24 }
+        BusConfig { kind: BusKind::Outbox, partitions: None, queue_capacity: 4096, retention_hours: 24, kafka: KafkaSection::default() }
     }
 }
 
@@ -176,6 +186,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             processor: ProcessorSection::default(),
             enricher: EnricherSection::default(),
+            facts: FactsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -332,6 +343,44 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:7000");
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.database_url(), "postgres://x/y");
+    }
+
+    /// Every key of `table`, as `section.key` paths.
+    fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn the_distributed_example_shows_every_setting_and_loads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/distributed.example.toml");
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!((config.bus.kind, config.facts.kind), (BusKind::Kafka, FactsKind::Clickhouse));
+        assert_eq!(config.bus.kafka.brokers, "kafka:9092");
+        assert_eq!(config.facts.clickhouse.url, "http://clickhouse:8123");
+        assert!(config.database_url().starts_with("postgres://"));
+
+        let example: toml::Table = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let (mut shown, mut settings) = (Vec::new(), Vec::new());
+        keys(&example, "", &mut shown);
+        keys(&toml::Table::try_from(Config::default()).unwrap(), "", &mut settings);
+        let optional = ["database.url", "facts.parquet.dir", "facts.clickhouse.user", "facts.clickhouse.password", "bus.partitions"];
+        let missing: Vec<_> = settings.iter().map(String::as_str).chain(optional).filter(|key| !shown.iter().any(|s| s == key)).collect();
+        assert!(missing.is_empty(), "config/distributed.example.toml does not show {missing:?}");
+    }
+
+    #[test]
+    fn embedded_defaults_have_no_facts_and_the_outbox_bus() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!((config.bus.kind, config.facts.kind), (BusKind::Outbox, FactsKind::None));
+        let set = Config::load(None, env(&[("KSA__FACTS__KIND", "parquet"), ("KSA__BUS__KAFKA__BROKERS", "k:1")])).unwrap();
+        assert_eq!((set.facts.kind, set.bus.kafka.brokers.as_str()), (FactsKind::Parquet, "k:1"));
+        assert_eq!(set.facts.parquet.store(Path::new("/d")).dir, Path::new("/d/facts"));
     }
 
     #[test]

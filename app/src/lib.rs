@@ -2,6 +2,7 @@
 //! all-in-one server and project administration.
 
 pub mod analyzer;
+pub mod apart;
 pub mod config;
 pub mod enrich;
 pub mod projects;

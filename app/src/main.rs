@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ksa_app::analyzer::{AnalyzeOptions, analyze};
+use ksa_app::apart::Service;
 use ksa_app::config::{Config, LogFormat};
 use ksa_app::enrich;
 use ksa_app::projects::{self, AddProject};
@@ -41,6 +42,28 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run only the webhook receiver: webhooks in, events onto the bus (bus.kind), on
+    /// server.listen. One of the three services of `run`, run apart (docs/distributed.md).
+    Ingest {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run only processors: events off the bus, facts (facts.kind) then state. Instances side
+    /// by side need disjoint --partitions. GET /healthz on server.listen reports progress.
+    Process {
+        /// Partitions of status-events to process, e.g. `0,1`; default: all.
+        #[arg(long, value_delimiter = ',', env = "KSA_PROCESS_PARTITIONS")]
+        partitions: Option<Vec<u32>>,
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run only the read API (REST and the OpenAPI document) on server.listen.
+    QueryApi {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Exit 0 when URL answers 2xx (for container health checks, e.g. http://127.0.0.1:8080/healthz).
+    Probe { url: String },
     /// Manage projects (CRM accounts).
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -251,6 +274,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ingest { listen } => {
+            run_apart(&config, Service::Ingest { listen: listen.unwrap_or_else(|| config.server.listen.clone()) })
+        }
+        Command::Process { partitions, listen } => {
+            run_apart(&config, Service::Process { listen: listen.unwrap_or_else(|| config.server.listen.clone()), partitions })
+        }
+        Command::QueryApi { listen } => {
+            run_apart(&config, Service::QueryApi { listen: listen.unwrap_or_else(|| config.server.listen.clone()) })
+        }
+        Command::Probe { url } => ksa_app::apart::probe(&url),
         Command::Project(command) => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -402,6 +435,23 @@ fn read_token(stdin: bool, env: Option<&str>) -> anyhow::Result<Option<Secret>> 
         Some(name) => Ok(Some(Secret::new(std::env::var(name).with_context(|| format!("--token-env: {name} is not set"))?.trim()))),
         None => Ok(None),
     }
+}
+
+/// Runs one service of `run` on its own until SIGINT or SIGTERM.
+fn run_apart(config: &Config, service: Service) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let name = service.name();
+    runtime.block_on(async {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            let _ = stop.send(true);
+        });
+        ksa_app::apart::run(config, service, shutdown, |addr| eprintln!("keycrm-analytics {name} listening on http://{addr}")).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(config: &Config) {

@@ -28,6 +28,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    crate::apart::require_outbox(config, "run")?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let outbox = |postgres: bool| OutboxConfig {
@@ -74,11 +75,15 @@ async fn serve<B: Bus, S: StateStore>(
     };
     // One processor per partition: their transactions touch disjoint orders, so a database that
     // takes concurrent writers (PostgreSQL) commits them in parallel.
+    let facts = crate::apart::open_facts(config).await?;
     let mut processors = Vec::new();
     for partition in 0..bus.partitions(STATUS_EVENTS)? {
-        let processor = Processor::new(bus.clone(), state.clone(), processor_config.clone(), Some(vec![partition]))
+        let mut processor = Processor::new(bus.clone(), state.clone(), processor_config.clone(), Some(vec![partition]))
             .await
             .context("starting the processor")?;
+        if let Some(facts) = &facts {
+            processor = processor.with_facts(facts.clone());
+        }
         processors.push(processor);
     }
 

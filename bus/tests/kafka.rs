@@ -118,6 +118,29 @@ async fn a_read_after_an_offset_skips_what_came_before_and_a_seek_back_reads_it_
 }
 
 #[tokio::test]
+async fn a_read_from_just_behind_the_reader_returns_at_once_without_waiting() {
+    let Some((bus, topic)) = bus_with_topic("peek_then_read").await else { return };
+    let key = "4:2";
+    let partition = partition_for(key, PARTITIONS);
+    bus.append(&topic, (0..4).map(|i| record(key, &format!("{i}"))).collect()).await.expect("append");
+    // The processor, idle, peeks at one record to wake up, then reads from where it stood
+    // without waiting: what the peek took must come back, and the rest follow.
+    let peek = read_n(&bus, &topic, partition, 0, 1).await;
+    assert_eq!(peek.iter().map(payload).collect::<Vec<_>>(), vec!["0"]);
+    let mut batch = Vec::new();
+    let started = Instant::now();
+    while batch.len() < 4 && started.elapsed() < Duration::from_secs(5) {
+        let after = batch.last().map_or(0, |r: &Record| r.offset);
+        batch.extend(bus.read(&topic, partition, after, 10, Duration::ZERO).await.expect("read"));
+        if batch.is_empty() {
+            panic!("a read without wait from just behind the reader returned nothing");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(batch.iter().map(payload).collect::<Vec<_>>(), vec!["0", "1", "2", "3"]);
+}
+
+#[tokio::test]
 async fn a_read_waits_for_an_append_and_returns_nothing_when_the_wait_runs_out() {
     let Some((bus, topic)) = bus_with_topic("read_waits").await else { return };
     let key = "5:1";

@@ -7,13 +7,19 @@
 //! Writing the same batch twice, or an older version after a newer one, changes nothing that a
 //! reader sees.
 
+mod boxed;
 pub mod clickhouse;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 use std::future::Future;
 
 use ksa_schemas::facts::FactBatch;
 
+pub use boxed::BoxedFactSink;
 pub use clickhouse::{ClickHouseConfig, ClickHouseSink};
+#[cfg(feature = "parquet")]
+pub use parquet::{ParquetConfig, ParquetSink};
 
 /// Where facts go: ClickHouse in the distributed mode, Parquet files in the embedded one.
 pub trait FactSink: Clone + Send + Sync + 'static {
@@ -51,12 +57,23 @@ pub enum FactError {
 
     #[error("facts configuration: {0}")]
     Config(String),
+
+    #[error("facts file {path}: {source}; check the disk's free space and the folder's permissions")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("facts file {path} cannot be written or read as Parquet: {message}")]
+    File { path: std::path::PathBuf, message: String },
 }
 
 impl FactError {
     /// Whether the same write may succeed later unchanged (the server was down or busy), as
-    /// opposed to a schema or data problem that needs a person.
+    /// opposed to a schema or data problem that needs a person. A file system error counts as
+    /// retryable: a full disk or a lost mount can come back.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, FactError::Unavailable { .. })
+        matches!(self, FactError::Unavailable { .. } | FactError::Io { .. })
     }
 }

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use ksa_domain::timeline::{DELIVERY_GROUP, StageTotal};
 use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, SlaProfile, Urgency, compute_timeline};
 use ksa_schemas::derived::{CycleRow, DerivedOrder, GroupTotalRow};
+use ksa_schemas::facts::FactBatch;
 use ksa_schemas::settings::{CycleEnd, CycleStart, Occurrence};
 use ksa_schemas::{StatusEvent, Timestamp};
 use serde::Serialize;
+
+use crate::facts::append_order_facts;
 
 /// Derives an order's rows from its events as of its latest event, so the result depends on
 /// the event set and the settings only, never on when it is computed. Read paths measure open
@@ -22,9 +25,28 @@ pub fn derive_order(
     rules: &ProjectRules,
     settings_revision: i64,
 ) -> Option<DerivedOrder> {
-    let latest = events.iter().map(|e| e.changed_at).max()?;
-    let timeline = compute_timeline(events, urgency, &OrderOverrides::default(), rules, latest)?;
+    let timeline = timeline_as_of_latest(events, urgency, rules)?;
     Some(rows(project_id, &timeline, rules, settings_revision))
+}
+
+/// [`derive_order`], and the order's fact rows from the same timeline appended to `facts`
+/// (intervals are facts only: `derived_json` does not hold them).
+pub fn derive_order_with_facts(
+    project_id: i64,
+    events: &[StatusEvent],
+    urgency: Urgency,
+    rules: &ProjectRules,
+    settings_revision: i64,
+    facts: &mut FactBatch,
+) -> Option<DerivedOrder> {
+    let timeline = timeline_as_of_latest(events, urgency, rules)?;
+    append_order_facts(facts, project_id, &timeline, rules, settings_revision);
+    Some(rows(project_id, &timeline, rules, settings_revision))
+}
+
+fn timeline_as_of_latest(events: &[StatusEvent], urgency: Urgency, rules: &ProjectRules) -> Option<OrderTimeline> {
+    let latest = events.iter().map(|e| e.changed_at).max()?;
+    compute_timeline(events, urgency, &OrderOverrides::default(), rules, latest)
 }
 
 /// The part of the analyzer's object that has no column or table of its own in state: per-status
@@ -149,6 +171,37 @@ mod tests {
         assert_eq!(derived.groups.iter().map(|g| g.group_id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert_eq!(derived.urgency, "pending");
         assert_eq!(derive_order(5, &events, Urgency::Urgent, &rules, 3).unwrap().urgency, "urgent");
+    }
+
+    #[test]
+    fn facts_come_from_the_same_timeline_one_interval_per_event() {
+        let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
+        let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
+        let mut facts = FactBatch::default();
+        let derived = derive_order_with_facts(5, &events, Urgency::Pending, &rules, 3, &mut facts).unwrap();
+        assert_eq!(derive_order(5, &events, Urgency::Pending, &rules, 3).unwrap(), derived);
+
+        let version = ksa_schemas::facts::FactVersion::new(3, 4);
+        assert_eq!(facts.intervals.len(), 4);
+        assert!(facts.intervals.iter().all(|i| i.version == version && i.project_id == 5 && i.order_id == 9));
+        assert_eq!(facts.intervals[1].entered_at, ev(20, 2, 30).changed_at);
+        assert_eq!(facts.intervals[1].left_at, Some(ev(7, 3, 90).changed_at));
+        assert_eq!(facts.intervals[1].wall_seconds, 3600.0);
+        assert_eq!(facts.intervals[3].left_at, None, "the latest interval is open");
+        assert_eq!(facts.cycles.len(), derived.cycles.len());
+        let to_delivery = facts.cycles.iter().find(|c| c.ended_at == Some(ev(11, 4, 600).changed_at)).unwrap();
+        assert_eq!((to_delivery.working_seconds, to_delivery.version), (36_000.0, version));
+    }
+
+    #[test]
+    fn rederiving_the_same_events_in_another_order_writes_identical_facts() {
+        let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
+        let mut first = FactBatch::default();
+        derive_order_with_facts(5, &[ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90)], Urgency::Pending, &rules, 1, &mut first).unwrap();
+        let mut again = FactBatch::default();
+        derive_order_with_facts(5, &[ev(7, 3, 90), ev(1, 1, 0), ev(20, 2, 30), ev(1, 1, 0)], Urgency::Pending, &rules, 1, &mut again)
+            .unwrap();
+        assert_eq!(first, again);
     }
 
     #[test]

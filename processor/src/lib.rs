@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod derive;
+pub mod facts;
 pub mod urgency;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,15 +13,17 @@ use std::time::{Duration, Instant};
 
 use ksa_bus::{Bus, BusError, NewRecord, Record};
 use ksa_domain::ProjectRules;
+use ksa_facts::{BoxedFactSink, FactError, FactSink};
 use ksa_schemas::bus::{ENRICH_REQUESTS, OrderUpdated, STATUS_EVENTS, StatusMessage};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
+use ksa_schemas::facts::FactBatch;
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use cache::OrderCache;
-use derive::{derive_order, merge_events, rules_for};
+use derive::{derive_order, derive_order_with_facts, merge_events, rules_for};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -64,6 +67,8 @@ pub enum ProcessorError {
     State(#[from] StateError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("facts were not written, so the batch was not committed: {0}")]
+    Facts(#[from] FactError),
 }
 
 /// A status event as it arrived: the event, when it was received, the body.
@@ -74,6 +79,8 @@ struct Prepared {
     batch: CommitBatch,
     /// Asked of the enricher once the batch has committed.
     enrich_requests: Vec<NewRecord>,
+    /// The batch's orders' facts, written before `batch` commits (empty without a sink).
+    facts: FactBatch,
     records: u64,
     /// The last offset per partition the batch covers.
     offsets: HashMap<u32, i64>,
@@ -81,7 +88,7 @@ struct Prepared {
 
 /// A batch whose commit task runs.
 struct InFlight {
-    commit: JoinHandle<Result<(), StateError>>,
+    commit: JoinHandle<Result<(), ProcessorError>>,
     offsets: HashMap<u32, i64>,
 }
 
@@ -130,6 +137,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     last_retention: Instant,
     /// Whether every project's settings were checked against its stored rows since start.
     settings_caught_up: bool,
+    /// Where facts go before each commit; none: state only.
+    facts: Option<BoxedFactSink>,
 }
 
 impl<B: Bus, S: StateStore> Processor<B, S> {
@@ -158,7 +167,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             last_settings_check: Instant::now(),
             last_retention: Instant::now(),
             settings_caught_up: false,
+            facts: None,
         })
+    }
+
+    /// Writes every batch's facts to `sink` before its state commits (ARCHITECTURE invariant
+    /// 4): when the write fails the batch is not committed and is read again after a back-off.
+    pub fn with_facts(mut self, sink: BoxedFactSink) -> Self {
+        self.facts = Some(sink);
+        self
     }
 
     /// Order updates, one per order whose derived state changed.
@@ -256,7 +273,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 self.committed.extend(in_flight.offsets);
                 Ok(())
             }
-            Ok(Err(err)) => Err(err.into()),
+            Ok(Err(err)) => Err(err),
             Err(join) => Err(StateError::Corrupt(format!("the commit task failed: {join}")).into()),
         }
     }
@@ -327,6 +344,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let mut enrich_requests = Vec::new();
 
         let mut batch = CommitBatch::default();
+        let mut facts = FactBatch::default();
         for ((project_id, order_id), arrivals) in incoming {
             let was_cached = self.cache.contains(project_id, order_id);
             let mut known = match loaded.remove(&(project_id, order_id)) {
@@ -349,9 +367,11 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
             }
             let project = &self.projects[&project_id];
-            if let Some(derived) = derive_order(project_id, &known, order_urgency, &project.rules, project.revision) {
-                batch.orders.push(derived);
-            }
+            let derived = match self.facts {
+                Some(_) => derive_order_with_facts(project_id, &known, order_urgency, &project.rules, project.revision, &mut facts),
+                None => derive_order(project_id, &known, order_urgency, &project.rules, project.revision),
+            };
+            batch.orders.extend(derived);
             // Items are asked for once per order and process: when the order is new here (or
             // was not cached, as after a restart), and again on entering the refetch group. The
             // enricher's schedule is durable, so one request is enough.
@@ -381,20 +401,24 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.offsets.insert(*partition, next - 1);
         }
         let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
-        Ok(Prepared { batch, records: records.len() as u64, offsets, enrich_requests })
+        Ok(Prepared { batch, facts, records: records.len() as u64, offsets, enrich_requests })
     }
 
     /// Commits a prepared batch in a task of its own; when it has committed, the task announces
     /// the batch's orders and counts it.
     fn launch(&mut self, prepared: Prepared) {
-        let Prepared { batch, records, offsets, enrich_requests } = prepared;
+        let Prepared { batch, facts, records, offsets, enrich_requests } = prepared;
         let state = self.state.clone();
         let bus = self.bus.clone();
+        let sink = self.facts.clone();
         let updates = self.updates.clone();
         let stats = self.stats.clone();
         let commit = tokio::spawn(async move {
             let new_events = batch.events.len() as u64;
             let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
+            if let Some(sink) = sink.filter(|_| !facts.is_empty()) {
+                sink.write(facts).await?;
+            }
             state.commit(batch).await?;
             for update in &orders {
                 let _ = updates.send(update.clone());
@@ -514,8 +538,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let project = &self.projects[&project_id];
         let (rules, revision) = (project.rules.clone(), project.revision);
         let stats = self.stats.clone();
+        let facts = self.facts.clone();
         tokio::spawn(async move {
-            match recompute_project(&state, project_id, &rules, revision).await {
+            match recompute_project(&state, facts.as_ref(), project_id, &rules, revision).await {
                 Ok(orders) => {
                     tracing::info!(project_id, revision, orders, "recomputed derived data for new settings");
                     stats.send_modify(|s| s.recomputes += 1);
@@ -526,8 +551,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     }
 }
 
-/// Rewrites the derived rows of every order of a project from its stored events.
-pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules: &ProjectRules, revision: i64) -> Result<u64, StateError> {
+/// Rewrites the derived rows of every order of a project from its stored events, and their
+/// facts first when there is a sink.
+pub async fn recompute_project<S: StateStore>(
+    state: &S,
+    facts: Option<&BoxedFactSink>,
+    project_id: i64,
+    rules: &ProjectRules,
+    revision: i64,
+) -> Result<u64, ProcessorError> {
     let mut after = 0;
     let mut written = 0;
     loop {
@@ -535,13 +567,21 @@ pub async fn recompute_project<S: StateStore>(state: &S, project_id: i64, rules:
         let Some(last) = ids.last().copied() else { break };
         let events = state.order_events(project_id, &ids).await?;
         let urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
-        let orders: Vec<DerivedOrder> = events
-            .iter()
-            .filter_map(|(order_id, evs)| {
-                derive_order(project_id, evs, urgencies.get(order_id).copied().unwrap_or_default(), rules, revision)
-            })
-            .collect();
+        let urgency_of = |order_id: &i64| urgencies.get(order_id).copied().unwrap_or_default();
+        let mut batch = FactBatch::default();
+        let orders: Vec<DerivedOrder> = match facts {
+            Some(_) => events
+                .iter()
+                .filter_map(|(order_id, evs)| derive_order_with_facts(project_id, evs, urgency_of(order_id), rules, revision, &mut batch))
+                .collect(),
+            None => {
+                events.iter().filter_map(|(order_id, evs)| derive_order(project_id, evs, urgency_of(order_id), rules, revision)).collect()
+            }
+        };
         written += orders.len() as u64;
+        if let Some(sink) = facts {
+            sink.write(batch).await?;
+        }
         state.commit(CommitBatch { orders, ..CommitBatch::default() }).await?;
         after = last;
     }

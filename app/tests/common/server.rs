@@ -16,7 +16,8 @@ use super::Workspace;
 
 /// How long a server may take to start listening or to stop before the test fails.
 const START_OR_STOP_DEADLINE: Duration = Duration::from_secs(120);
-const LISTENING: &str = "keycrm-analytics listening on http://";
+/// What `run` and the services run apart (`keycrm-analytics ingest listening on …`) print.
+const LISTENING: &str = " listening on http://";
 
 /// Where one deployment keeps its state: a data dir, and a PostgreSQL database when given.
 pub struct Instance {
@@ -103,6 +104,14 @@ impl Instance {
     pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Server {
         let mut command = self.command(["run", "--listen", "127.0.0.1:0"]);
         command.envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        Server::spawn(command)
+    }
+
+    /// Starts `SERVICE --listen 127.0.0.1:0 [extra…]` (`ingest`, `process`, `query-api`) and
+    /// waits until it listens.
+    pub fn start_service(&self, service: &str, extra: &[&str]) -> Server {
+        let mut command = self.command([service, "--listen", "127.0.0.1:0"]);
+        command.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         Server::spawn(command)
     }
 

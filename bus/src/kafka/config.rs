@@ -12,6 +12,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topic name → partitions.
     pub topics: BTreeMap<String, u32>,
+    /// Put before every topic name on the brokers (`ksa.` makes `status-events`
+    /// `ksa.status-events`), so several deployments, or test runs, can share a cluster. Callers
+    /// keep using the plain names.
+    pub topic_prefix: String,
     /// Shown in the broker's logs and metrics.
     pub client_id: String,
     /// How long an append may wait for the brokers to make its records durable before it fails
@@ -41,6 +45,7 @@ impl KafkaConfig {
         KafkaConfig {
             brokers: brokers.into(),
             topics,
+            topic_prefix: String::new(),
             client_id: "keycrm-analytics".into(),
             delivery_timeout: Duration::from_secs(10),
             queue_capacity: 100_000,

@@ -77,6 +77,7 @@ impl KafkaBus {
 
         let partitions = fetch_partition_counts(&producer, &config).await?;
         for (topic, expected) in &config.topics {
+            let topic = &format!("{}{topic}", config.topic_prefix);
             match partitions.get(topic) {
                 Some(found) if found == expected => {}
                 Some(found) => {
@@ -102,9 +103,14 @@ impl KafkaBus {
         if let Some(reader) = readers.get(&(topic.to_owned(), partition)) {
             return Ok(reader.clone());
         }
-        let reader = Arc::new(tokio::sync::Mutex::new(PartitionReader::new(&self.inner.config, topic, partition)?));
+        let reader = Arc::new(tokio::sync::Mutex::new(PartitionReader::new(&self.inner.config, &self.broker_topic(topic), partition)?));
         readers.insert((topic.to_owned(), partition), reader.clone());
         Ok(reader)
+    }
+
+    /// The name of `topic` on the brokers.
+    fn broker_topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.inner.config.topic_prefix)
     }
 
     fn check_partition(&self, topic: &str, partition: u32) -> Result<(), BusError> {
@@ -124,9 +130,10 @@ impl Bus for KafkaBus {
 
     async fn append(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<AppendOutcome>, BusError> {
         self.partitions(topic)?;
+        let broker_topic = self.broker_topic(topic);
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
-            let message = FutureRecord::to(topic).key(record.key.as_bytes()).payload(&record.payload);
+            let message = FutureRecord::to(&broker_topic).key(record.key.as_bytes()).payload(&record.payload);
             match self.inner.producer.send_result(message) {
                 Ok(delivery) => deliveries.push(delivery),
                 // Records enqueued before this one are still delivered; a retry of the whole

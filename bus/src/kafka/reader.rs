@@ -10,6 +10,9 @@ use super::KafkaConfig;
 use crate::{BusError, Record};
 use ksa_schemas::Timestamp;
 
+/// Records of the latest reads kept to answer a read that starts a little behind the reader.
+const RECENT_RECORDS: usize = 64;
+
 /// How long a reader positioned inside the log may see nothing before it rewinds, where the
 /// broker needs it (see [`PartitionReader::rewind_if_stuck`]).
 const STUCK_AFTER: Duration = Duration::from_secs(1);
@@ -27,6 +30,11 @@ pub(super) struct PartitionReader {
     /// Since when the consumer is assigned without having delivered anything, and whether it
     /// has rewound already; `None` once a record came.
     quiet_since: Option<(Instant, bool)>,
+    /// The last records delivered, oldest first, consecutive up to `position`. The processor
+    /// peeks at one record while idle (to wake up) and then reads from where it stood: served
+    /// from here, that costs no re-assignment, after which a read that does not wait would get
+    /// nothing until the consumer had fetched again.
+    recent: std::collections::VecDeque<Record>,
 }
 
 impl PartitionReader {
@@ -50,6 +58,7 @@ impl PartitionReader {
             rewind_when_quiet: config.rewind_when_quiet,
             position: None,
             quiet_since: None,
+            recent: std::collections::VecDeque::new(),
         })
     }
 
@@ -58,11 +67,20 @@ impl PartitionReader {
     pub(super) async fn read(&mut self, after: i64, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
         // Bus offsets are Kafka's plus one: after = n means Kafka offset n comes next.
         let start = after.max(0);
-        if self.position != Some(start) {
-            self.assign(start, start)?;
-        }
-        let deadline = Instant::now() + wait;
         let mut records = Vec::new();
+        if self.position != Some(start) {
+            if self.recent_covers(start) {
+                let behind: Vec<&Record> = self.recent.iter().filter(|r| r.offset > start).collect();
+                records.extend(behind.iter().take(max).map(|r| (*r).clone()));
+                if records.len() < behind.len() {
+                    return Ok(records);
+                }
+            } else {
+                self.assign(start, start)?;
+            }
+        }
+        let from_recent = records.len();
+        let deadline = Instant::now() + wait;
         while records.len() < max {
             // Once something arrived, take only what is already buffered.
             let patience = if records.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
@@ -88,10 +106,26 @@ impl PartitionReader {
                 appended_at: message.timestamp().to_millis().map_or_else(now, |ms| Timestamp::from_micros(ms.saturating_mul(1000))),
             });
         }
+        let delivered = &records[from_recent.max(records.len().saturating_sub(RECENT_RECORDS))..];
+        for record in delivered {
+            if self.recent.len() == RECENT_RECORDS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(record.clone());
+        }
         if records.is_empty() {
             self.rewind_if_stuck().await?;
         }
         Ok(records)
+    }
+
+    /// Whether the records after bus offset `start` up to the reader's position are all in
+    /// `recent`, so that a read from `start` can begin there.
+    fn recent_covers(&self, start: i64) -> bool {
+        match (self.recent.front(), self.position) {
+            (Some(first), Some(position)) => first.offset <= start + 1 && start < position,
+            _ => false,
+        }
     }
 
     /// tansu 0.6 (memory storage) answers a fetch that starts inside a record batch with
@@ -124,6 +158,7 @@ impl PartitionReader {
             .map_err(|e| BusError::Unavailable(format!("cannot assign {}/{} at {from}: {e}", self.topic, self.partition)))?;
         self.position = Some(position);
         self.quiet_since = Some((Instant::now(), false));
+        self.recent.clear();
         Ok(())
     }
 }

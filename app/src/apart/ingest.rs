@@ -1,0 +1,46 @@
+//! `keycrm-analytics ingest`: webhooks in, status events onto the bus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ksa_bus::Bus;
+use ksa_ingest::{Ingest, IngestConfig};
+use ksa_state::StateStore;
+use tokio::sync::watch;
+use warp::Filter;
+
+use super::connect::WithBus;
+use super::health;
+
+pub(super) struct IngestService<L> {
+    pub listen: String,
+    pub shutdown: watch::Receiver<bool>,
+    pub on_listening: L,
+}
+
+impl<L: FnOnce(SocketAddr) + Send> WithBus for IngestService<L> {
+    async fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> anyhow::Result<()> {
+        let IngestService { listen, shutdown, on_listening } = self;
+        let ingest = Ingest::new(bus, state, IngestConfig::default());
+        let routes = ksa_ingest::routes(ingest.clone())
+            .or(health::route("ingest", Arc::new(|| serde_json::Value::Null)))
+            .unify()
+            .recover(ksa_query_api::not_found)
+            .unify();
+        let server = health::serve(&listen, routes, shutdown.clone(), on_listening).await?;
+
+        // Webhook counters go to the state database every few seconds and once at the end.
+        let mut stop = shutdown;
+        loop {
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => ingest.flush_counters().await,
+            }
+        }
+        let _ = server.await;
+        ingest.flush_counters().await;
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+}

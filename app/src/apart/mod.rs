@@ -1,0 +1,60 @@
+//! `keycrm-analytics ingest | process | query-api`: the three services of `run`, each in a
+//! process of its own, configured by the same file. With `bus.kind = "kafka"`, PostgreSQL and
+//! `facts.kind = "clickhouse"` this is the distributed mode; on the outbox bus of a PostgreSQL
+//! state database it also runs apart, without Kafka.
+//!
+//! Each service answers `GET /healthz` on its listen address (`process` too, for its stats),
+//! which `keycrm-analytics probe URL` checks for container health checks.
+
+mod connect;
+mod health;
+mod ingest;
+mod process;
+mod query_api;
+
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+pub use connect::{open_facts, processor_config, require_outbox};
+pub use health::probe;
+
+/// A service to run apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Webhooks in, events onto the bus.
+    Ingest { listen: String },
+    /// Events off the bus, facts and state out. `partitions` of `status-events` (all when
+    /// `None`), one processor each; instances that run side by side need disjoint sets.
+    Process { listen: String, partitions: Option<Vec<u32>> },
+    /// REST reads and the OpenAPI document.
+    QueryApi { listen: String },
+}
+
+impl Service {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Service::Ingest { .. } => "ingest",
+            Service::Process { .. } => "process",
+            Service::QueryApi { .. } => "query-api",
+        }
+    }
+}
+
+/// Runs `service` until `shutdown` turns true; `on_listening` is told the bound address.
+pub async fn run(
+    config: &Config,
+    service: Service,
+    shutdown: watch::Receiver<bool>,
+    on_listening: impl FnOnce(SocketAddr) + Send,
+) -> anyhow::Result<()> {
+    match service {
+        Service::Ingest { listen } => connect::with_bus(config, ingest::IngestService { listen, shutdown, on_listening }).await,
+        Service::Process { listen, partitions } => {
+            connect::with_bus(config, process::ProcessService { config, listen, partitions, shutdown, on_listening }).await
+        }
+        Service::QueryApi { listen } => query_api::run(config, &listen, shutdown, on_listening).await,
+    }
+}

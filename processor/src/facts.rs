@@ -1,0 +1,59 @@
+//! Fact rows of one derived order: an [`IntervalFact`] per interval of its timeline and a
+//! [`CycleFact`] per cycle, from the same timeline the state rows come from. Pure, like
+//! `derive`.
+
+use ksa_domain::timeline::StageTotal;
+use ksa_domain::{OrderTimeline, ProjectRules, SlaState, Urgency};
+use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, IntervalFact};
+
+/// Appends the order's facts to `facts`. Every row carries the version of this derivation
+/// (settings revision, event count), so a replay writes the same rows again.
+///
+/// An interval's `sla_state` is the worse of its group's and its status's state over all
+/// visits (DOMAIN.md measures SLA on the total per stage), as of the order's latest event; an
+/// interval in a terminal group has none.
+pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) {
+    let version = FactVersion::new(settings_revision, timeline.event_count);
+    let is_urgent = timeline.urgency == Urgency::Urgent;
+    let state_of = |total: Option<&StageTotal>| total.map_or(SlaState::None, |t| t.sla);
+    facts.intervals.extend(timeline.intervals.iter().map(|interval| {
+        let sla = if rules.is_terminal(interval.group_id) {
+            SlaState::None
+        } else {
+            state_of(timeline.groups.get(&interval.group_id)).max(state_of(timeline.statuses.get(&interval.status_id)))
+        };
+        IntervalFact {
+            project_id,
+            order_id: timeline.order_id,
+            status_id: interval.status_id,
+            group_id: interval.group_id,
+            entered_at: interval.entered_at,
+            left_at: interval.left_at,
+            wall_seconds: interval.wall_seconds.seconds(),
+            working_seconds: interval.working_seconds.seconds(),
+            is_urgent,
+            sla_state: fact_sla(sla),
+            version,
+        }
+    }));
+    facts.cycles.extend(timeline.cycles.iter().map(|(cycle_id, cycle)| CycleFact {
+        project_id,
+        order_id: timeline.order_id,
+        cycle_id: *cycle_id,
+        started_at: cycle.started_at,
+        ended_at: if cycle.open { None } else { cycle.ended_at },
+        wall_seconds: cycle.wall_seconds.seconds(),
+        working_seconds: cycle.working_seconds.seconds(),
+        is_urgent,
+        version,
+    }));
+}
+
+fn fact_sla(state: SlaState) -> FactSlaState {
+    match state {
+        SlaState::None => FactSlaState::None,
+        SlaState::Ok => FactSlaState::Ok,
+        SlaState::Near => FactSlaState::Near,
+        SlaState::Over => FactSlaState::Over,
+    }
+}
