@@ -262,3 +262,52 @@ async fn clickhouse_unreachable_during_a_replay_holds_offsets_and_resumes_by_its
     assert!(processor.stderr().contains("facts were not written"), "no fact error was logged:\n{}", processor.stderr());
     deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
 }
+
+/// PostgreSQL unreachable for the processor (a proxy in front of it switched off) during a
+/// replay: the processor neither dies nor skips anything, and resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_the_processor_during_a_replay_resumes_by_itself() {
+    let Some(deployment) = Deployment::new("faults_postgres", 2).await else { return };
+    let instance = &deployment.instance;
+    let url = &deployment.database.url;
+    let (start, rest) = url.split_once('@').map_or(("", url.as_str()), |(user, rest)| (user, rest));
+    let (address, path) = rest.split_once('/').expect("a database URL with a path");
+    let proxy = Proxy::start(address).await;
+    let proxied =
+        if start.is_empty() { format!("127.0.0.1:{}/{path}", proxy.port) } else { format!("{start}@127.0.0.1:{}/{path}", proxy.port) };
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let shuffled = log.shuffled_with_duplicates(17, 4);
+    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let project = instance.add_project("p1", &[]);
+    let ingest = instance.start_service("ingest", &[]);
+    let query = instance.start_service("query-api", &[]);
+    let mut processor = instance.start_service_with("process", &["--partitions", "0,1"], &[("KSA__DATABASE__URL", &proxied)]);
+    let client = client();
+
+    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
+    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
+    deployment.wait_for_committed(1).await;
+
+    proxy.switch_off();
+    let posting = post_in_background(half(second_half), ingest.webhook_url(&project));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.refused() < 2 {
+        assert!(Instant::now() < deadline, "the processor never tried PostgreSQL during the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offsets = deployment.offsets().await;
+    let outage_end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < outage_end {
+        assert!(!processor.has_exited(), "the processor exited while PostgreSQL was unreachable:\n{}", processor.stderr());
+        assert_eq!(deployment.offsets().await, offsets, "an offset moved while PostgreSQL was unreachable");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_all_taken(&posting.await.expect("posting"));
+
+    proxy.switch_on();
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
+    let held: i64 = offsets.iter().map(|o| o.3).sum();
+    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
+    deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
+}

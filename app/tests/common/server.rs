@@ -175,6 +175,12 @@ impl Server {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Whether the process has exited (by itself: a test that killed it reaps it with
+    /// [`Server::kill`]).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| c.try_wait().is_ok_and(|s| s.is_some()))
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
