@@ -110,8 +110,13 @@ impl Instance {
     /// Starts `SERVICE --listen 127.0.0.1:0 [extra…]` (`ingest`, `process`, `query-api`) and
     /// waits until it listens.
     pub fn start_service(&self, service: &str, extra: &[&str]) -> Server {
+        self.start_service_with(service, extra, &[])
+    }
+
+    /// [`Instance::start_service`] with more environment for this one process.
+    pub fn start_service_with(&self, service: &str, extra: &[&str], extra_env: &[(&str, &str)]) -> Server {
         let mut command = self.command([service, "--listen", "127.0.0.1:0"]);
-        command.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(extra).envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         Server::spawn(command)
     }
 
@@ -168,6 +173,12 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether the process has exited (by itself: a test that killed it reaps it with
+    /// [`Server::kill`]).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| c.try_wait().is_ok_and(|s| s.is_some()))
     }
 
     /// Everything the server wrote to stderr so far.

@@ -126,6 +126,31 @@ impl WebhookLog {
     }
 }
 
+impl WebhookLog {
+    /// Like [`WebhookLog::digest_of_a_clean_run`] (no settings), with Parquet facts: the
+    /// digest and the facts as a query sees them (deduplicated by version), with the project id
+    /// set to 0 so that they compare across instances.
+    pub async fn clean_run_with_facts(&self) -> (String, Vec<ksa_schemas::facts::IntervalFact>, Vec<ksa_schemas::facts::CycleFact>) {
+        use ksa_state::StateStore;
+        let instance = Instance::sqlite().with_env("KSA__FACTS__KIND", "parquet");
+        let project = instance.add_project("p1", &[]);
+        let server = instance.start();
+        let client = client();
+        assert_all_taken(&self.post_all(&client, &server.webhook_url(&project), 8).await);
+        wait_until_processed(&client, &server, "p1", self.expected()).await;
+        assert!(server.stop().success());
+        let digest = instance.derived_digest("p1").await;
+        let state = ksa_state::SqliteState::open(&instance.state_db().display().to_string()).await.expect("state");
+        let project_id = state.project_by_slug("p1").await.expect("read").expect("project").id;
+        let facts = ksa_facts::parquet::ParquetFacts::new(instance.state_db().with_file_name("facts"));
+        let mut intervals = facts.final_intervals(project_id).expect("intervals");
+        let mut cycles = facts.final_cycles(project_id).expect("cycles");
+        intervals.iter_mut().for_each(|i| i.project_id = 0);
+        cycles.iter_mut().for_each(|c| c.project_id = 0);
+        (digest, intervals, cycles)
+    }
+}
+
 /// `simulate`'s own default start, 2026-01-01 (its four months of traffic cross the March DST
 /// change), when that traffic lies well in the past; else a year ago. The read API measures at
 /// the current time and leaves out events after it, so a log from the future would never show.

@@ -1,0 +1,313 @@
+//! Faults in the distributed mode, with the real services (scripts/services): Kafka, PostgreSQL
+//! and ClickHouse, `ingest`, `process` and `query-api` as processes of their own. Each test ends
+//! like a clean embedded run: the same derived-state digest and the same facts as a query sees
+//! them (ClickHouse `FINAL` against the clean run's Parquet facts: nothing missing, nothing
+//! twice). See docs/distributed.md, "Fault tests".
+
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{PROCESSING_DEADLINE, client, wait_until_processed};
+use common::postgres::{ScratchDatabase, postgres_server};
+use common::proxy::Proxy;
+use common::server::{Instance, Server};
+use common::webhook_log::{WebhookLog, assert_all_taken};
+use ksa_bus::kafka::rdkafka::ClientConfig;
+use ksa_bus::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use ksa_bus::kafka::rdkafka::client::DefaultClientContext;
+use ksa_facts::clickhouse::FinalFacts;
+use ksa_facts::{ClickHouseConfig, ClickHouseSink};
+use ksa_schemas::facts::{CycleFact, IntervalFact};
+use ksa_state::{PostgresState, StateStore};
+
+/// Drops a ClickHouse database when the test ends, even by a panic.
+struct ScratchClickHouse {
+    url: String,
+    database: String,
+}
+
+impl Drop for ScratchClickHouse {
+    fn drop(&mut self) {
+        let (url, sql) = (self.url.clone(), format!("DROP DATABASE IF EXISTS {}", self.database));
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a Tokio runtime");
+            runtime.block_on(async { reqwest::Client::new().post(&url).body(sql).send().await.map(|_| ()) })
+        })
+        .join();
+    }
+}
+
+/// One deployment apart: a scratch PostgreSQL database, ClickHouse database and Kafka topics
+/// (under a prefix of its own, deleted at the end), and one config file for every service.
+struct Deployment {
+    instance: Instance,
+    database: ScratchDatabase,
+    clickhouse: ScratchClickHouse,
+    admin: AdminClient<DefaultClientContext>,
+    topics: Vec<String>,
+}
+
+impl Deployment {
+    /// `None` (after saying so) when a service is missing outside CI; under `CI=true` it fails.
+    async fn new(test: &str, partitions: i32) -> Option<Deployment> {
+        let server = postgres_server(test)?;
+        let clickhouse_url = ksa_testkit::clickhouse_server(test)?;
+        let brokers = ksa_testkit::kafka_brokers(test)?;
+        let database = ScratchDatabase::create(&server, test);
+        let clickhouse = ScratchClickHouse { url: clickhouse_url.clone(), database: ksa_testkit::unique_database_name(test) };
+        let prefix = format!("{}.", ksa_testkit::unique_database_name(test));
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("Kafka admin client");
+        let topics: Vec<String> = ["status-events", "order-updates", "enrich-requests"].iter().map(|t| format!("{prefix}{t}")).collect();
+        let new_topics: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+        for created in admin.create_topics(&new_topics, &AdminOptions::new()).await.expect("create topics") {
+            created.unwrap_or_else(|(topic, code)| panic!("cannot create topic {topic}: {code}"));
+        }
+        let instance = Instance::postgres(&database.url);
+        let config = instance.ws.write(
+            "distributed.toml",
+            &format!(
+                "[database]\nurl = \"{}\"\n\n[bus]\nkind = \"kafka\"\npartitions = {partitions}\n\n[bus.kafka]\nbrokers = \"{brokers}\"\n\
+                 topic_prefix = \"{prefix}\"\n# tansu 0.6 (docs/distributed.md)\nrewind_when_quiet = true\n\n[facts]\nkind = \"clickhouse\"\n\n\
+                 [facts.clickhouse]\nurl = \"{clickhouse_url}\"\ndatabase = \"{}\"\n",
+                database.url, clickhouse.database
+            ),
+        );
+        let instance = instance.with_env("KSA_CONFIG", &config.display().to_string());
+        Some(Deployment { instance, database, clickhouse, admin, topics })
+    }
+
+    /// Every consumer position in the state database: (group, topic, partition, next offset).
+    async fn offsets(&self) -> Vec<(String, String, i64, i64)> {
+        let pool = sqlx::PgPool::connect(&self.database.url).await.expect("connecting to PostgreSQL");
+        let rows = sqlx::query_as("SELECT consumer_group, topic, partition_no, next_offset FROM consumer_offsets ORDER BY 1, 2, 3")
+            .fetch_all(&pool)
+            .await
+            .expect("reading consumer_offsets");
+        pool.close().await;
+        rows
+    }
+
+    /// Waits until the processors have committed at least `records` records in all.
+    async fn wait_for_committed(&self, records: i64) {
+        let deadline = Instant::now() + PROCESSING_DEADLINE;
+        loop {
+            let committed: i64 = self.offsets().await.iter().map(|o| o.3).sum();
+            if committed >= records {
+                return;
+            }
+            assert!(Instant::now() < deadline, "only {committed} records committed, waiting for {records}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn facts(&self) -> ClickHouseSink {
+        let config = ClickHouseConfig::new(self.clickhouse.url.clone(), self.clickhouse.database.clone());
+        ClickHouseSink::connect(config).await.expect("ClickHouse").0
+    }
+
+    async fn project_id(&self) -> i64 {
+        let state = PostgresState::connect(&self.database.url).await.expect("state");
+        state.project_by_slug("p1").await.expect("read").expect("project").id
+    }
+
+    /// The project's facts under `FINAL`, with the project id set to 0 as in
+    /// [`WebhookLog::clean_run_with_facts`].
+    async fn final_facts(&self) -> (Vec<IntervalFact>, Vec<CycleFact>) {
+        let (facts, project_id) = (self.facts().await, self.project_id().await);
+        let mut intervals = facts.final_intervals(project_id).await.expect("intervals");
+        let mut cycles = facts.final_cycles(project_id).await.expect("cycles");
+        intervals.iter_mut().for_each(|i| i.project_id = 0);
+        cycles.iter_mut().for_each(|c| c.project_id = 0);
+        (intervals, cycles)
+    }
+
+    /// Intervals of the project in ClickHouse under `FINAL`.
+    async fn final_interval_count(&self) -> u64 {
+        let url = format!("{}/?database={}", self.clickhouse.url.trim_end_matches('/'), self.clickhouse.database);
+        let sql = format!("SELECT count() FROM status_intervals FINAL WHERE project_id = {}", self.project_id().await);
+        let text = reqwest::Client::new().post(url).body(sql).send().await.expect("ClickHouse").text().await.expect("an answer");
+        text.trim().parse().unwrap_or_else(|_| panic!("ClickHouse said {text:?}"))
+    }
+
+    /// Events the processors committed to the state database (with their offsets).
+    async fn committed_events(&self) -> i64 {
+        let pool = sqlx::PgPool::connect(&self.database.url).await.expect("connecting to PostgreSQL");
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM order_status_events").fetch_one(&pool).await.expect("counting events");
+        pool.close().await;
+        count
+    }
+
+    /// Stops the services, then compares the digest and the facts with a clean embedded run.
+    async fn assert_like_a_clean_run(&self, services: Vec<Server>, log: &WebhookLog) {
+        for service in services {
+            let status = service.stop();
+            assert!(status.success(), "{status}");
+        }
+        let _ = self.admin.delete_topics(&self.topics.iter().map(String::as_str).collect::<Vec<_>>(), &AdminOptions::new()).await;
+        let (clean_digest, mut clean_intervals, mut clean_cycles) = log.clean_run_with_facts().await;
+        assert_eq!(self.instance.derived_digest("p1").await, clean_digest, "the derived state differs from a clean run");
+        let (mut intervals, mut cycles) = self.final_facts().await;
+        for list in [&mut intervals, &mut clean_intervals] {
+            list.sort_by_key(|i| (i.order_id, i.entered_at, i.status_id));
+        }
+        for list in [&mut cycles, &mut clean_cycles] {
+            list.sort_by_key(|c| (c.order_id, c.cycle_id));
+        }
+        assert_eq!(intervals.len(), log.event_keys().len(), "one interval per distinct event");
+        assert_eq!(intervals.len(), clean_intervals.len(), "interval count against the clean run");
+        assert!(intervals == clean_intervals, "the intervals under FINAL differ from a clean run's");
+        assert_eq!(cycles.len(), clean_cycles.len(), "cycle count against the clean run");
+        assert!(cycles == clean_cycles, "the cycles under FINAL differ from a clean run's");
+    }
+}
+
+/// Posts the log in a task of its own; it answers with the replies.
+fn post_in_background(log: WebhookLog, url: String) -> tokio::task::JoinHandle<Vec<common::http::Reply>> {
+    tokio::spawn(async move { log.post_all(&client(), &url, 4).await })
+}
+
+/// Kills (SIGKILL) one processor of `split` once the processors have committed some records
+/// while the log is still being posted, restarts it with the same partitions, and checks the
+/// end result.
+async fn kill_one_processor_mid_stream(test: &str, partitions: i32, split: &[&str]) {
+    let Some(deployment) = Deployment::new(test, partitions).await else { return };
+    let instance = &deployment.instance;
+    let log = WebhookLog::simulate(&instance.ws, "p1", 300);
+    let project = instance.add_project("p1", &[]);
+    let ingest = instance.start_service("ingest", &[]);
+    let query = instance.start_service("query-api", &[]);
+    let mut processors: Vec<Server> = split.iter().map(|p| instance.start_service("process", &["--partitions", p])).collect();
+
+    let posting = post_in_background(log.shuffled_with_duplicates(11, 4), ingest.webhook_url(&project));
+    deployment.wait_for_committed(20).await;
+    assert!(!posting.is_finished(), "the log was posted before the kill: make it longer");
+    let victim = processors.remove(0);
+    victim.kill();
+    let committed_at_kill: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    processors.insert(0, instance.start_service("process", &["--partitions", split[0]]));
+
+    assert_all_taken(&posting.await.expect("posting"));
+    wait_until_processed(&client(), &query, "p1", log.expected()).await;
+    assert!(committed_at_kill > 0);
+    let mut services = vec![ingest, query];
+    services.extend(processors);
+    deployment.assert_like_a_clean_run(services, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_processor_mid_stream_then_restart_ends_like_a_clean_run() {
+    kill_one_processor_mid_stream("faults_kill", 2, &["0,1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_with_static_partitions_one_killed_and_restarted_end_like_a_clean_run() {
+    kill_one_processor_mid_stream("faults_two", 4, &["0,1", "2,3"]).await;
+}
+
+/// ClickHouse unreachable for the processor (a proxy in front of it switched off) during a
+/// replay: the fact writes fail, no offset moves while they do, and once ClickHouse answers
+/// again the processor resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_unreachable_during_a_replay_holds_offsets_and_resumes_by_itself() {
+    let Some(deployment) = Deployment::new("faults_clickhouse", 2).await else { return };
+    let instance = &deployment.instance;
+    let target = deployment.clickhouse.url.trim_end_matches('/').rsplit("//").next().expect("host:port").to_owned();
+    let proxy = Proxy::start(&target).await;
+    let proxied = format!("http://127.0.0.1:{}", proxy.port);
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let shuffled = log.shuffled_with_duplicates(13, 4);
+    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let project = instance.add_project("p1", &[]);
+    let ingest = instance.start_service("ingest", &[]);
+    let query = instance.start_service("query-api", &[]);
+    let processor = instance.start_service_with("process", &["--partitions", "0,1"], &[("KSA__FACTS__CLICKHOUSE__URL", &proxied)]);
+    let client = client();
+
+    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
+    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
+    deployment.wait_for_committed(1).await;
+
+    proxy.switch_off();
+    let posting = post_in_background(half(second_half), ingest.webhook_url(&project));
+    // The processor has met the outage (and retried) once two connections were refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.refused() < 2 {
+        assert!(Instant::now() < deadline, "the processor never tried ClickHouse during the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Facts of a write cut off by the switch may still land in ClickHouse (a replay rewrites
+    // them with the same version); what must not happen is state or offsets without facts.
+    let offsets = deployment.offsets().await;
+    let outage_end = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < outage_end {
+        let committed = deployment.committed_events().await;
+        assert_eq!(deployment.offsets().await, offsets, "an offset moved while ClickHouse was unreachable");
+        let in_clickhouse = deployment.final_interval_count().await;
+        assert!(committed as u64 <= in_clickhouse, "{committed} events committed, only {in_clickhouse} intervals in ClickHouse");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let retries = proxy.refused();
+    assert!(retries >= 3, "only {retries} attempts in the outage: no retry with back-off");
+    assert_all_taken(&posting.await.expect("posting"));
+
+    proxy.switch_on();
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
+    let held: i64 = offsets.iter().map(|o| o.3).sum();
+    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
+    assert!(processor.stderr().contains("facts were not written"), "no fact error was logged:\n{}", processor.stderr());
+    deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
+}
+
+/// PostgreSQL unreachable for the processor (a proxy in front of it switched off) during a
+/// replay: the processor neither dies nor skips anything, and resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_the_processor_during_a_replay_resumes_by_itself() {
+    let Some(deployment) = Deployment::new("faults_postgres", 2).await else { return };
+    let instance = &deployment.instance;
+    let url = &deployment.database.url;
+    let (start, rest) = url.split_once('@').map_or(("", url.as_str()), |(user, rest)| (user, rest));
+    let (address, path) = rest.split_once('/').expect("a database URL with a path");
+    let proxy = Proxy::start(address).await;
+    let proxied =
+        if start.is_empty() { format!("127.0.0.1:{}/{path}", proxy.port) } else { format!("{start}@127.0.0.1:{}/{path}", proxy.port) };
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let shuffled = log.shuffled_with_duplicates(17, 4);
+    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let project = instance.add_project("p1", &[]);
+    let ingest = instance.start_service("ingest", &[]);
+    let query = instance.start_service("query-api", &[]);
+    let mut processor = instance.start_service_with("process", &["--partitions", "0,1"], &[("KSA__DATABASE__URL", &proxied)]);
+    let client = client();
+
+    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
+    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
+    deployment.wait_for_committed(1).await;
+
+    proxy.switch_off();
+    let posting = post_in_background(half(second_half), ingest.webhook_url(&project));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.refused() < 2 {
+        assert!(Instant::now() < deadline, "the processor never tried PostgreSQL during the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offsets = deployment.offsets().await;
+    let outage_end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < outage_end {
+        assert!(!processor.has_exited(), "the processor exited while PostgreSQL was unreachable:\n{}", processor.stderr());
+        assert_eq!(deployment.offsets().await, offsets, "an offset moved while PostgreSQL was unreachable");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_all_taken(&posting.await.expect("posting"));
+
+    proxy.switch_on();
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
+    let held: i64 = offsets.iter().map(|o| o.3).sum();
+    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
+    deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
+}
