@@ -281,10 +281,10 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     /// After a failure: lets the batch in flight end, forgets everything not known to be
     /// committed, and reads again from the committed offsets.
     async fn rewind(&mut self) {
-        if let Some(in_flight) = self.in_flight.take() {
-            if let Ok(Ok(())) = in_flight.commit.await {
-                self.committed.extend(in_flight.offsets);
-            }
+        if let Some(in_flight) = self.in_flight.take()
+            && let Ok(Ok(())) = in_flight.commit.await
+        {
+            self.committed.extend(in_flight.offsets);
         }
         self.cache.clear();
         self.offsets = self.committed.clone();
