@@ -153,12 +153,29 @@ pub async fn rename_group<S: StateStore>(state: &S, slug: &str, group: u16, name
 }
 
 /// `backfill`: with a progress bar whose ETA follows the project's rate limit.
+/// `keycrm-analytics backfill`: on whichever bus and state the configuration opens, reporting on
+/// standard output.
+pub async fn backfill_command(config: &Config, request: BackfillRequest) -> anyhow::Result<()> {
+    crate::apart::connect::with_bus(config, Backfill { config, request }).await
+}
+
+struct Backfill<'a> {
+    config: &'a Config,
+    request: BackfillRequest,
+}
+
+impl crate::apart::connect::WithBus for Backfill<'_> {
+    async fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> anyhow::Result<()> {
+        run_backfill(&state, &bus, self.config, self.request, &mut std::io::stdout()).await
+    }
+}
+
 pub async fn run_backfill<S: StateStore, B: Bus>(
     state: &S,
     bus: &B,
     config: &Config,
     request: BackfillRequest,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let BackfillRequest { slug, since, window_days, show_progress } = request;
     let slug = slug.as_str();

@@ -12,11 +12,8 @@ use ksa_app::config::{Config, LogFormat};
 use ksa_app::enrich;
 use ksa_app::projects::{self, AddProject};
 use ksa_app::redact::redact;
-use ksa_app::serve::TOPICS;
-use ksa_app::stores::AnyState;
 use ksa_app::stores::open_state;
 use ksa_app::with_state;
-use ksa_bus::outbox::{PostgresOutbox, SqliteOutbox};
 use ksa_enricher::Secret;
 use ksa_schemas::Timestamp;
 
@@ -353,22 +350,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let progress = std::io::stderr().is_terminal();
             runtime.block_on(async {
-                let outbox = |postgres: bool| ksa_bus::OutboxConfig {
-                    partitions: config.bus.partitions_for(postgres),
-                    ..ksa_bus::OutboxConfig::default()
-                };
-                let mut out = std::io::stdout();
                 let request = enrich::BackfillRequest { slug: project, since, window_days, show_progress: progress };
-                match open_state(&config).await? {
-                    AnyState::Sqlite(state) => {
-                        let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox(false)).await?;
-                        enrich::run_backfill(&state, &bus, &config, request, &mut out).await
-                    }
-                    AnyState::Postgres(state) => {
-                        let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox(true)).await?;
-                        enrich::run_backfill(&state, &bus, &config, request, &mut out).await
-                    }
-                }
+                enrich::backfill_command(&config, request).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,11 +1,11 @@
 //! `keycrm-analytics run`: ingest, processor and read API in one process.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use ksa_bus::outbox::{PostgresOutbox, SqliteOutbox};
-use ksa_bus::{Bus, OutboxConfig};
+use ksa_bus::Bus;
 use ksa_ingest::{Ingest, IngestConfig};
 use ksa_processor::{Processor, ProcessorConfig};
 use ksa_query_api::QueryApi;
@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use warp::Filter;
 
 use crate::config::Config;
-use crate::stores::{AnyState, open_state};
 
 pub const TOPICS: [&str; 3] = [STATUS_EVENTS, ORDER_UPDATES, ENRICH_REQUESTS];
 
@@ -26,29 +25,26 @@ pub async fn run(
     config: &Config,
     listen: &str,
     shutdown: watch::Receiver<bool>,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     crate::apart::require_outbox(config, "run")?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let outbox = |postgres: bool| OutboxConfig {
-        partitions: config.bus.partitions_for(postgres),
-        queue_capacity: config.bus.queue_capacity.max(1),
-        ..OutboxConfig::default()
-    };
-    match open_state(config).await? {
-        AnyState::Sqlite(state) => {
-            let outbox = outbox(false);
-            let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox)
-                .await
-                .context("starting the outbox bus")?;
-            serve(config, bus, state, listener, addr, shutdown, on_listening).await
-        }
-        AnyState::Postgres(state) => {
-            let outbox = outbox(true);
-            let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox).await.context("starting the outbox bus")?;
-            serve(config, bus, state, listener, addr, shutdown, on_listening).await
-        }
+    crate::apart::connect::with_bus(config, Embedded { config, listener, addr, shutdown, on_listening }).await
+}
+
+/// What `run` serves once its outbox bus and state are open.
+struct Embedded<'a, L> {
+    config: &'a Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    on_listening: L,
+}
+
+impl<L: FnOnce(SocketAddr) + Send> crate::apart::connect::WithBus for Embedded<'_, L> {
+    fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> impl Future<Output = anyhow::Result<()>> + Send {
+        serve(self.config, bus, state, self.listener, self.addr, self.shutdown, self.on_listening)
     }
 }
 

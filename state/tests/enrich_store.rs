@@ -2,11 +2,13 @@
 //! folder, and PostgreSQL from `DATABASE_URL` (skipped with a visible line without it, except
 //! under `CI=true`, where it fails).
 
-use std::future::Future;
+mod common;
 
 use ksa_schemas::{OrderLine, Timestamp};
 use ksa_state::enrich::{ApiAccessUpdate, CursorName, FetchedItems, JobCounts, JobState, MarketingRow, StatusEntry};
-use ksa_state::{EnrichStore, NewProject, PostgresState, SqliteState, StateStore};
+use ksa_state::{EnrichStore, NewProject, StateStore};
+
+use common::{on_postgres, on_sqlite};
 
 /// 2026-01-29T18:53:35Z, in microseconds since the Unix epoch.
 const T0: i64 = 1_769_712_815_000_000;
@@ -259,28 +261,3 @@ async fn cursors_are_stored_replaced_and_removed_per_project<S: StateStore + Enr
 // ---------------------------------------------------------------------------------------------
 // The two adapters.
 // ---------------------------------------------------------------------------------------------
-
-async fn on_sqlite<F, Fut>(behaviour: F)
-where
-    F: FnOnce(SqliteState) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let path = dir.path().join("state.db");
-    let store = SqliteState::open(path.to_str().expect("UTF-8 path")).await.expect("opening SQLite");
-    behaviour(store).await;
-}
-
-async fn on_postgres<F, Fut>(test: &str, behaviour: F)
-where
-    F: FnOnce(PostgresState) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    ksa_testkit::with_postgres_database(test, |url| async move {
-        let store = PostgresState::connect(&url).await.unwrap_or_else(|e| panic!("cannot open the fresh database: {e}"));
-        let pool = store.pool().clone();
-        behaviour(store).await;
-        pool.close().await;
-    })
-    .await;
-}

@@ -6,8 +6,9 @@
 //! Without `DATABASE_URL` the PostgreSQL tests say that they were skipped and pass, except under
 //! `CI=true`, where they fail: CI must test both adapters.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::io::Write;
 use std::time::Instant;
 
@@ -15,6 +16,8 @@ use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow
 use ksa_schemas::{EventSource, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, NewProject, OrderSummary, PostgresState, SqliteState, StateError, StateStore, WebhookCount};
 use sqlx::AssertSqlSafe;
+
+use common::{on_postgres, on_sqlite};
 
 /// 2026-01-29T18:53:35Z, in microseconds since the Unix epoch.
 const T0: i64 = 1_769_712_815_000_000;
@@ -720,31 +723,4 @@ fn summary(order: &DerivedOrder) -> OrderSummary {
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{text} is not JSON: {e}"))
-}
-
-async fn on_sqlite<F, Fut>(behaviour: F)
-where
-    F: FnOnce(SqliteState) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let path = dir.path().join("state.db");
-    let store = SqliteState::open(path.to_str().expect("UTF-8 path")).await.expect("opening SQLite");
-    behaviour(store).await;
-}
-
-/// Runs `behaviour` on a database of its own on the `DATABASE_URL` server, and drops that
-/// database afterwards, also when the behaviour panics.
-async fn on_postgres<F, Fut>(test: &str, behaviour: F)
-where
-    F: FnOnce(PostgresState) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    ksa_testkit::with_postgres_database(test, |url| async move {
-        let store = PostgresState::connect(&url).await.unwrap_or_else(|e| panic!("cannot open the fresh database: {e}"));
-        let pool = store.pool().clone();
-        behaviour(store).await;
-        pool.close().await;
-    })
-    .await;
 }

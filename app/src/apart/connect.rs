@@ -16,12 +16,12 @@ use crate::serve::TOPICS;
 use crate::stores::{AnyState, open_state};
 
 /// What a service does once it has its bus and state, whichever kinds they are.
-pub(super) trait WithBus {
+pub(crate) trait WithBus {
     fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Opens the state database and the configured bus, and runs `service` on them.
-pub(super) async fn with_bus<T: WithBus>(config: &Config, service: T) -> anyhow::Result<()> {
+pub(crate) async fn with_bus<T: WithBus>(config: &Config, service: T) -> anyhow::Result<()> {
     let state = open_state(config).await?;
     match config.bus.kind {
         BusKind::Outbox => match state {
