@@ -7,13 +7,18 @@ use ksa_domain::{OrderTimeline, ProjectRules, SlaState, Urgency};
 use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, IntervalFact};
 
 /// Appends the order's facts to `facts`. Every row carries the version of this derivation
-/// (settings revision, event count), so a replay writes the same rows again.
+/// (settings revision, event count, urgency), so a replay writes the same rows again.
 ///
 /// An interval's `sla_state` is the worse of its group's and its status's state over all
 /// visits (DOMAIN.md measures SLA on the total per stage), as of the order's latest event; an
 /// interval in a terminal group has none.
 pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) {
-    let version = FactVersion::new(settings_revision, timeline.event_count);
+    let urgency_rank = match timeline.urgency {
+        Urgency::Pending => 0,
+        Urgency::Normal => 1,
+        Urgency::Urgent => 2,
+    };
+    let version = FactVersion::with_urgency(settings_revision, timeline.event_count, urgency_rank);
     let is_urgent = timeline.urgency == Urgency::Urgent;
     let state_of = |total: Option<&StageTotal>| total.map_or(SlaState::None, |t| t.sla);
     facts.intervals.extend(timeline.intervals.iter().map(|interval| {

@@ -9,22 +9,35 @@ use crate::time::Timestamp;
 
 /// Orders the rows written for one order over time, so a sink can keep only the newest.
 ///
-/// Derived from the project's settings revision and the order's event count, never from the
-/// clock (ARCHITECTURE invariant 4): replaying the same events under the same settings writes
-/// the same version, a new event raises it, and so does a settings change (which recomputes
-/// every order). The revision takes the high 32 bits and the event count the low 32, so the
-/// comparison is lexicographic: (revision, event count).
+/// Derived from the project's settings revision, the order's event count and whether its items
+/// were known, never from the clock (ARCHITECTURE invariant 4): replaying the same events under
+/// the same settings writes the same version, a new event raises it, and so does a settings
+/// change (which recomputes every order) and the items arriving (urgency known: the rows may
+/// change with no new event). Layout, compared as one number: the revision in the high 32 bits,
+/// the event count in the next 30, the urgency rank (0 pending, 1 normal, 2 urgent) in the low 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FactVersion(u64);
 
+/// Event counts above this share the version of this many events (2^30 − 1; never reached).
+const MAX_EVENT_COUNT: u32 = (1 << 30) - 1;
+
 impl FactVersion {
     /// The version of the rows derived from `event_count` events under settings revision
-    /// `settings_revision`. A revision outside `0..=u32::MAX` is clamped into it: revisions
-    /// start at 0 and grow by one per change, so the clamp is never reached in practice.
+    /// `settings_revision`, urgency pending. A revision outside `0..=u32::MAX` is clamped into
+    /// it: revisions start at 0 and grow by one per change, so the clamp is never reached.
     pub fn new(settings_revision: i64, event_count: u32) -> Self {
+        Self::with_urgency(settings_revision, event_count, 0)
+    }
+
+    /// As [`FactVersion::new`], with the urgency rank: 0 pending, 1 normal, 2 urgent (higher
+    /// values are taken as 3). Items fetched for an order whose events did not change raise its
+    /// version from pending to known; a later change between normal and urgent with no new
+    /// event (a refetch, `enricher.refetch_items_on_group`) only wins when it goes up.
+    pub fn with_urgency(settings_revision: i64, event_count: u32, urgency_rank: u8) -> Self {
         let revision = settings_revision.clamp(0, i64::from(u32::MAX)) as u64;
-        FactVersion((revision << 32) | u64::from(event_count))
+        let events = u64::from(event_count.min(MAX_EVENT_COUNT));
+        FactVersion((revision << 32) | (events << 2) | u64::from(urgency_rank.min(3)))
     }
 
     pub const fn from_u64(raw: u64) -> Self {
@@ -40,7 +53,11 @@ impl FactVersion {
     }
 
     pub const fn event_count(self) -> u32 {
-        self.0 as u32
+        (self.0 as u32) >> 2
+    }
+
+    pub const fn urgency_rank(self) -> u8 {
+        (self.0 & 3) as u8
     }
 }
 
@@ -137,6 +154,17 @@ mod tests {
     #[test]
     fn a_settings_change_outranks_any_event_count() {
         assert!(FactVersion::new(4, 1) > FactVersion::new(3, u32::MAX));
+        assert!(FactVersion::with_urgency(4, 1, 0) > FactVersion::with_urgency(3, u32::MAX, 2));
+    }
+
+    #[test]
+    fn known_items_raise_the_version_and_a_new_event_outranks_them() {
+        let pending = FactVersion::new(3, 5);
+        let urgent = FactVersion::with_urgency(3, 5, 2);
+        assert!(FactVersion::with_urgency(3, 5, 1) > pending);
+        assert!(urgent > FactVersion::with_urgency(3, 5, 1));
+        assert!(FactVersion::new(3, 6) > urgent);
+        assert_eq!((urgent.settings_revision(), urgent.event_count(), urgent.urgency_rank()), (3, 5, 2));
     }
 
     #[test]
