@@ -177,3 +177,24 @@ async fn services_apart_on_kafka_give_the_embedded_result_and_facts() {
     let (facts, _) = ClickHouseSink::connect(ClickHouseConfig::new(clickhouse_url, clickhouse.database.clone())).await.expect("ClickHouse");
     assert_one_row_per_event(&facts.final_intervals(project_id).await.expect("intervals"), &log);
 }
+
+/// Two `process` instances given overlapping partitions: the second refuses to start, naming
+/// the partition; once the first is gone (even by SIGKILL) the partition can be taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_with_a_partition_another_instance_holds_refuses_to_start() {
+    let Some(server) = postgres_server("apart_claims") else { return };
+    let database = ScratchDatabase::create(&server, "apart_claims");
+    let instance = Instance::postgres(&database.url).with_env("KSA__BUS__PARTITIONS", "3");
+    let first = instance.start_service("process", &["--partitions", "0,1"]);
+
+    let refused = common::run(&mut instance.command(["process", "--listen", "127.0.0.1:0", "--partitions", "2,1"]));
+    assert_ne!(refused.code, Some(0), "a second holder of partition 1 started:\n{}", refused.stderr);
+    assert!(refused.stderr.contains("partition 1 of status-events is already processed by another"), "{}", refused.stderr);
+    let disjoint = instance.start_service("process", &["--partitions", "2"]);
+
+    first.kill();
+    let taken_over = instance.start_service("process", &["--partitions", "1"]);
+    for service in [disjoint, taken_over] {
+        assert!(service.stop().success());
+    }
+}

@@ -6,6 +6,7 @@
 //! Each service answers `GET /healthz` on its listen address (`process` too, for its stats),
 //! which `keycrm-analytics probe URL` checks for container health checks.
 
+mod claim;
 pub(crate) mod connect;
 mod health;
 mod ingest;

@@ -14,9 +14,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use warp::Filter;
 
+use super::claim::{self, Claims};
 use super::connect::{WithBus, open_facts, processor_config};
 use super::health;
-use crate::config::Config;
+use crate::config::{BusKind, Config};
 
 pub(super) struct ProcessService<'a, L> {
     pub config: &'a Config,
@@ -43,6 +44,7 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for ProcessService<'_, L> {
     async fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> anyhow::Result<()> {
         let ProcessService { config, listen, partitions, shutdown, on_listening } = self;
         let partitions = chosen_partitions(partitions, bus.partitions(STATUS_EVENTS)?)?;
+        let claims = Claims::take(&config.database_url(), &config.data_dir, &status_topic(config), &partitions).await?;
         let facts = open_facts(config).await?;
         match &facts {
             Some(sink) => tracing::info!(facts = sink.kind(), ?partitions, "processing"),
@@ -87,18 +89,39 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for ProcessService<'_, L> {
         let server = health::serve(&listen, routes, shutdown.clone(), on_listening).await?;
 
         let running: Vec<_> = processors.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
-        let mut failure = None;
-        for task in running {
-            match task.await {
-                Ok(Ok(stats)) => {
-                    tracing::info!(batches = stats.batches, events = stats.new_events, orders = stats.orders_written, "processor stopped")
+        let processing = async {
+            let mut failure = None;
+            for task in running {
+                match task.await {
+                    Ok(Ok(stats)) => {
+                        tracing::info!(
+                            batches = stats.batches,
+                            events = stats.new_events,
+                            orders = stats.orders_written,
+                            "processor stopped"
+                        )
+                    }
+                    Ok(Err(err)) => failure = Some(anyhow::Error::new(err)),
+                    Err(err) => failure = Some(anyhow::anyhow!("a processor task failed: {err}")),
                 }
-                Ok(Err(err)) => failure = Some(anyhow::Error::new(err)),
-                Err(err) => failure = Some(anyhow::anyhow!("a processor task failed: {err}")),
             }
-        }
+            failure.map_or(Ok(()), Err)
+        };
+        let outcome = tokio::select! {
+            outcome = processing => outcome,
+            lost = claim::fail_on(claims.watch()) => lost,
+        };
         let _ = server.await;
-        failure.map_or(Ok(()), Err)
+        outcome
+    }
+}
+
+/// The name of `status-events` on the bus (with `bus.kafka.topic_prefix` on Kafka): what the
+/// partition claims are taken on.
+fn status_topic(config: &Config) -> String {
+    match config.bus.kind {
+        BusKind::Kafka => format!("{}{STATUS_EVENTS}", config.bus.kafka.topic_prefix),
+        BusKind::Outbox => STATUS_EVENTS.to_owned(),
     }
 }
 
