@@ -107,17 +107,25 @@ pub async fn sqlite(parent: Option<&Path>, outbox: OutboxConfig) -> Fallible<Sto
     Ok(Stores { bus, state, project_id, scratch: Scratch::Sqlite { dir } })
 }
 
+/// The name of this run's database for `label`, on PostgreSQL and ClickHouse alike.
+pub fn scratch_name(label: &str) -> String {
+    format!("ksa_replay_{}_{label}", std::process::id())
+}
+
+/// A new, empty database on the PostgreSQL server at `server_url`: its URL, and what removes it.
+pub async fn postgres_database(server_url: &str, label: &str) -> Fallible<(String, Scratch)> {
+    let name = scratch_name(label);
+    let mut conn = PgConnection::connect(server_url).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+    Ok((with_database(server_url, &name), Scratch::Postgres { server_url: server_url.to_string(), name }))
+}
+
 /// A new database on the PostgreSQL server at `server_url`, migrated as the app does it.
 pub async fn postgres(server_url: &str, label: &str, outbox: OutboxConfig) -> Fallible<Stores<PostgresOutbox, PostgresState>> {
-    let name = format!("ksa_replay_{}_{label}", std::process::id());
-    {
-        let mut conn = PgConnection::connect(server_url).await?;
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await?;
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
-    }
-    let scratch = Scratch::Postgres { server_url: server_url.to_string(), name: name.clone() };
+    let (url, scratch) = postgres_database(server_url, label).await?;
     let opened = async {
-        let state = PostgresState::connect(&with_database(server_url, &name)).await?;
+        let state = PostgresState::connect(&url).await?;
         let bus = PostgresOutbox::start(state.pool().clone(), &TOPICS, outbox).await?;
         let project_id = create_project(&state).await?;
         Fallible::Ok((bus, state, project_id))
@@ -132,7 +140,8 @@ pub async fn postgres(server_url: &str, label: &str, outbox: OutboxConfig) -> Fa
     }
 }
 
-async fn create_project<S: StateStore>(state: &S) -> Fallible<i64> {
+/// The replay's project (slug [`PROJECT_SLUG`], secret [`PROJECT_SECRET`]); returns its id.
+pub async fn create_project<S: StateStore>(state: &S) -> Fallible<i64> {
     let project = state
         .create_project(NewProject {
             slug: PROJECT_SLUG.into(),

@@ -83,7 +83,8 @@ pub fn run(replay: Replay, settings: &HttpSettings) -> Fallible<HttpResult> {
     );
     reset_peak_rss();
     let cpu_before = CpuSample::now();
-    let posted = client_rt.block_on(post_all(server.addr, Arc::new(replay), settings));
+    let url = format!("http://{}/webhooks/keycrm/{PROJECT_SLUG}?token={PROJECT_SECRET}", server.addr);
+    let posted = client_rt.block_on(post_all(&url, Arc::new(replay), settings.concurrency, settings.retry_pause));
     let cpu = CpuSample::now().since(&cpu_before);
     let peak_rss_kib = peak_rss_kib();
     let stopped = server_rt.block_on(server.stop());
@@ -176,16 +177,19 @@ impl Server {
     }
 }
 
+/// What posting the whole log met.
 #[derive(Default)]
-struct Posted {
-    requests: u64,
-    accepted: u64,
-    duplicates: u64,
-    overloaded: u64,
-    failed: u64,
-    first_failure: Option<String>,
-    latencies: Vec<u64>,
-    elapsed: Duration,
+pub struct Posted {
+    pub requests: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// 503 answers, each posted again after the retry pause.
+    pub overloaded: u64,
+    pub failed: u64,
+    pub first_failure: Option<String>,
+    /// Per request answered 2xx, in microseconds.
+    pub latencies: Vec<u64>,
+    pub elapsed: Duration,
 }
 
 impl Posted {
@@ -200,19 +204,18 @@ impl Posted {
     }
 }
 
-/// Posts every delivery once (again after a 503), `concurrency` at a time over keep-alive
-/// connections.
-async fn post_all(addr: SocketAddr, replay: Arc<Replay>, settings: &HttpSettings) -> Fallible<Posted> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(settings.concurrency).timeout(Duration::from_secs(30)).build()?;
-    let url: Arc<str> = format!("http://{addr}/webhooks/keycrm/{PROJECT_SLUG}?token={PROJECT_SECRET}").into();
+/// Posts every delivery to the webhook `url` once (again after a 503, following a pause of
+/// `retry_pause`), `concurrency` at a time over keep-alive connections.
+pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_pause: Duration) -> Fallible<Posted> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(Duration::from_secs(30)).build()?;
+    let url: Arc<str> = url.into();
     let next = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let total = replay.events.len();
     let started = Instant::now();
     let mut posters = tokio::task::JoinSet::new();
-    for _ in 0..settings.concurrency.max(1) {
+    for _ in 0..concurrency.max(1) {
         let (client, url, next, answered, replay) = (client.clone(), url.clone(), next.clone(), answered.clone(), replay.clone());
-        let retry_pause = settings.retry_pause;
         posters.spawn(async move {
             let mut posted = Posted { latencies: Vec::with_capacity(total / 16), ..Posted::default() };
             let mut body = String::with_capacity(2048);

@@ -2,11 +2,12 @@
 //! processor over SQLite or PostgreSQL, or through webhook ingest over HTTP. Prints throughput,
 //! latency percentiles, peak memory and where the CPU went.
 //!
-//! replay --mode processor-sqlite|processor-postgres|http [--orders 150000] [--seed 7]
+//! replay --mode processor-sqlite|processor-postgres|http|distributed [--orders 150000] [--seed 7]
 //!        [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000]
-//!        [--threads 2] [--phase all|throughput|paced] [--rate EVENTS_PER_S] [--paced-deliveries N]
+//!        [--threads 2] [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N]
 //!        [--tick-ms 5] [--analyze-every SECONDS]
 //!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor]
+//!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200]
 //!
 //! Processor modes: (a) the whole log is appended to the outbox first (timed separately), then
 //! the processor runs until its offset reaches the end; (b) on a fresh database, the log is
@@ -15,8 +16,15 @@
 //! (a server URL); `--analyze-every` runs `ANALYZE` on the run's database meanwhile, for a
 //! server whose autovacuum is off (as the test server's is). Each run creates its own database and drops it afterwards (kept when
 //! `KSA_REPLAY_KEEP` is set).
+//!
+//! Distributed mode (`distributed.rs`): `keycrm-analytics ingest` and `process` as processes of
+//! their own on Kafka (`KSA_KAFKA_BROKERS`), PostgreSQL (`DATABASE_URL`) and ClickHouse
+//! (`KSA_CLICKHOUSE_URL`), as `eval "$(scripts/services up)"` exports them. Phase `backlog`
+//! posts the whole log with no processor running, then times the processors working it off;
+//! phase `live` posts with the processors running and samples the consumer lag; `all` runs both.
 
 mod databases;
+mod distributed;
 mod http;
 mod measure;
 mod pipeline;
@@ -32,30 +40,35 @@ use ksa_processor::ProcessorConfig;
 use ksa_state::StateStore;
 
 use crate::databases::Stores;
+use crate::distributed::{DistributedPhase, DistributedSettings, LagSample, PhaseResult};
 use crate::http::HttpSettings;
-use crate::measure::rss_kib;
+use crate::measure::{Latencies, rss_kib};
 use crate::pipeline::{Paced, PipelineSettings, Throughput};
 use crate::records::Replay;
 
 pub type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|http [--orders 150000] [--seed 7] \
+const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|http|distributed [--orders 150000] [--seed 7] \
 [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000] [--threads 2] \
-[--phase all|throughput|paced] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
+[--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
 [--analyze-every SECONDS] [--concurrency 64] \
-[--server-threads 2] [--client-threads 2] [--with-processor]";
+[--server-threads 2] [--client-threads 2] [--with-processor] \
+[--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200]";
 
 /// Targets on the reference machine (2 vCPU).
 const SQLITE_TARGET: f64 = 50_000.0;
 const POSTGRES_TARGET: f64 = 30_000.0;
 const HTTP_TARGET: f64 = 10_000.0;
 const HTTP_P99_TARGET_MS: f64 = 20.0;
+/// HTTP ingest → Kafka → processor → PostgreSQL + ClickHouse, everything on the one machine.
+const DISTRIBUTED_TARGET: f64 = 30_000.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     ProcessorSqlite,
     ProcessorPostgres,
     Http,
+    Distributed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +76,10 @@ enum Phase {
     All,
     Throughput,
     Paced,
+    /// Distributed: post everything, then process the backlog.
+    Backlog,
+    /// Distributed: post while the processors run.
+    Live,
 }
 
 struct Options {
@@ -83,6 +100,11 @@ struct Options {
     server_threads: usize,
     client_threads: usize,
     with_processor: bool,
+    app: Option<PathBuf>,
+    brokers: Option<String>,
+    clickhouse_url: Option<String>,
+    processes: u32,
+    sample_every: Duration,
 }
 
 impl Options {
@@ -104,6 +126,11 @@ impl Options {
             server_threads: 2,
             client_threads: 2,
             with_processor: false,
+            app: None,
+            brokers: std::env::var("KSA_KAFKA_BROKERS").ok(),
+            clickhouse_url: std::env::var("KSA_CLICKHOUSE_URL").ok(),
+            processes: 1,
+            sample_every: Duration::from_millis(200),
         };
         let mut mode = None;
         let mut args = args.peekable();
@@ -120,6 +147,7 @@ impl Options {
                         "processor-sqlite" => Mode::ProcessorSqlite,
                         "processor-postgres" => Mode::ProcessorPostgres,
                         "http" => Mode::Http,
+                        "distributed" => Mode::Distributed,
                         _ => return Err(format!("unknown mode `{value}`")),
                     })
                 }
@@ -135,6 +163,8 @@ impl Options {
                         "all" => Phase::All,
                         "throughput" => Phase::Throughput,
                         "paced" => Phase::Paced,
+                        "backlog" => Phase::Backlog,
+                        "live" => Phase::Live,
                         _ => return Err(format!("unknown phase `{value}`")),
                     }
                 }
@@ -145,6 +175,11 @@ impl Options {
                 "--concurrency" => options.concurrency = value.parse().map_err(bad)?,
                 "--server-threads" => options.server_threads = value.parse().map_err(bad)?,
                 "--client-threads" => options.client_threads = value.parse().map_err(bad)?,
+                "--app" => options.app = Some(value.into()),
+                "--brokers" => options.brokers = Some(value),
+                "--clickhouse-url" => options.clickhouse_url = Some(value),
+                "--processes" => options.processes = value.parse().map_err(bad)?,
+                "--sample-ms" => options.sample_every = Duration::from_millis(value.parse().map_err(bad)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -152,8 +187,21 @@ impl Options {
         if options.phase == Phase::Paced && options.rate.is_none() {
             return Err("--phase paced needs --rate (the paced rate is otherwise 70 % of the throughput phase's)".into());
         }
-        if options.mode == Mode::ProcessorPostgres && options.database_url.is_none() {
-            return Err("processor-postgres needs DATABASE_URL or --database-url (a PostgreSQL server URL)".into());
+        if matches!(options.mode, Mode::ProcessorPostgres | Mode::Distributed) && options.database_url.is_none() {
+            return Err(format!("{} needs DATABASE_URL or --database-url (a PostgreSQL server URL)", mode_name(options.mode)));
+        }
+        let distributed_phase = matches!(options.phase, Phase::Backlog | Phase::Live);
+        if options.mode == Mode::Distributed {
+            if matches!(options.phase, Phase::Throughput | Phase::Paced) {
+                return Err("distributed mode has the phases backlog, live and all".into());
+            }
+            if options.brokers.is_none() || options.clickhouse_url.is_none() {
+                return Err("distributed mode needs KSA_KAFKA_BROKERS and KSA_CLICKHOUSE_URL (or --brokers and --clickhouse-url): \
+                     eval \"$(scripts/services up)\""
+                    .into());
+            }
+        } else if distributed_phase {
+            return Err("the phases backlog and live belong to --mode distributed".into());
         }
         Ok(options)
     }
@@ -214,6 +262,7 @@ fn run(options: &Options) -> Fallible<()> {
     );
     match options.mode {
         Mode::Http => http_mode(replay, options),
+        Mode::Distributed => distributed_mode(replay, options),
         Mode::ProcessorSqlite | Mode::ProcessorPostgres => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(options.threads.max(1))
@@ -406,5 +455,119 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::ProcessorSqlite => "processor-sqlite",
         Mode::ProcessorPostgres => "processor-postgres",
         Mode::Http => "http",
+        Mode::Distributed => "distributed",
     }
+}
+
+fn distributed_mode(replay: Replay, options: &Options) -> Fallible<()> {
+    let app = match &options.app {
+        Some(app) => app.clone(),
+        None => std::env::current_exe()?.with_file_name("keycrm-analytics"),
+    };
+    let settings = DistributedSettings {
+        app,
+        database_url: options.database_url.clone().unwrap_or_default(),
+        brokers: options.brokers.clone().unwrap_or_default(),
+        clickhouse_url: options.clickhouse_url.clone().unwrap_or_default(),
+        partitions: options.partitions.unwrap_or(4).max(1),
+        processes: options.processes.max(1),
+        batch_records: options.batch_records.max(1),
+        concurrency: options.concurrency,
+        client_threads: options.client_threads,
+        sample_every: options.sample_every,
+    };
+    println!(
+        "settings: {} partitions, {} process instance(s) ({}), batch {} records, {} connections, {} client threads, lag sampled every {} ms, {} cores",
+        settings.partitions,
+        settings.processes,
+        distributed::partition_split(settings.partitions, settings.processes).join(" | "),
+        settings.batch_records,
+        settings.concurrency,
+        settings.client_threads,
+        settings.sample_every.as_millis(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let (unique, replay) = (replay.unique as i64, std::sync::Arc::new(replay));
+    let phases: &[DistributedPhase] = match options.phase {
+        Phase::Backlog => &[DistributedPhase::Backlog],
+        Phase::Live => &[DistributedPhase::Live],
+        _ => &[DistributedPhase::Backlog, DistributedPhase::Live],
+    };
+    for &phase in phases {
+        let r = distributed::run(replay.clone(), &settings, phase)?;
+        print_distributed(phase, &r, unique, settings.sample_every);
+    }
+    Ok(())
+}
+
+fn print_distributed(phase: DistributedPhase, r: &PhaseResult, unique: i64, sample_every: Duration) {
+    let p = &r.posted;
+    let label = format!("{}:", phase.label());
+    println!(
+        "{label:<11} ingest: {} webhooks answered 2xx ({} accepted, {} duplicate) in {:.2} s = {:.0} webhooks/s; {} answered 503 (retried), {} failed{}",
+        p.accepted + p.duplicates,
+        p.accepted,
+        p.duplicates,
+        p.elapsed.as_secs_f64(),
+        (p.accepted + p.duplicates) as f64 / p.elapsed.as_secs_f64(),
+        p.overloaded,
+        p.failed,
+        p.first_failure.as_deref().map(|f| format!(" (first: {f})")).unwrap_or_default()
+    );
+    println!("            request latency (2xx): {}", Latencies::of(p.latencies.clone()));
+    println!("            cpu while posting: {}", r.cpu_posting);
+    match r.drain_time {
+        Some(drain) => println!(
+            "            processors: {} records worked off in {:.2} s = {:.0} events/s (Kafka → PostgreSQL + ClickHouse)",
+            r.records,
+            drain.as_secs_f64(),
+            r.events_per_second()
+        ),
+        None => {
+            println!(
+                "            end to end: {} records in Kafka, all committed {:.2} s after the first post = {:.0} events/s sustained",
+                r.records,
+                r.total_time.as_secs_f64(),
+                r.events_per_second()
+            );
+            println!("            produced→committed (resolution {} ms): {}", sample_every.as_millis(), r.latency);
+        }
+    }
+    if let Some(cpu) = &r.cpu_processing {
+        println!("            cpu while processing: {cpu}");
+    }
+    let max_lag = r.lag.iter().map(LagSample::lag).max().unwrap_or(0);
+    let posting_end = r.posted.elapsed.as_secs_f64();
+    let lag_at_posting_end = r.lag.iter().find(|s| s.at >= posting_end).map_or(0, LagSample::lag);
+    println!(
+        "            consumer lag: max {max_lag} records{}; {} samples",
+        if r.drain_time.is_none() { format!(", {lag_at_posting_end} when posting ended") } else { String::new() },
+        r.lag.len()
+    );
+    println!("            lag over time (s: records):{}", lag_series(&r.lag, 10));
+    if r.stored_events != unique || r.final_intervals != unique {
+        println!(
+            "            CHECK FAILED: {} events in PostgreSQL, {} intervals in ClickHouse (FINAL), {unique} distinct events posted",
+            r.stored_events, r.final_intervals
+        );
+    } else {
+        println!("            check: {unique} distinct events in PostgreSQL and as intervals in ClickHouse (FINAL)");
+    }
+    println!("target:     ≥ {DISTRIBUTED_TARGET:.0} events/s: {}", verdict(r.events_per_second() >= DISTRIBUTED_TARGET));
+}
+
+/// The lag every `step` seconds, e.g. ` 0: 0, 10: 51234, …`.
+fn lag_series(samples: &[LagSample], step: u64) -> String {
+    let mut out = String::new();
+    let mut next = 0.0;
+    for sample in samples {
+        if sample.at >= next {
+            out.push_str(&format!(" {:.0}: {}", sample.at, sample.lag()));
+            next += step as f64;
+        }
+    }
+    if let Some(last) = samples.last() {
+        out.push_str(&format!(" | end {:.1}: {}", last.at, last.lag()));
+    }
+    out
 }

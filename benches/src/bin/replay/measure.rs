@@ -152,6 +152,77 @@ impl fmt::Display for CpuUse {
     }
 }
 
+/// CPU time so far of every process on the machine, by name: the processes given by pid under
+/// the names given, every other one under its command name (`postgres`, `tansu`, …).
+#[derive(Clone, Debug)]
+pub struct MachineSample {
+    at: Instant,
+    by_name: BTreeMap<String, u64>,
+    machine_busy: u64,
+    machine_total: u64,
+}
+
+impl MachineSample {
+    pub fn now(named: &[(String, u32)]) -> MachineSample {
+        let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+        if let Ok(processes) = std::fs::read_dir("/proc") {
+            for process in processes.flatten() {
+                let Some(pid) = process.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+                let Some((comm, ticks)) = std::fs::read_to_string(process.path().join("stat")).ok().and_then(|s| comm_and_ticks(&s)) else {
+                    continue;
+                };
+                let name = named.iter().find(|(_, p)| *p == pid).map_or(comm, |(name, _)| name.clone());
+                *by_name.entry(name).or_default() += ticks;
+            }
+        }
+        let (machine_busy, machine_total) = machine_ticks();
+        MachineSample { at: Instant::now(), by_name, machine_busy, machine_total }
+    }
+
+    /// CPU used since `earlier` (by processes alive at both samples, or started since).
+    pub fn since(&self, earlier: &MachineSample) -> MachineCpu {
+        let mut groups: Vec<(String, f64)> = self
+            .by_name
+            .iter()
+            .map(|(name, ticks)| (name.clone(), ticks.saturating_sub(earlier.by_name.get(name).copied().unwrap_or(0)) as f64 / TICKS))
+            .filter(|(_, secs)| *secs > 0.0)
+            .collect();
+        groups.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64;
+        let total = self.machine_total.saturating_sub(earlier.machine_total) as f64;
+        MachineCpu {
+            wall: self.at.duration_since(earlier.at),
+            groups,
+            machine_busy_share: if total > 0.0 { busy / total } else { 0.0 },
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// CPU used on the whole machine during one phase, by process name.
+#[derive(Clone, Debug)]
+pub struct MachineCpu {
+    pub wall: Duration,
+    /// CPU seconds per process name, most first.
+    pub groups: Vec<(String, f64)>,
+    pub machine_busy_share: f64,
+    pub cores: usize,
+}
+
+impl fmt::Display for MachineCpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        write!(f, "machine {:.0} % busy of {} cores over {:.1} s; cores used: ", self.machine_busy_share * 100.0, self.cores, wall)?;
+        const SHOWN: usize = 7;
+        for (i, (name, secs)) in self.groups.iter().take(SHOWN).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {:.2}", secs / wall)?;
+        }
+        let rest: f64 = self.groups.iter().skip(SHOWN).map(|(_, secs)| secs).sum();
+        write!(f, ", all others {:.2}", rest / wall)
+    }
+}
+
 /// `comm` and `utime + stime` from a `/proc/.../stat` line.
 fn comm_and_ticks(stat: &str) -> Option<(String, u64)> {
     let open = stat.find('(')?;
