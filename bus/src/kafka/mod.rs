@@ -22,7 +22,7 @@ mod config;
 mod reader;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -47,7 +47,9 @@ type SharedReader = Arc<tokio::sync::Mutex<PartitionReader>>;
 
 struct Inner {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// The producer and its generation, counted from 0: it is replaced when the brokers fence
+    /// it (see [`KafkaBus::replace_fenced_producer`]).
+    producer: RwLock<(u64, FutureProducer)>,
     readers: Mutex<HashMap<(String, u32), SharedReader>>,
 }
 
@@ -63,18 +65,7 @@ impl KafkaBus {
     /// within `metadata_timeout`, and with `UnknownTopic` naming a topic that is missing or
     /// has another partition count.
     pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", &config.client_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("message.timeout.ms", millis(config.delivery_timeout))
-            .set("linger.ms", millis(config.linger))
-            .set("queue.buffering.max.messages", config.queue_capacity.to_string())
-            .create()
-            .map_err(|e| BusError::Unavailable(format!("cannot create the Kafka producer for {}: {e}", config.brokers)))?;
-
+        let producer = create_producer(&config)?;
         let partitions = fetch_partition_counts(&producer, &config).await?;
         for (topic, expected) in &config.topics {
             let topic = &format!("{}{topic}", config.topic_prefix);
@@ -91,7 +82,36 @@ impl KafkaBus {
             }
         }
         tracing::info!(brokers = %config.brokers, topics = ?config.topics, "connected to Kafka");
-        Ok(KafkaBus { inner: Arc::new(Inner { config, producer, readers: Mutex::new(HashMap::new()) }) })
+        Ok(KafkaBus { inner: Arc::new(Inner { config, producer: RwLock::new((0, producer)), readers: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// The current producer and its generation.
+    fn producer(&self) -> Result<(u64, FutureProducer), BusError> {
+        self.inner.producer.read().map(|p| p.clone()).map_err(|_| BusError::Unavailable("the Kafka producer panicked".into()))
+    }
+
+    /// After the brokers fenced the producer of `generation` (or it failed fatally), puts a
+    /// new producer, with a new producer id, in its place, unless another append did already;
+    /// the records left in the old one fail, and their appends with them (callers retry). A
+    /// fenced idempotent producer never recovers by itself: after records timed out librdkafka
+    /// bumps its epoch on its own (KIP-360), which tansu 0.6 answers with `ProducerFenced` for
+    /// good, so ingest answered 503 for ever after a broker outage (found by the broker fault
+    /// test, app/tests/faults.rs).
+    fn replace_fenced_producer(&self, generation: u64) {
+        let Ok(mut current) = self.inner.producer.write() else { return };
+        if current.0 != generation {
+            return;
+        }
+        match create_producer(&self.inner.config) {
+            Ok(fresh) => {
+                tracing::warn!(brokers = %self.inner.config.brokers, "the Kafka producer was fenced; replaced it with a new one");
+                let (_, old) = std::mem::replace(&mut *current, (generation + 1, fresh));
+                // Dropping a producer purges it and waits for its thread: not on an async worker.
+                drop(current);
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(err) => tracing::warn!(error = %err, "the Kafka producer was fenced and cannot be replaced yet"),
+        }
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -131,24 +151,37 @@ impl Bus for KafkaBus {
     async fn append(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<AppendOutcome>, BusError> {
         self.partitions(topic)?;
         let broker_topic = self.broker_topic(topic);
+        let (generation, producer) = self.producer()?;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
             let message = FutureRecord::to(&broker_topic).key(record.key.as_bytes()).payload(&record.payload);
-            match self.inner.producer.send_result(message) {
+            match producer.send_result(message) {
                 Ok(delivery) => deliveries.push(delivery),
                 // Records enqueued before this one are still delivered; a retry of the whole
                 // append may repeat them, which the consumers' dedup absorbs.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => return Err(BusError::Overloaded),
-                Err((error, _)) => return Err(BusError::Unavailable(format!("cannot enqueue a record for {topic}: {error}"))),
+                Err((error, _)) => {
+                    if is_fenced(&error) {
+                        self.replace_fenced_producer(generation);
+                    }
+                    return Err(BusError::Unavailable(format!("cannot enqueue a record for {topic}: {error}")));
+                }
             }
         }
+        // Not held while waiting: the last holder of a replaced producer drops it, which blocks.
+        drop(producer);
         let mut outcomes = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match delivery.await {
                 Ok(Ok(delivered)) => {
                     outcomes.push(AppendOutcome::Appended { partition: delivered.partition as u32, offset: delivered.offset + 1 })
                 }
-                Ok(Err((error, _))) => return Err(BusError::Unavailable(format!("{topic}: {error}"))),
+                Ok(Err((error, _))) => {
+                    if is_fenced(&error) {
+                        self.replace_fenced_producer(generation);
+                    }
+                    return Err(BusError::Unavailable(format!("{topic}: {error}")));
+                }
                 Err(_canceled) => return Err(BusError::Closed),
             }
         }
@@ -169,6 +202,27 @@ impl Bus for KafkaBus {
         self.check_partition(topic, partition)?;
         Ok(0)
     }
+}
+
+/// The idempotent producer the adapter appends with.
+fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", millis(config.delivery_timeout))
+        .set("linger.ms", millis(config.linger))
+        .set("queue.buffering.max.messages", config.queue_capacity.to_string())
+        .create()
+        .map_err(|e| BusError::Unavailable(format!("cannot create the Kafka producer for {}: {e}", config.brokers)))
+}
+
+/// Whether a producer that met `error` can never append again: the brokers fenced it, or
+/// librdkafka raised a fatal error of the idempotent producer.
+fn is_fenced(error: &KafkaError) -> bool {
+    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal))
 }
 
 /// Partition counts of the configured topics, as the brokers report them. librdkafka's
