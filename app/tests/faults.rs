@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::http::{PROCESSING_DEADLINE, client, wait_until_processed};
 use common::postgres::{ScratchDatabase, postgres_server};
+use common::private_services::{PrivateServices, free_ports};
 use common::proxy::Proxy;
 use common::server::{Instance, Server};
-use common::webhook_log::{WebhookLog, assert_all_taken};
+use common::webhook_log::{Refusals, WebhookLog, assert_all_taken};
 use ksa_bus::kafka::rdkafka::ClientConfig;
 use ksa_bus::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use ksa_bus::kafka::rdkafka::client::DefaultClientContext;
@@ -50,12 +51,34 @@ struct Deployment {
     topics: Vec<String>,
 }
 
+/// The servers a deployment runs on: the shared ones of `scripts/services`, or one of a test's
+/// own in their place.
+#[derive(Default)]
+struct Servers {
+    /// A PostgreSQL server URL (its database is replaced by a scratch one).
+    postgres: Option<String>,
+    /// Kafka's `bootstrap.servers`.
+    brokers: Option<String>,
+}
+
 impl Deployment {
-    /// `None` (after saying so) when a service is missing outside CI; under `CI=true` it fails.
+    /// On the shared servers. `None` (after saying so) when a service is missing outside CI;
+    /// under `CI=true` it fails.
     async fn new(test: &str, partitions: i32) -> Option<Deployment> {
-        let server = postgres_server(test)?;
+        Deployment::on(test, partitions, Servers::default()).await
+    }
+
+    /// On `servers`, the shared ones for what it leaves out.
+    async fn on(test: &str, partitions: i32, servers: Servers) -> Option<Deployment> {
         let clickhouse_url = ksa_testkit::clickhouse_server(test)?;
-        let brokers = ksa_testkit::kafka_brokers(test)?;
+        let server = match servers.postgres {
+            Some(url) => url,
+            None => postgres_server(test)?,
+        };
+        let brokers = match servers.brokers {
+            Some(brokers) => brokers,
+            None => ksa_testkit::kafka_brokers(test)?,
+        };
         let database = ScratchDatabase::create(&server, test);
         let clickhouse = ScratchClickHouse { url: clickhouse_url.clone(), database: ksa_testkit::unique_database_name(test) };
         let prefix = format!("{}.", ksa_testkit::unique_database_name(test));
@@ -168,6 +191,21 @@ impl Deployment {
 /// Posts the log in a task of its own; it answers with the replies.
 fn post_in_background(log: WebhookLog, url: String) -> tokio::task::JoinHandle<Vec<common::http::Reply>> {
     tokio::spawn(async move { log.post_all(&client(), &url, 4).await })
+}
+
+/// Like [`post_in_background`], posting a webhook again while it is answered 503; the 503s go
+/// to `refusals`.
+fn post_until_taken_in_background(log: WebhookLog, url: String, refusals: &Refusals) -> tokio::task::JoinHandle<Vec<common::http::Reply>> {
+    let refusals = refusals.clone();
+    tokio::spawn(async move { log.post_all_until_taken(&client(), &url, 4, &refusals).await })
+}
+
+/// [`assert_all_taken`], showing what ingest said when it did not take everything.
+fn assert_all_taken_by(replies: &[common::http::Reply], ingest: &Server) {
+    if replies.iter().any(|r| r.status != 202) {
+        eprintln!("ingest said:\n{}", ingest.stderr());
+    }
+    assert_all_taken(replies);
 }
 
 /// Kills (SIGKILL) one processor of `split` once the processors have committed some records
@@ -314,5 +352,134 @@ async fn postgres_unreachable_for_the_processor_during_a_replay_resumes_by_itsel
     let held: i64 = offsets.iter().map(|o| o.3).sum();
     let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
     assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
+    deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
+}
+
+/// How long the private PostgreSQL cluster stays stopped in its restart test: longer than the
+/// state pool's 10 s acquire timeout, so that every service meets failed queries, not only slow
+/// ones.
+const POSTGRES_DOWN: Duration = Duration::from_secs(12);
+
+/// PostgreSQL restarted under every service during a replay: a cluster of the test's own (the
+/// project's `scripts/services` with a services folder of its own) is stopped (`down`: fast
+/// shutdown, every connection closed) once part of the log was processed, stays down for
+/// [`POSTGRES_DOWN`] while the rest is posted, and is started again on the same port and data.
+/// No service exits; ingest may refuse webhooks (503) while it cannot read its projects and
+/// every one is taken when posted again; the processor resumes by itself; query-api answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_a_replay_every_service_reconnects_by_itself() {
+    let test = "faults_postgres_restart";
+    if ksa_testkit::clickhouse_server(test).is_none() || ksa_testkit::kafka_brokers(test).is_none() {
+        return;
+    }
+    let [port, probe_port] = free_ports();
+    // The probe port is one nobody listens on: the script must start a cluster, not reuse one.
+    let cluster = PrivateServices::new(&[("KSA_PG_PORT", &port.to_string()), ("KSA_PG_PROBE_PORT", &probe_port.to_string())]);
+    let server = tokio::task::block_in_place(|| cluster.up_exporting("postgres", "DATABASE_URL"));
+    assert!(cluster.dir().join("postgres").join("PG_VERSION").exists(), "the cluster is not in the test's services folder");
+    assert!(server.contains(&format!(":{port}/")), "scripts/services found another server: {server}");
+    let Some(deployment) = Deployment::on(test, 2, Servers { postgres: Some(server), ..Servers::default() }).await else { return };
+    let instance = &deployment.instance;
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let shuffled = log.shuffled_with_duplicates(19, 4);
+    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let project = instance.add_project("p1", &[]);
+    let mut ingest = instance.start_service("ingest", &[]);
+    let mut query = instance.start_service("query-api", &[]);
+    let mut processor = instance.start_service("process", &["--partitions", "0,1"]);
+    let client = client();
+
+    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
+    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
+    deployment.wait_for_committed(1).await;
+    let before: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+
+    tokio::task::block_in_place(|| cluster.down("postgres"));
+    let refusals = Refusals::default();
+    let posting = post_until_taken_in_background(half(second_half), ingest.webhook_url(&project), &refusals);
+    let restart_at = Instant::now() + POSTGRES_DOWN;
+    while Instant::now() < restart_at {
+        for (name, service) in [("ingest", &mut ingest), ("query-api", &mut query), ("process", &mut processor)] {
+            assert!(!service.has_exited(), "{name} exited while PostgreSQL was down:\n{}", service.stderr());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::block_in_place(|| cluster.up("postgres"));
+
+    assert_all_taken_by(&posting.await.expect("posting"), &ingest);
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
+    for (name, service) in [("ingest", &mut ingest), ("query-api", &mut query), ("process", &mut processor)] {
+        assert!(!service.has_exited(), "{name} exited after the restart:\n{}", service.stderr());
+    }
+    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    assert!(after > before, "nothing was processed after the restart ({before} records committed before, {after} after)");
+    assert!(processor.stderr().contains("processor batch failed"), "the processor never met the restart:\n{}", processor.stderr());
+    for refusal in refusals.seen() {
+        refusal.assert_error(503);
+    }
+    deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
+}
+
+/// How long every client is cut off the broker in its test.
+const BROKER_CUT_OFF: Duration = Duration::from_secs(15);
+/// Ingest's `bus.kafka.delivery_timeout_ms` in that test (10 s by default), so that its 503s
+/// come well within the cut.
+const DELIVERY_TIMEOUT_MS: &str = "3000";
+
+/// The Kafka broker unreachable during a replay. tansu keeps its topics in memory, so a broker
+/// restart would lose them; instead the test starts a broker of its own (`scripts/services`
+/// with a services folder of its own) that advertises a proxy in front of it, so every client
+/// connection, bootstrap or not, goes through the proxy, and switching it off cuts every
+/// service off the broker. While cut off, ingest answers 503 with `Retry-After` (it cannot make
+/// events durable) and no service exits; once on again, ingest takes the webhooks posted again,
+/// the processor resumes by itself, and the result is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_unreachable_during_a_replay_ingest_answers_503_and_everything_resumes_by_itself() {
+    let test = "faults_broker";
+    if ksa_testkit::clickhouse_server(test).is_none() || postgres_server(test).is_none() {
+        return;
+    }
+    let [broker_port] = free_ports();
+    let proxy = Proxy::start(&format!("127.0.0.1:{broker_port}")).await;
+    let proxied = format!("127.0.0.1:{}", proxy.port);
+    let broker = PrivateServices::new(&[("KSA_KAFKA_PORT", &broker_port.to_string()), ("KSA_KAFKA_ADVERTISED", &proxied)]);
+    let direct = tokio::task::block_in_place(|| broker.up_exporting("kafka", "KSA_KAFKA_BROKERS"));
+    assert_eq!(direct, format!("127.0.0.1:{broker_port}"), "scripts/services found another broker");
+    let Some(deployment) = Deployment::on(test, 2, Servers { brokers: Some(proxied), ..Servers::default() }).await else { return };
+    let instance = &deployment.instance;
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let shuffled = log.shuffled_with_duplicates(23, 4);
+    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let project = instance.add_project("p1", &[]);
+    let mut ingest = instance.start_service_with("ingest", &[], &[("KSA__BUS__KAFKA__DELIVERY_TIMEOUT_MS", DELIVERY_TIMEOUT_MS)]);
+    let query = instance.start_service("query-api", &[]);
+    let mut processor = instance.start_service("process", &["--partitions", "0,1"]);
+    let client = client();
+
+    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
+    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
+    deployment.wait_for_committed(1).await;
+
+    proxy.switch_off();
+    let refusals = Refusals::default();
+    let posting = post_until_taken_in_background(half(second_half), ingest.webhook_url(&project), &refusals);
+    let outage_end = Instant::now() + BROKER_CUT_OFF;
+    while Instant::now() < outage_end {
+        assert!(!ingest.has_exited(), "ingest exited while the broker was unreachable:\n{}", ingest.stderr());
+        assert!(!processor.has_exited(), "the processor exited while the broker was unreachable:\n{}", processor.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = refusals.seen();
+    assert!(!refused.is_empty(), "ingest never answered 503 while the broker was unreachable:\n{}", ingest.stderr());
+    for reply in &refused {
+        reply.assert_error(503);
+        assert!(reply.header("retry-after").is_some(), "a 503 without Retry-After: {reply:?}");
+    }
+    assert!(proxy.refused() > 0, "no client tried to reach the broker during the cut");
+    assert!(!posting.is_finished(), "every webhook was taken while the broker was unreachable");
+
+    proxy.switch_on();
+    assert_all_taken_by(&posting.await.expect("posting"), &ingest);
+    wait_until_processed(&client, &query, "p1", log.expected()).await;
     deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
 }

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod postgres;
+pub mod private_services;
 pub mod proxy;
 pub mod server;
 pub mod state_file;

@@ -2,14 +2,16 @@
 //! server should hold after receiving one.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ksa_schemas::Timestamp;
 use serde_json::Value;
 
 use super::Workspace;
-use super::http::{Processed, Reply, client, post_webhook, wait_until_processed};
+use super::http::{PROCESSING_DEADLINE, Processed, Reply, client, post_webhook, wait_until_processed};
 use super::server::Instance;
 
 /// The dedup key of a status event, without the project: `(order, status_changed_at, status)`.
@@ -32,6 +34,16 @@ impl EventKey {
             }
             _ => panic!("a webhook of the log lacks id, status_changed_at or status_id: {body}"),
         }
+    }
+}
+
+/// The 503 answers met by [`WebhookLog::post_all_until_taken`], readable while it posts.
+#[derive(Clone, Debug, Default)]
+pub struct Refusals(Arc<Mutex<Vec<Reply>>>);
+
+impl Refusals {
+    pub fn seen(&self) -> Vec<Reply> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -87,17 +99,55 @@ impl WebhookLog {
     /// Posts every webhook to `url` with `concurrency` requests in flight; the answers come
     /// back in log order.
     pub async fn post_all(&self, client: &reqwest::Client, url: &str, concurrency: usize) -> Vec<Reply> {
+        let (client, url) = (client.clone(), url.to_owned());
+        self.post_each(concurrency, move |body| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { post_webhook(&client, &url, body).await }
+        })
+        .await
+    }
+
+    /// Like [`WebhookLog::post_all`], but as KeyCRM delivers through an outage: a webhook
+    /// answered 503 is posted again after its `Retry-After` (at most a second here, to keep
+    /// tests short) until another answer comes, or the 503 itself once [`PROCESSING_DEADLINE`]
+    /// has passed; every 503 goes to `refusals`.
+    pub async fn post_all_until_taken(&self, client: &reqwest::Client, url: &str, concurrency: usize, refusals: &Refusals) -> Vec<Reply> {
+        let (client, url, refusals) = (client.clone(), url.to_owned(), refusals.clone());
+        let deadline = Instant::now() + PROCESSING_DEADLINE;
+        self.post_each(concurrency, move |body| {
+            let (client, url, refusals) = (client.clone(), url.clone(), refusals.clone());
+            async move {
+                loop {
+                    let reply = post_webhook(&client, &url, body.clone()).await;
+                    if reply.status != 503 || Instant::now() > deadline {
+                        return reply;
+                    }
+                    let pause = reply.header("retry-after").and_then(|s| s.parse().ok()).map_or(1.0, |s: f64| s.min(1.0));
+                    refusals.0.lock().unwrap_or_else(|e| e.into_inner()).push(reply);
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// `post(body)` for every webhook, `concurrency` at a time; the answers in log order.
+    async fn post_each<F, Fut>(&self, concurrency: usize, post: F) -> Vec<Reply>
+    where
+        F: Fn(String) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Reply> + Send,
+    {
         let bodies = Arc::new(self.bodies.clone());
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency.max(1) {
-            let (bodies, next, client, url) = (Arc::clone(&bodies), Arc::clone(&next), client.clone(), url.to_owned());
+            let (bodies, next, post) = (Arc::clone(&bodies), Arc::clone(&next), post.clone());
             workers.spawn(async move {
                 let mut replies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { return replies };
-                    replies.push((i, post_webhook(&client, &url, body.clone()).await));
+                    replies.push((i, post(body.clone()).await));
                 }
             });
         }
