@@ -80,6 +80,8 @@ pub struct PhaseResult {
     /// Events in `order_status_events`, intervals in ClickHouse under `FINAL`.
     pub stored_events: i64,
     pub final_intervals: i64,
+    /// Batches the processors committed (from their `/healthz`).
+    pub batches: Option<u64>,
 }
 
 impl PhaseResult {
@@ -186,6 +188,7 @@ async fn measure(
         }
     };
     let total_time = started.elapsed();
+    let batches = processor_batches(&services).await;
     stop_all(services);
 
     let last = lag.last().cloned().ok_or("no lag sample was taken")?;
@@ -203,7 +206,19 @@ async fn measure(
         cpu_processing,
         stored_events,
         final_intervals,
+        batches,
     })
+}
+
+/// The batches the `process` instances committed, from their `/healthz`.
+async fn processor_batches(services: &[Service]) -> Option<u64> {
+    let mut batches = 0;
+    for service in services.iter().filter(|s| s.name.starts_with("process")) {
+        let text = reqwest::get(format!("{}/healthz", service.base_url)).await.ok()?.text().await.ok()?;
+        let health: serde_json::Value = serde_json::from_str(&text).ok()?;
+        batches += health["batches"].as_u64()?;
+    }
+    Some(batches)
 }
 
 /// `partitions` split into `processes` contiguous lists, e.g. 4 into 2: `0,1` and `2,3`.

@@ -39,14 +39,7 @@ pub struct HttpSettings {
 }
 
 pub struct HttpResult {
-    pub requests: u64,
-    pub accepted: u64,
-    pub duplicates: u64,
-    /// 503 answers (each retried after `retry_pause`).
-    pub overloaded: u64,
-    pub failed: u64,
-    pub first_failure: Option<String>,
-    pub elapsed: Duration,
+    pub posted: Posted,
     /// Per request answered 2xx, from send to the whole answer read.
     pub latency: Latencies,
     pub cpu: CpuUse,
@@ -54,12 +47,6 @@ pub struct HttpResult {
     pub outbox: OutboxStats,
     pub processor: Option<ProcessorStats>,
     pub database_size: Option<String>,
-}
-
-impl HttpResult {
-    pub fn webhooks_per_second(&self) -> f64 {
-        (self.accepted + self.duplicates) as f64 / self.elapsed.as_secs_f64()
-    }
 }
 
 pub fn run(replay: Replay, settings: &HttpSettings) -> Fallible<HttpResult> {
@@ -88,17 +75,11 @@ pub fn run(replay: Replay, settings: &HttpSettings) -> Fallible<HttpResult> {
     let cpu = CpuSample::now().since(&cpu_before);
     let peak_rss_kib = peak_rss_kib();
     let stopped = server_rt.block_on(server.stop());
-    let posted = posted?;
+    let mut posted = posted?;
     let (outbox, processor, database_size) = stopped?;
     Ok(HttpResult {
-        requests: posted.requests,
-        accepted: posted.accepted,
-        duplicates: posted.duplicates,
-        overloaded: posted.overloaded,
-        failed: posted.failed,
-        first_failure: posted.first_failure,
-        elapsed: posted.elapsed,
-        latency: Latencies::of(posted.latencies),
+        latency: Latencies::of(std::mem::take(&mut posted.latencies)),
+        posted,
         cpu,
         peak_rss_kib,
         outbox,
@@ -193,6 +174,30 @@ pub struct Posted {
 }
 
 impl Posted {
+    pub fn answered_2xx(&self) -> u64 {
+        self.accepted + self.duplicates
+    }
+
+    pub fn webhooks_per_second(&self) -> f64 {
+        self.answered_2xx() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// `N webhooks answered 2xx (…) in S s = R webhooks/s; …`, for the report.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} webhooks answered 2xx ({} accepted, {} duplicate) in {:.2} s = {:.0} webhooks/s; {} requests, {} answered 503 (retried), {} failed{}",
+            self.answered_2xx(),
+            self.accepted,
+            self.duplicates,
+            self.elapsed.as_secs_f64(),
+            self.webhooks_per_second(),
+            self.requests,
+            self.overloaded,
+            self.failed,
+            self.first_failure.as_deref().map(|f| format!(" (first: {f})")).unwrap_or_default()
+        )
+    }
+
     fn add(&mut self, other: Posted) {
         self.requests += other.requests;
         self.accepted += other.accepted;

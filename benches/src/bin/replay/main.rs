@@ -406,22 +406,8 @@ fn http_mode(replay: Replay, options: &Options) -> Fallible<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let r = http::run(replay, &settings)?;
-    println!(
-        "http:       {} webhooks answered 2xx ({} accepted, {} duplicate) in {:.2} s = {:.0} webhooks/s",
-        r.accepted + r.duplicates,
-        r.accepted,
-        r.duplicates,
-        r.elapsed.as_secs_f64(),
-        r.webhooks_per_second()
-    );
+    println!("http:       {}", r.posted.summary());
     println!("            request latency (2xx): {}", r.latency);
-    println!(
-        "            {} requests, {} answered 503 (retried after 10 ms), {} failed{}",
-        r.requests,
-        r.overloaded,
-        r.failed,
-        r.first_failure.as_deref().map(|f| format!(" (first: {f})")).unwrap_or_default()
-    );
     let o = &r.outbox;
     println!(
         "            outbox: {} transactions, {:.1} appends/transaction, {} overloaded",
@@ -440,7 +426,7 @@ fn http_mode(replay: Replay, options: &Options) -> Fallible<()> {
     let p99_ms = r.latency.p99 as f64 / 1000.0;
     println!(
         "target:     ≥ {HTTP_TARGET:.0} webhooks/s: {}; p99 ≤ {HTTP_P99_TARGET_MS:.0} ms: {}",
-        verdict(r.webhooks_per_second() >= HTTP_TARGET),
+        verdict(r.posted.webhooks_per_second() >= HTTP_TARGET),
         verdict(p99_ms <= HTTP_P99_TARGET_MS)
     );
     Ok(())
@@ -501,20 +487,9 @@ fn distributed_mode(replay: Replay, options: &Options) -> Fallible<()> {
 }
 
 fn print_distributed(phase: DistributedPhase, r: &PhaseResult, unique: i64, sample_every: Duration) {
-    let p = &r.posted;
     let label = format!("{}:", phase.label());
-    println!(
-        "{label:<11} ingest: {} webhooks answered 2xx ({} accepted, {} duplicate) in {:.2} s = {:.0} webhooks/s; {} answered 503 (retried), {} failed{}",
-        p.accepted + p.duplicates,
-        p.accepted,
-        p.duplicates,
-        p.elapsed.as_secs_f64(),
-        (p.accepted + p.duplicates) as f64 / p.elapsed.as_secs_f64(),
-        p.overloaded,
-        p.failed,
-        p.first_failure.as_deref().map(|f| format!(" (first: {f})")).unwrap_or_default()
-    );
-    println!("            request latency (2xx): {}", Latencies::of(p.latencies.clone()));
+    println!("{label:<11} ingest: {}", r.posted.summary());
+    println!("            request latency (2xx): {}", Latencies::of(r.posted.latencies.clone()));
     println!("            cpu while posting: {}", r.cpu_posting);
     match r.drain_time {
         Some(drain) => println!(
@@ -532,6 +507,9 @@ fn print_distributed(phase: DistributedPhase, r: &PhaseResult, unique: i64, samp
             );
             println!("            produced→committed (resolution {} ms): {}", sample_every.as_millis(), r.latency);
         }
+    }
+    if let Some(batches) = r.batches {
+        println!("            {batches} batches committed ({:.0} records/batch)", r.records as f64 / batches.max(1) as f64);
     }
     if let Some(cpu) = &r.cpu_processing {
         println!("            cpu while processing: {cpu}");
