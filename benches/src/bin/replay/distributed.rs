@@ -62,6 +62,8 @@ pub struct DistributedSettings {
     pub concurrency: usize,
     pub client_threads: usize,
     pub sample_every: Duration,
+    /// `ANALYZE` on the run's PostgreSQL database this often, as autovacuum would.
+    pub analyze_every: Option<Duration>,
 }
 
 /// What one phase measured.
@@ -131,7 +133,9 @@ pub fn run(replay: Arc<Replay>, settings: &DistributedSettings, phase: Distribut
         .build()?;
     runtime.block_on(async {
         let deployment = Deployment::create(settings, phase.label()).await?;
+        let analyze = settings.analyze_every.and_then(|every| deployment.scratch.analyze_every(every));
         let measured = measure(&deployment, replay, settings, phase).await;
+        analyze.inspect(|task| task.abort());
         deployment.remove().await;
         measured
     })

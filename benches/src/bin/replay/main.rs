@@ -22,6 +22,7 @@
 //! (`KSA_CLICKHOUSE_URL`), as `eval "$(scripts/services up)"` exports them. Phase `backlog`
 //! posts the whole log with no processor running, then times the processors working it off;
 //! phase `live` posts with the processors running and samples the consumer lag; `all` runs both.
+//! `--analyze-every` applies here too.
 
 mod databases;
 mod distributed;
@@ -461,6 +462,7 @@ fn distributed_mode(replay: Replay, options: &Options) -> Fallible<()> {
         concurrency: options.concurrency,
         client_threads: options.client_threads,
         sample_every: options.sample_every,
+        analyze_every: options.analyze_every,
     };
     println!(
         "settings: {} partitions, {} process instance(s) ({}), batch {} records, {} connections, {} client threads, lag sampled every {} ms, {} cores",
