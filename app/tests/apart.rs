@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::clickhouse::ScratchClickHouse;
 use common::http::{client, get, wait_until_processed};
 use common::postgres::{ScratchDatabase, postgres_server};
 use common::server::Instance;
@@ -16,23 +17,6 @@ use ksa_facts::parquet::ParquetFacts;
 use ksa_facts::{ClickHouseConfig, ClickHouseSink};
 use ksa_schemas::facts::IntervalFact;
 use ksa_state::{PostgresState, SqliteState, StateStore};
-
-/// Drops a ClickHouse database when the test ends, even by a panic.
-struct ScratchClickHouse {
-    url: String,
-    database: String,
-}
-
-impl Drop for ScratchClickHouse {
-    fn drop(&mut self) {
-        let (url, sql) = (self.url.clone(), format!("DROP DATABASE IF EXISTS {}", self.database));
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a Tokio runtime");
-            runtime.block_on(async { reqwest::Client::new().post(&url).body(sql).send().await.map(|_| ()) })
-        })
-        .join();
-    }
-}
 
 fn assert_one_row_per_event(intervals: &[IntervalFact], log: &WebhookLog) {
     assert_eq!(intervals.len(), log.event_keys().len(), "one interval per distinct event");

@@ -10,6 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::clickhouse::ScratchClickHouse;
 use common::http::{PROCESSING_DEADLINE, client, wait_until_processed};
 use common::postgres::{ScratchDatabase, postgres_server};
 use common::private_services::{PrivateServices, free_ports};
@@ -23,23 +24,6 @@ use ksa_facts::clickhouse::FinalFacts;
 use ksa_facts::{ClickHouseConfig, ClickHouseSink};
 use ksa_schemas::facts::{CycleFact, IntervalFact};
 use ksa_state::{PostgresState, StateStore};
-
-/// Drops a ClickHouse database when the test ends, even by a panic.
-struct ScratchClickHouse {
-    url: String,
-    database: String,
-}
-
-impl Drop for ScratchClickHouse {
-    fn drop(&mut self) {
-        let (url, sql) = (self.url.clone(), format!("DROP DATABASE IF EXISTS {}", self.database));
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a Tokio runtime");
-            runtime.block_on(async { reqwest::Client::new().post(&url).body(sql).send().await.map(|_| ()) })
-        })
-        .join();
-    }
-}
 
 /// One deployment apart: a scratch PostgreSQL database, ClickHouse database and Kafka topics
 /// (under a prefix of its own, deleted at the end), and one config file for every service.
@@ -114,11 +98,22 @@ impl Deployment {
         rows
     }
 
+    /// Records the processors have committed, over all partitions.
+    async fn committed_records(&self) -> i64 {
+        self.offsets().await.iter().map(|o| o.3).sum()
+    }
+
+    /// Posts `half` of a log (every webhook taken) and waits for the processors' first commit.
+    async fn post_and_wait_for_a_commit(&self, half: &WebhookLog, url: &str) {
+        assert_all_taken(&half.post_all(&client(), url, 4).await);
+        self.wait_for_committed(1).await;
+    }
+
     /// Waits until the processors have committed at least `records` records in all.
     async fn wait_for_committed(&self, records: i64) {
         let deadline = Instant::now() + PROCESSING_DEADLINE;
         loop {
-            let committed: i64 = self.offsets().await.iter().map(|o| o.3).sum();
+            let committed = self.committed_records().await;
             if committed >= records {
                 return;
             }
@@ -225,7 +220,7 @@ async fn kill_one_processor_mid_stream(test: &str, partitions: i32, split: &[&st
     assert!(!posting.is_finished(), "the log was posted before the kill: make it longer");
     let victim = processors.remove(0);
     victim.kill();
-    let committed_at_kill: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    let committed_at_kill = deployment.committed_records().await;
     processors.insert(0, instance.start_service("process", &["--partitions", split[0]]));
 
     assert_all_taken(&posting.await.expect("posting"));
@@ -262,26 +257,19 @@ async fn clickhouse_unreachable_during_a_replay_holds_offsets_and_resumes_by_its
     let proxy = Proxy::start(&target).await;
     let proxied = format!("http://127.0.0.1:{}", proxy.port);
     let log = WebhookLog::simulate(&instance.ws, "p1", 200);
-    let shuffled = log.shuffled_with_duplicates(13, 4);
-    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let (first_half, second_half) = log.shuffled_halves(13);
     let project = instance.add_project("p1", &[]);
     let ingest = instance.start_service("ingest", &[]);
     let query = instance.start_service("query-api", &[]);
     let processor = instance.start_service_with("process", &["--partitions", "0,1"], &[("KSA__FACTS__CLICKHOUSE__URL", &proxied)]);
     let client = client();
 
-    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
-    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
-    deployment.wait_for_committed(1).await;
+    deployment.post_and_wait_for_a_commit(&first_half, &ingest.webhook_url(&project)).await;
 
     proxy.switch_off();
-    let posting = post_in_background(half(second_half), ingest.webhook_url(&project));
+    let posting = post_in_background(second_half, ingest.webhook_url(&project));
     // The processor has met the outage (and retried) once two connections were refused.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.refused() < 2 {
-        assert!(Instant::now() < deadline, "the processor never tried ClickHouse during the outage");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    proxy.wait_for_refused(2, "the processor never tried ClickHouse during the outage").await;
     // Facts of a write cut off by the switch may still land in ClickHouse (a replay rewrites
     // them with the same version); what must not happen is state or offsets without facts.
     let offsets = deployment.offsets().await;
@@ -300,7 +288,7 @@ async fn clickhouse_unreachable_during_a_replay_holds_offsets_and_resumes_by_its
     proxy.switch_on();
     wait_until_processed(&client, &query, "p1", log.expected()).await;
     let held: i64 = offsets.iter().map(|o| o.3).sum();
-    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    let after = deployment.committed_records().await;
     assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
     assert!(processor.stderr().contains("facts were not written"), "no fact error was logged:\n{}", processor.stderr());
     deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
@@ -319,25 +307,18 @@ async fn postgres_unreachable_for_the_processor_during_a_replay_resumes_by_itsel
     let proxied =
         if start.is_empty() { format!("127.0.0.1:{}/{path}", proxy.port) } else { format!("{start}@127.0.0.1:{}/{path}", proxy.port) };
     let log = WebhookLog::simulate(&instance.ws, "p1", 200);
-    let shuffled = log.shuffled_with_duplicates(17, 4);
-    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let (first_half, second_half) = log.shuffled_halves(17);
     let project = instance.add_project("p1", &[]);
     let ingest = instance.start_service("ingest", &[]);
     let query = instance.start_service("query-api", &[]);
     let mut processor = instance.start_service_with("process", &["--partitions", "0,1"], &[("KSA__DATABASE__URL", &proxied)]);
     let client = client();
 
-    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
-    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
-    deployment.wait_for_committed(1).await;
+    deployment.post_and_wait_for_a_commit(&first_half, &ingest.webhook_url(&project)).await;
 
     proxy.switch_off();
-    let posting = post_in_background(half(second_half), ingest.webhook_url(&project));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.refused() < 2 {
-        assert!(Instant::now() < deadline, "the processor never tried PostgreSQL during the outage");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let posting = post_in_background(second_half, ingest.webhook_url(&project));
+    proxy.wait_for_refused(2, "the processor never tried PostgreSQL during the outage").await;
     let offsets = deployment.offsets().await;
     let outage_end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < outage_end {
@@ -350,7 +331,7 @@ async fn postgres_unreachable_for_the_processor_during_a_replay_resumes_by_itsel
     proxy.switch_on();
     wait_until_processed(&client, &query, "p1", log.expected()).await;
     let held: i64 = offsets.iter().map(|o| o.3).sum();
-    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    let after = deployment.committed_records().await;
     assert!(after > held, "nothing was held back by the outage ({held} records committed before, {after} after)");
     deployment.assert_like_a_clean_run(vec![ingest, query, processor], &log).await;
 }
@@ -381,22 +362,19 @@ async fn postgres_restarted_during_a_replay_every_service_reconnects_by_itself()
     let Some(deployment) = Deployment::on(test, 2, Servers { postgres: Some(server), ..Servers::default() }).await else { return };
     let instance = &deployment.instance;
     let log = WebhookLog::simulate(&instance.ws, "p1", 200);
-    let shuffled = log.shuffled_with_duplicates(19, 4);
-    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let (first_half, second_half) = log.shuffled_halves(19);
     let project = instance.add_project("p1", &[]);
     let mut ingest = instance.start_service("ingest", &[]);
     let mut query = instance.start_service("query-api", &[]);
     let mut processor = instance.start_service("process", &["--partitions", "0,1"]);
     let client = client();
 
-    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
-    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
-    deployment.wait_for_committed(1).await;
-    let before: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    deployment.post_and_wait_for_a_commit(&first_half, &ingest.webhook_url(&project)).await;
+    let before = deployment.committed_records().await;
 
     tokio::task::block_in_place(|| cluster.down("postgres"));
     let refusals = Refusals::default();
-    let posting = post_until_taken_in_background(half(second_half), ingest.webhook_url(&project), &refusals);
+    let posting = post_until_taken_in_background(second_half, ingest.webhook_url(&project), &refusals);
     let restart_at = Instant::now() + POSTGRES_DOWN;
     while Instant::now() < restart_at {
         for (name, service) in [("ingest", &mut ingest), ("query-api", &mut query), ("process", &mut processor)] {
@@ -411,7 +389,7 @@ async fn postgres_restarted_during_a_replay_every_service_reconnects_by_itself()
     for (name, service) in [("ingest", &mut ingest), ("query-api", &mut query), ("process", &mut processor)] {
         assert!(!service.has_exited(), "{name} exited after the restart:\n{}", service.stderr());
     }
-    let after: i64 = deployment.offsets().await.iter().map(|o| o.3).sum();
+    let after = deployment.committed_records().await;
     assert!(after > before, "nothing was processed after the restart ({before} records committed before, {after} after)");
     assert!(processor.stderr().contains("processor batch failed"), "the processor never met the restart:\n{}", processor.stderr());
     for refusal in refusals.seen() {
@@ -448,21 +426,18 @@ async fn broker_unreachable_during_a_replay_ingest_answers_503_and_everything_re
     let Some(deployment) = Deployment::on(test, 2, Servers { brokers: Some(proxied), ..Servers::default() }).await else { return };
     let instance = &deployment.instance;
     let log = WebhookLog::simulate(&instance.ws, "p1", 200);
-    let shuffled = log.shuffled_with_duplicates(23, 4);
-    let (first_half, second_half) = shuffled.bodies.split_at(shuffled.bodies.len() / 2);
+    let (first_half, second_half) = log.shuffled_halves(23);
     let project = instance.add_project("p1", &[]);
     let mut ingest = instance.start_service_with("ingest", &[], &[("KSA__BUS__KAFKA__DELIVERY_TIMEOUT_MS", DELIVERY_TIMEOUT_MS)]);
     let query = instance.start_service("query-api", &[]);
     let mut processor = instance.start_service("process", &["--partitions", "0,1"]);
     let client = client();
 
-    let half = |bodies: &[String]| WebhookLog { bodies: bodies.to_vec() };
-    assert_all_taken(&half(first_half).post_all(&client, &ingest.webhook_url(&project), 4).await);
-    deployment.wait_for_committed(1).await;
+    deployment.post_and_wait_for_a_commit(&first_half, &ingest.webhook_url(&project)).await;
 
     proxy.switch_off();
     let refusals = Refusals::default();
-    let posting = post_until_taken_in_background(half(second_half), ingest.webhook_url(&project), &refusals);
+    let posting = post_until_taken_in_background(second_half, ingest.webhook_url(&project), &refusals);
     let outage_end = Instant::now() + BROKER_CUT_OFF;
     while Instant::now() < outage_end {
         assert!(!ingest.has_exited(), "ingest exited while the broker was unreachable:\n{}", ingest.stderr());

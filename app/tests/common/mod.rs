@@ -4,6 +4,7 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod http;
 pub mod postgres;
 pub mod private_services;

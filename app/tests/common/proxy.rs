@@ -52,6 +52,15 @@ impl Proxy {
         self.on.send_replace(true);
     }
 
+    /// Waits up to 30 s until `at_least` connections were refused; fails with `message` else.
+    pub async fn wait_for_refused(&self, at_least: usize, message: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.refused() < at_least {
+            assert!(std::time::Instant::now() < deadline, "{message}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Connections closed on arrival while switched off, so far.
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)

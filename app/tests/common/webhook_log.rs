@@ -82,6 +82,13 @@ impl WebhookLog {
         Processed { orders: orders.len(), events: keys.len() as u64 }
     }
 
+    /// [`WebhookLog::shuffled_with_duplicates`] (every 4th sent twice) cut in two halves.
+    pub fn shuffled_halves(&self, seed: u64) -> (WebhookLog, WebhookLog) {
+        let mut first = self.shuffled_with_duplicates(seed, 4).bodies;
+        let second = first.split_off(first.len() / 2);
+        (WebhookLog { bodies: first }, WebhookLog { bodies: second })
+    }
+
     /// The same webhooks in a seeded random order, with every `every`-th one sent once more.
     pub fn shuffled_with_duplicates(&self, seed: u64, every: usize) -> WebhookLog {
         let mut bodies = self.bodies.clone();
