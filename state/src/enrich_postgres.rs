@@ -272,6 +272,7 @@ impl EnrichStore for PostgresState {
         let fetched: Vec<i64> = sqlx::query_scalar(
             "SELECT order_id FROM enrich_jobs WHERE project_id = $1 AND fetched_at IS NOT NULL AND order_id = ANY($2::bigint[])",
         )
+        .persistent(false)
         .bind(project_id)
         .bind(order_ids)
         .fetch_all(self.pool())
@@ -283,6 +284,7 @@ impl EnrichStore for PostgresState {
             "SELECT order_id, sku, name, quantity, price, offer_id, offer_sku, product_id FROM order_items \
              WHERE project_id = $1 AND order_id = ANY($2::bigint[]) ORDER BY order_id, line_id",
         )
+        .persistent(false)
         .bind(project_id)
         .bind(order_ids)
         .fetch_all(self.pool())

@@ -3,7 +3,15 @@
 //! Batches go in as one statement per table: the rows travel as one array per column and the
 //! statement reads them back with `UNNEST`, so its text and plan never depend on the number of
 //! rows. Instants cross the wire as microseconds since the Unix epoch and are converted in SQL
-//! (sqlx's time features are off); JSON travels as text and is cast (`::jsonb`, `::json`).
+//! (sqlx's time features are off); JSON documents travel as text and are cast where the column is
+//! JSONB (`derived_json`). Event payloads are stored as the text that arrived.
+//!
+//! Statements that read or delete by a list of order ids are sent unnamed (`persistent(false)`),
+//! so the server plans each one for its own list: a cached generic plan made while a table was
+//! small (or had no statistics, on a server without autovacuum) scans the whole table on every
+//! batch. Only those: forcing custom plans on the whole connection (`plan_cache_mode`) also
+//! re-plans the foreign-key check of every inserted row, which cost the distributed processor
+//! more than a third of PostgreSQL's time (measured in BENCHMARKS.md).
 //!
 //! The processor's commits do not wait for their WAL flush (`synchronous_commit = off`): a
 //! server crash may take back the last commits, never half of one, and the event log, derived
@@ -112,7 +120,7 @@ const INSERT_EVENTS: &str = concat!(
     instant!("oc"),
     ", ",
     instant!("r"),
-    ", src, pl::json FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+    ", src, pl FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
      $6::bigint[], $7::bigint[], $8::text[], $9::text[]) AS u(p, o, s, g, c, oc, r, src, pl) \
      ON CONFLICT (project_id, order_id, status_changed_at, status_id) DO NOTHING"
 );
@@ -228,11 +236,7 @@ pub struct PostgresState {
 impl PostgresState {
     /// Connects to `postgres://…` and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StateError> {
-        // The processor's prepared statements delete and read by lists of order ids. A generic
-        // plan made while a table was small (or had no statistics, on a server without
-        // autovacuum) scans the whole table on every batch; custom plans cost a planning step
-        // each and stay right as tables grow (measured in BENCHMARKS.md).
-        let options = PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
+        let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
         ksa_migrations::migrate_postgres(&pool).await?;
         Ok(PostgresState { pool })
@@ -358,7 +362,7 @@ impl StateStore for PostgresState {
         ids.dedup();
         let mut events: HashMap<i64, Vec<StatusEvent>> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_ROWS) {
-            let rows = sqlx::query(SELECT_EVENTS).bind(project_id).bind(chunk).fetch_all(&self.pool).await?;
+            let rows = sqlx::query(SELECT_EVENTS).persistent(false).bind(project_id).bind(chunk).fetch_all(&self.pool).await?;
             for row in rows {
                 let event = event_from_row(&row)?;
                 events.entry(event.order_id).or_default().push(event);
@@ -386,7 +390,7 @@ impl StateStore for PostgresState {
             let project_ids: Vec<i64> = orders.iter().map(|o| o.project_id).collect();
             let order_ids: Vec<i64> = orders.iter().map(|o| o.order_id).collect();
             for statement in [DELETE_GROUP_TOTALS, DELETE_CYCLES] {
-                sqlx::query(statement).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
+                sqlx::query(statement).persistent(false).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
             }
         }
         for totals in batch::group_totals(&written).chunks(MAX_ROWS) {
