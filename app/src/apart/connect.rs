@@ -71,6 +71,9 @@ mod kafka {
     use crate::config::Config;
     use crate::serve::TOPICS;
 
+    /// The values of `bus.kafka.compression` (librdkafka's `compression.type`).
+    const COMPRESSIONS: [&str; 4] = ["none", "gzip", "snappy", "lz4"];
+
     /// The `[bus.kafka]` settings as the adapter takes them.
     pub fn kafka_config(config: &Config) -> anyhow::Result<KafkaConfig> {
         let section = &config.bus.kafka;
@@ -86,6 +89,10 @@ mod kafka {
         kafka.delivery_timeout = Duration::from_millis(section.delivery_timeout_ms);
         kafka.queue_capacity = section.queue_capacity.max(1);
         kafka.linger = Duration::from_millis(section.linger_ms);
+        if !COMPRESSIONS.contains(&section.compression.as_str()) {
+            bail!("bus.kafka.compression: `{}` is not one of {}", section.compression, COMPRESSIONS.join(", "));
+        }
+        kafka.compression = section.compression.clone();
         kafka.metadata_timeout = Duration::from_millis(section.metadata_timeout_ms);
         kafka.rewind_when_quiet = section.rewind_when_quiet;
         Ok(kafka)
@@ -174,5 +181,16 @@ mod tests {
         config.bus.kafka.topics.insert("status-event".into(), 6);
         let err = kafka_config(&config).unwrap_err().to_string();
         assert!(err.contains("status-event") && err.contains("status-events"), "{err}");
+    }
+
+    #[test]
+    fn kafka_compression_defaults_to_lz4_and_an_unknown_codec_is_refused_naming_the_setting() {
+        let mut config = Config::default();
+        assert_eq!(kafka_config(&config).unwrap().compression, "lz4");
+        config.bus.kafka.compression = "none".into();
+        assert_eq!(kafka_config(&config).unwrap().compression, "none");
+        config.bus.kafka.compression = "brotli".into();
+        let err = kafka_config(&config).unwrap_err().to_string();
+        assert!(err.contains("bus.kafka.compression") && err.contains("brotli"), "{err}");
     }
 }

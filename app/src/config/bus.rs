@@ -34,6 +34,8 @@ pub struct KafkaSection {
     /// Records waiting in the producer before appends are refused (503).
     pub queue_capacity: usize,
     pub linger_ms: u64,
+    /// How record batches are compressed: `none`, `gzip`, `snappy` or `lz4`.
+    pub compression: String,
     /// How long a start waits for the brokers' metadata.
     pub metadata_timeout_ms: u64,
     /// Only for tansu 0.6 with memory storage (docs/distributed.md); leave off for Kafka.
@@ -50,6 +52,7 @@ impl Default for KafkaSection {
             delivery_timeout_ms: 10_000,
             queue_capacity: 100_000,
             linger_ms: 5,
+            compression: "lz4".into(),
             metadata_timeout_ms: 10_000,
             rewind_when_quiet: false,
         }

@@ -214,6 +214,7 @@ fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
         .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", millis(config.delivery_timeout))
         .set("linger.ms", millis(config.linger))
+        .set("compression.type", &config.compression)
         .set("queue.buffering.max.messages", config.queue_capacity.to_string())
         .create()
         .map_err(|e| BusError::Unavailable(format!("cannot create the Kafka producer for {}: {e}", config.brokers)))
