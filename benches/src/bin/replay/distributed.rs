@@ -64,6 +64,8 @@ pub struct DistributedSettings {
     pub sample_every: Duration,
     /// `ANALYZE` on the run's PostgreSQL database this often, as autovacuum would.
     pub analyze_every: Option<Duration>,
+    /// `processor.linger_ms`.
+    pub linger: Duration,
 }
 
 /// What one phase measured.
@@ -347,9 +349,13 @@ impl Deployment {
             format!(
                 "[database]\nurl = \"{database_url}\"\n\n[bus]\nkind = \"kafka\"\npartitions = {}\n\n[bus.kafka]\nbrokers = \"{}\"\n\
                  topic_prefix = \"{prefix}\"\n# tansu 0.6 (docs/distributed.md)\nrewind_when_quiet = true\n\n\
-                 [processor]\nbatch_records = {}\n\n[facts]\nkind = \"clickhouse\"\n\n\
+                 [processor]\nbatch_records = {}\nlinger_ms = {}\n\n[facts]\nkind = \"clickhouse\"\n\n\
                  [facts.clickhouse]\nurl = \"{}\"\ndatabase = \"{name}\"\n\n[log]\nlevel = \"warn\"\n",
-                settings.partitions, settings.brokers, settings.batch_records, settings.clickhouse_url
+                settings.partitions,
+                settings.brokers,
+                settings.batch_records,
+                settings.linger.as_millis(),
+                settings.clickhouse_url
             ),
         )?;
         Ok(Deployment {

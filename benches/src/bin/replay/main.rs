@@ -7,7 +7,7 @@
 //!        [--threads 2] [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N]
 //!        [--tick-ms 5] [--analyze-every SECONDS]
 //!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor]
-//!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200]
+//!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]
 //!
 //! Processor modes: (a) the whole log is appended to the outbox first (timed separately), then
 //! the processor runs until its offset reaches the end; (b) on a fresh database, the log is
@@ -54,7 +54,7 @@ const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|ht
 [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
 [--analyze-every SECONDS] [--concurrency 64] \
 [--server-threads 2] [--client-threads 2] [--with-processor] \
-[--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200]";
+[--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]";
 
 /// Targets on the reference machine (2 vCPU).
 const SQLITE_TARGET: f64 = 50_000.0;
@@ -63,6 +63,8 @@ const HTTP_TARGET: f64 = 10_000.0;
 const HTTP_P99_TARGET_MS: f64 = 20.0;
 /// HTTP ingest → Kafka → processor → PostgreSQL + ClickHouse, everything on the one machine.
 const DISTRIBUTED_TARGET: f64 = 30_000.0;
+/// The processors' linger in distributed mode, as `config/distributed.example.toml` sets it.
+const DISTRIBUTED_LINGER_MS: u64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -106,6 +108,8 @@ struct Options {
     clickhouse_url: Option<String>,
     processes: u32,
     sample_every: Duration,
+    /// Distributed: the processors' `processor.linger_ms`.
+    linger: Duration,
 }
 
 impl Options {
@@ -132,6 +136,7 @@ impl Options {
             clickhouse_url: std::env::var("KSA_CLICKHOUSE_URL").ok(),
             processes: 1,
             sample_every: Duration::from_millis(200),
+            linger: Duration::from_millis(DISTRIBUTED_LINGER_MS),
         };
         let mut mode = None;
         let mut args = args.peekable();
@@ -180,6 +185,7 @@ impl Options {
                 "--brokers" => options.brokers = Some(value),
                 "--clickhouse-url" => options.clickhouse_url = Some(value),
                 "--processes" => options.processes = value.parse().map_err(bad)?,
+                "--linger-ms" => options.linger = Duration::from_millis(value.parse().map_err(bad)?),
                 "--sample-ms" => options.sample_every = Duration::from_millis(value.parse().map_err(bad)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
@@ -463,13 +469,15 @@ fn distributed_mode(replay: Replay, options: &Options) -> Fallible<()> {
         client_threads: options.client_threads,
         sample_every: options.sample_every,
         analyze_every: options.analyze_every,
+        linger: options.linger,
     };
     println!(
-        "settings: {} partitions, {} process instance(s) ({}), batch {} records, {} connections, {} client threads, lag sampled every {} ms, {} cores",
+        "settings: {} partitions, {} process instance(s) ({}), batch {} records, linger {} ms, {} connections, {} client threads, lag sampled every {} ms, {} cores",
         settings.partitions,
         settings.processes,
         distributed::partition_split(settings.partitions, settings.processes).join(" | "),
         settings.batch_records,
+        settings.linger.as_millis(),
         settings.concurrency,
         settings.client_threads,
         settings.sample_every.as_millis(),
