@@ -4,16 +4,17 @@
 -- tables) referenced `projects` with `ON DELETE CASCADE`. PostgreSQL checks such a reference with
 -- a query per inserted or updated row; in the distributed replay that was one check per event,
 -- per derived order, per group total and per cycle row (≈ 2.2 per event), and the largest single
--- cost of the commit after the rows themselves. The processor writes rows only for projects it
--- has loaded from `projects`, and projects are deactivated rather than deleted in normal use.
+-- cost of the commit after the rows themselves. Rows reach these tables only from bus records
+-- that ingest (or the enricher) made for a project found in `projects`; a project deleted while
+-- its records are still on the bus may leave rows behind, where the reference used to refuse
+-- the whole batch and stop that partition's processor on it for good.
 --
 -- Deleting a project still deletes its rows in these tables, by the trigger below instead of
 -- the cascade. Every other table keeps its reference.
 --
 -- The event log also loses what only its inserts paid for:
--- * the surrogate `id` and its index: nothing reads events by it, and the dedup key
---   `(project_id, order_id, status_changed_at, status_id)` identifies an event (DOMAIN.md); its
---   unique index becomes the primary key, under the same name;
+-- * the surrogate `id` and its index: nothing reads events by it, and the unique dedup key
+--   `(project_id, order_id, status_changed_at, status_id)` identifies an event (DOMAIN.md);
 -- * `payload` becomes TEXT instead of JSON: the text is kept exactly as before, but the server
 --   no longer parses every payload to check it (ingest has parsed it before it was accepted).
 -- Changing the column's type rewrites the table once, here.
@@ -24,8 +25,6 @@ ALTER TABLE order_group_totals DROP CONSTRAINT order_group_totals_project_id_fke
 ALTER TABLE order_cycle_metrics DROP CONSTRAINT order_cycle_metrics_project_id_fkey;
 
 ALTER TABLE order_status_events DROP COLUMN id;
-ALTER TABLE order_status_events
-    ADD CONSTRAINT order_status_events_dedup_key PRIMARY KEY USING INDEX order_status_events_dedup_key;
 ALTER TABLE order_status_events ALTER COLUMN payload TYPE TEXT;
 
 CREATE FUNCTION ksa_delete_project_rows() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -494,6 +494,14 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                     Ok(record) => {
                         let revision = record.map_or(0, |r| r.revision);
                         if revision != self.projects[&project_id].revision {
+                            // The batch in flight was derived with the old rules. It must land
+                            // before the recompute reads the project's orders: committed after
+                            // the recompute went past its new orders, they would keep the old
+                            // revision until their next event.
+                            if let Err(err) = self.settle().await {
+                                tracing::warn!(error = %err, "processor batch failed; reading it again");
+                                self.rewind().await;
+                            }
                             self.projects.remove(&project_id);
                             if self.ensure_project(project_id).await.is_ok() {
                                 self.spawn_recompute(project_id);

@@ -276,24 +276,27 @@ async fn same_order_twice_in_one_batch_keeps_its_higher_version<S: Inspect>(stor
 
 async fn failing_commit_writes_nothing_not_even_offsets<S: Inspect>(store: S) {
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
-    let missing = project + 1_000;
 
-    // The event statement fails: an event of a project that does not exist.
-    let bad_event = CommitBatch {
-        events: vec![event(project, 10, 20, 1, 0), event(missing, 10, 20, 1, 0)],
-        orders: vec![derived(project, 10, 1, 1)],
+    // The order statement fails (a value its CHECK refuses), after the events went in.
+    let mut refused_order = derived(project, 11, 1, 1);
+    refused_order.urgency = "very".into();
+    let bad_order = CommitBatch {
+        events: vec![event(project, 10, 20, 1, 0), event(project, 11, 20, 1, 0)],
+        orders: vec![derived(project, 10, 1, 1), refused_order],
         offsets: vec![offset(0, 10)],
     };
-    let error = store.commit(bad_event).await.expect_err("an event of a missing project");
+    let error = store.commit(bad_order).await.expect_err("an urgency the schema refuses");
     assert!(matches!(error, StateError::Database(_)), "{error:?}");
 
-    // A later statement fails, after the events went in.
-    let bad_order = CommitBatch {
-        events: vec![event(project, 10, 20, 1, 0)],
-        orders: vec![derived(project, 10, 1, 1), derived(missing, 10, 1, 1)],
+    // A later statement fails, after the events and the orders went in.
+    let mut refused_total = derived(project, 11, 1, 1);
+    refused_total.groups[1].sla_state = "late".into();
+    let bad_total = CommitBatch {
+        events: vec![event(project, 10, 20, 1, 0), event(project, 11, 20, 1, 0)],
+        orders: vec![derived(project, 10, 1, 1), refused_total],
         offsets: vec![offset(0, 10)],
     };
-    store.commit(bad_order).await.expect_err("a derived row of a missing project");
+    store.commit(bad_total).await.expect_err("a group total's SLA state the schema refuses");
 
     assert_eq!(store.event_count(project).await.expect("counting"), 0);
     assert!(store.list_orders(project, 10, None).await.expect("listing").is_empty());
@@ -308,12 +311,10 @@ async fn failing_commit_writes_nothing_not_even_offsets<S: Inspect>(store: S) {
     let digest = store.derived_digest(project).await.expect("digest");
     let mut newer = derived(project, 10, 2, 2);
     newer.groups.truncate(1);
-    let failing = CommitBatch {
-        events: vec![event(project, 10, 30, 3, 60)],
-        orders: vec![newer, derived(missing, 11, 1, 1)],
-        offsets: vec![offset(0, 11)],
-    };
-    store.commit(failing).await.expect_err("a derived row of a missing project");
+    let mut refused = derived(project, 11, 1, 1);
+    refused.sla_state = "late".into();
+    let failing = CommitBatch { events: vec![event(project, 10, 30, 3, 60)], orders: vec![newer, refused], offsets: vec![offset(0, 11)] };
+    store.commit(failing).await.expect_err("an SLA state the schema refuses");
     assert_eq!(store.event_count(project).await.expect("counting"), 1);
     assert_eq!(store.derived_digest(project).await.expect("digest"), digest);
     assert_eq!(store.integer("SELECT count(*) FROM order_group_totals".into()).await, 2);
