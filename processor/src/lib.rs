@@ -345,7 +345,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
 
         let mut batch = CommitBatch::default();
         let mut facts = FactBatch::default();
-        for ((project_id, order_id), arrivals) in incoming {
+        for ((project_id, order_id), mut arrivals) in incoming {
             let was_cached = self.cache.contains(project_id, order_id);
             let mut known = match loaded.remove(&(project_id, order_id)) {
                 Some(events) => events,
@@ -361,9 +361,11 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 continue;
             }
             let order_urgency = urgencies.get(&(project_id, order_id)).copied().unwrap_or_default();
+            // Each fresh event is distinct, so each body is taken once (not copied).
             for event in &fresh {
-                if let Some((_, received_at, payload)) = arrivals.iter().find(|(e, _, _)| e == event) {
-                    batch.events.push(StoredEvent { project_id, event: *event, received_at: *received_at, payload: Some(payload.clone()) });
+                if let Some((_, received_at, payload)) = arrivals.iter_mut().find(|(e, _, _)| e == event) {
+                    let payload = std::mem::take(payload);
+                    batch.events.push(StoredEvent { project_id, event: *event, received_at: *received_at, payload: Some(payload) });
                 }
             }
             let project = &self.projects[&project_id];

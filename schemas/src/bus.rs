@@ -13,8 +13,9 @@ pub const ORDER_UPDATES: &str = "order-updates";
 /// Orders whose items the enricher should fetch.
 pub const ENRICH_REQUESTS: &str = "enrich-requests";
 
-/// A message of the `status-events` topic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A message of the `status-events` topic: a JSON object whose `type` names the variant. It is
+/// read through [`WireMessage`] (see its `Deserialize`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StatusMessage {
     StatusChanged {
@@ -35,6 +36,54 @@ pub enum StatusMessage {
         urgency: String,
         fetched_at: Timestamp,
     },
+}
+
+/// The variant names of [`StatusMessage`] on the wire.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MessageType {
+    StatusChanged,
+    ItemsFetched,
+}
+
+/// Every field of every [`StatusMessage`] variant, read in one pass. The derived reader of an
+/// internally tagged enum first buffers the whole object (every key, and the webhook body once
+/// more) to find the tag; this one reads each field straight into place, whatever the order of
+/// the keys. Unknown keys are ignored, as before.
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(rename = "type")]
+    kind: MessageType,
+    project_id: i64,
+    event: Option<StatusEvent>,
+    received_at: Option<Timestamp>,
+    payload: Option<String>,
+    order_id: Option<i64>,
+    urgency: Option<String>,
+    fetched_at: Option<Timestamp>,
+}
+
+impl<'de> Deserialize<'de> for StatusMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        fn required<T, E: serde::de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+            value.ok_or_else(|| E::missing_field(field))
+        }
+        let wire = WireMessage::deserialize(deserializer)?;
+        Ok(match wire.kind {
+            MessageType::StatusChanged => StatusMessage::StatusChanged {
+                project_id: wire.project_id,
+                event: required(wire.event, "event")?,
+                received_at: required(wire.received_at, "received_at")?,
+                payload: required(wire.payload, "payload")?,
+            },
+            MessageType::ItemsFetched => StatusMessage::ItemsFetched {
+                project_id: wire.project_id,
+                order_id: required(wire.order_id, "order_id")?,
+                urgency: required(wire.urgency, "urgency")?,
+                fetched_at: required(wire.fetched_at, "fetched_at")?,
+            },
+        })
+    }
 }
 
 impl StatusMessage {
@@ -179,6 +228,26 @@ mod tests {
         assert!(json.contains(r#""type":"items_fetched""#), "{json}");
         let back: StatusMessage = serde_json::from_str(&json).unwrap();
         assert_eq!((back.project_id(), back.order_id()), (3, 7));
+    }
+
+    #[test]
+    fn messages_are_read_whatever_the_key_order_and_name_what_is_missing() {
+        let reordered = r#"{"payload":"{\"a\":1}","received_at":"1970-01-01T00:00:02Z","extra":[1,{"x":null}],
+            "event":{"order_id":7,"status_id":20,"group_id":2,"changed_at":"1970-01-01T00:00:01Z",
+            "order_created_at":"1970-01-01T00:00:00Z","source":"webhook"},"project_id":3,"type":"status_changed"}"#;
+        match serde_json::from_str::<StatusMessage>(reordered).unwrap() {
+            StatusMessage::StatusChanged { project_id, event, payload, .. } => {
+                assert_eq!((project_id, event.order_id, payload.as_str()), (3, 7, r#"{"a":1}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = serde_json::from_str::<StatusMessage>(r#"{"type":"status_changed","project_id":3}"#).unwrap_err();
+        assert!(missing.to_string().contains("missing field `event`"), "{missing}");
+        let missing = serde_json::from_str::<StatusMessage>(r#"{"type":"items_fetched","project_id":3,"order_id":7}"#).unwrap_err();
+        assert!(missing.to_string().contains("missing field `urgency`"), "{missing}");
+        let unknown = serde_json::from_str::<StatusMessage>(r#"{"type":"order_deleted","project_id":3}"#).unwrap_err();
+        assert!(unknown.to_string().contains("order_deleted"), "{unknown}");
+        assert!(serde_json::from_str::<StatusMessage>(r#"{"project_id":3}"#).unwrap_err().to_string().contains("`type`"));
     }
 
     #[test]
