@@ -8,6 +8,7 @@ mod digest;
 pub mod enrich;
 mod enrich_postgres;
 mod enrich_sqlite;
+mod pg_copy;
 pub mod postgres;
 pub mod sqlite;
 

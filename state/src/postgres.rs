@@ -6,6 +6,11 @@
 //! (sqlx's time features are off); JSON documents travel as text and are cast where the column is
 //! JSONB (`derived_json`). Event payloads are stored as the text that arrived.
 //!
+//! Rows that cannot conflict go in by binary `COPY` instead (`pg_copy`): group totals and
+//! cycles (written after the order's old ones are deleted), and events when the batch repeats
+//! no stored event, as the processor's batches never do; a batch that does is written again
+//! with `INSERT … ON CONFLICT DO NOTHING`.
+//!
 //! Statements that read or delete by a list of order ids are sent unnamed (`persistent(false)`),
 //! so the server plans each one for its own list: a cached generic plan made while a table was
 //! small (or had no statistics, on a server without autovacuum) scans the whole table on every
@@ -23,7 +28,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use ksa_schemas::derived::{CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
+use ksa_schemas::derived::{DerivedOrder, StoredEvent};
 use ksa_schemas::{StatusEvent, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
@@ -31,6 +36,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::batch::{self, CommitPlan};
 use crate::columns::{self, STATUS_GROUPS};
 use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
+use crate::pg_copy;
 use crate::{CommitBatch, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount};
 
 /// Connections of a pool made by [`PostgresState::connect`].
@@ -161,20 +167,6 @@ const DELETE_GROUP_TOTALS: &str = "DELETE FROM order_group_totals \
 const DELETE_CYCLES: &str = "DELETE FROM order_cycle_metrics \
      WHERE (project_id, order_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
 
-const INSERT_GROUP_TOTALS: &str = "INSERT INTO order_group_totals (project_id, order_id, group_id, wall_seconds, \
-     working_seconds, visits, sla_state) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], \
-     $5::float8[], $6::bigint[], $7::text[])";
-
-const INSERT_CYCLES: &str = concat!(
-    "INSERT INTO order_cycle_metrics (project_id, order_id, cycle_id, started_at, ended_at, wall_seconds, \
-     working_seconds, is_open) SELECT p, o, c, ",
-    instant!("s"),
-    ", ",
-    instant!("e"),
-    ", w, k, op FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], \
-     $7::float8[], $8::boolean[]) AS u(p, o, c, s, e, w, k, op)"
-);
-
 const UPSERT_OFFSETS: &str = "INSERT INTO consumer_offsets (consumer_group, topic, partition_no, next_offset) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
      ON CONFLICT (consumer_group, topic, partition_no) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()";
@@ -250,6 +242,55 @@ impl PostgresState {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Writes a planned batch in one transaction: events, derived rows, offsets.
+    async fn write(&self, plan: &CommitPlan<'_>, events: EventWrite) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(COMMIT_WITHOUT_FLUSH).execute(&mut *tx).await?;
+        match events {
+            EventWrite::Copy => pg_copy::copy(&mut tx, pg_copy::COPY_EVENTS, 9, plan.events, pg_copy::event).await?,
+            EventWrite::SkipStored => {
+                for events in plan.events.chunks(MAX_ROWS) {
+                    insert_events(&mut tx, events).await?;
+                }
+            }
+        }
+        let mut written_keys = HashSet::with_capacity(plan.orders.len());
+        for orders in plan.orders.chunks(MAX_ROWS) {
+            written_keys.extend(upsert_orders(&mut tx, orders).await?);
+        }
+        let written = plan.written(&written_keys);
+        for orders in written.chunks(MAX_ROWS) {
+            let project_ids: Vec<i64> = orders.iter().map(|o| o.project_id).collect();
+            let order_ids: Vec<i64> = orders.iter().map(|o| o.order_id).collect();
+            for statement in [DELETE_GROUP_TOTALS, DELETE_CYCLES] {
+                sqlx::query(statement).persistent(false).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
+            }
+        }
+        // The written orders' old totals and cycles are gone: nothing can conflict.
+        pg_copy::copy(&mut tx, pg_copy::COPY_GROUP_TOTALS, 7, batch::group_totals(&written).as_slice(), pg_copy::group_total).await?;
+        pg_copy::copy(&mut tx, pg_copy::COPY_CYCLES, 8, batch::cycles(&written).as_slice(), pg_copy::cycle).await?;
+        for offsets in plan.offsets.chunks(MAX_ROWS) {
+            sqlx::query(UPSERT_OFFSETS)
+                .bind(offsets.iter().map(|o| o.group.as_str()).collect::<Vec<_>>())
+                .bind(offsets.iter().map(|o| o.topic.as_str()).collect::<Vec<_>>())
+                .bind(offsets.iter().map(|o| i64::from(o.partition)).collect::<Vec<_>>())
+                .bind(offsets.iter().map(|o| o.next_offset).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// How a commit writes its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventWrite {
+    /// `COPY`: every event is new (the processor's batches), or the transaction fails.
+    Copy,
+    /// `INSERT … ON CONFLICT DO NOTHING`: events already stored, or repeated in the batch, are
+    /// skipped.
+    SkipStored,
 }
 
 impl StateStore for PostgresState {
@@ -376,40 +417,16 @@ impl StateStore for PostgresState {
             return Ok(());
         }
         let plan = CommitPlan::new(&batch);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(COMMIT_WITHOUT_FLUSH).execute(&mut *tx).await?;
-        for events in plan.events.chunks(MAX_ROWS) {
-            insert_events(&mut tx, events).await?;
-        }
-        let mut written_keys = HashSet::with_capacity(plan.orders.len());
-        for orders in plan.orders.chunks(MAX_ROWS) {
-            written_keys.extend(upsert_orders(&mut tx, orders).await?);
-        }
-        let written = plan.written(&written_keys);
-        for orders in written.chunks(MAX_ROWS) {
-            let project_ids: Vec<i64> = orders.iter().map(|o| o.project_id).collect();
-            let order_ids: Vec<i64> = orders.iter().map(|o| o.order_id).collect();
-            for statement in [DELETE_GROUP_TOTALS, DELETE_CYCLES] {
-                sqlx::query(statement).persistent(false).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
+        let events = if pg_copy::distinct(plan.events) { EventWrite::Copy } else { EventWrite::SkipStored };
+        match self.write(&plan, events).await {
+            // An event of the batch was stored before: the whole transaction rolled back, and
+            // the batch is written again with the insert that skips stored events.
+            Err(error) if events == EventWrite::Copy && is_unique_violation(&error) => {
+                tracing::info!("a batch repeated a stored event; writing it again, skipping stored events");
+                Ok(self.write(&plan, EventWrite::SkipStored).await?)
             }
+            written => Ok(written?),
         }
-        for totals in batch::group_totals(&written).chunks(MAX_ROWS) {
-            insert_group_totals(&mut tx, totals).await?;
-        }
-        for cycles in batch::cycles(&written).chunks(MAX_ROWS) {
-            insert_cycles(&mut tx, cycles).await?;
-        }
-        for offsets in plan.offsets.chunks(MAX_ROWS) {
-            sqlx::query(UPSERT_OFFSETS)
-                .bind(offsets.iter().map(|o| o.group.as_str()).collect::<Vec<_>>())
-                .bind(offsets.iter().map(|o| o.topic.as_str()).collect::<Vec<_>>())
-                .bind(offsets.iter().map(|o| i64::from(o.partition)).collect::<Vec<_>>())
-                .bind(offsets.iter().map(|o| o.next_offset).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn order_ids(&self, project_id: i64, after: i64, limit: u32) -> Result<Vec<i64>, StateError> {
@@ -550,35 +567,6 @@ async fn upsert_orders(conn: &mut PgConnection, orders: &[&DerivedOrder]) -> Res
         .bind(orders.iter().map(|o| o.derived_json.as_str()).collect::<Vec<_>>())
         .fetch_all(conn)
         .await
-}
-
-async fn insert_group_totals(conn: &mut PgConnection, totals: &[(i64, i64, &GroupTotalRow)]) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT_GROUP_TOTALS)
-        .bind(totals.iter().map(|(project_id, _, _)| *project_id).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, order_id, _)| *order_id).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, _, t)| i64::from(t.group_id)).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, _, t)| t.wall_seconds).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, _, t)| t.working_seconds).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, _, t)| i64::from(t.visits)).collect::<Vec<_>>())
-        .bind(totals.iter().map(|(_, _, t)| t.sla_state.as_str()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn insert_cycles(conn: &mut PgConnection, cycles: &[(i64, i64, &CycleRow)]) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT_CYCLES)
-        .bind(cycles.iter().map(|(project_id, _, _)| *project_id).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, order_id, _)| *order_id).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| i64::from(c.cycle_id)).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| c.started_at.as_micros()).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| c.ended_at.map(Timestamp::as_micros)).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| c.wall_seconds).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| c.working_seconds).collect::<Vec<_>>())
-        .bind(cycles.iter().map(|(_, _, c)| c.is_open).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {

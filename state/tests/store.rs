@@ -37,6 +37,7 @@ ksa_testkit::on_both_databases!(
     webhook_counts_add_up_per_hour_outcome_and_reason,
     commit_writes_events_derived_rows_totals_cycles_and_offsets_together,
     event_already_stored_is_skipped_in_a_later_batch,
+    events_keep_every_field_exactly,
     lower_version_replaces_nothing_while_an_equal_or_higher_one_replaces_row_totals_and_cycles,
     same_order_twice_in_one_batch_keeps_its_higher_version,
     failing_commit_writes_nothing_not_even_offsets,
@@ -214,11 +215,16 @@ async fn event_already_stored_is_skipped_in_a_later_batch<S: Inspect>(store: S) 
     repeat.received_at = Timestamp::from_micros(T0 + 99 * HOUR);
     repeat.payload = Some(r#"{"repeated": true}"#.into());
     let reentry = event(project, 10, 20, 1, 120);
-    commit(vec![repeat, reentry.clone(), reentry.clone()]).await.expect("a batch with a stored event and a repeat in itself");
+    commit(vec![repeat.clone(), reentry.clone(), reentry.clone()]).await.expect("a batch with a stored event and a repeat in itself");
+    // No repeat within the batch, but one event stored before (PostgreSQL tries `COPY` first).
+    let later = event(project, 10, 40, 4, 180);
+    commit(vec![later.clone(), repeat]).await.expect("a batch of distinct events, one of them stored");
+    assert_eq!(store.event_count(project).await.expect("counting"), 4);
+    commit(vec![later]).await.expect("a batch of one stored event");
 
-    assert_eq!(store.event_count(project).await.expect("counting"), 3);
+    assert_eq!(store.event_count(project).await.expect("counting"), 4);
     let stored = store.order_events(project, &[10]).await.expect("reading events");
-    assert_eq!(stored[&10].len(), 3);
+    assert_eq!(stored[&10].len(), 4);
     assert_eq!(stored[&10].iter().filter(|e| e.status_id == 20).count(), 2, "re-entering a status later is a new event");
     let payload = store
         .texts(format!(
@@ -226,6 +232,43 @@ async fn event_already_stored_is_skipped_in_a_later_batch<S: Inspect>(store: S) 
         ))
         .await;
     assert!(payload.iter().all(|p| !p.contains("repeated")), "the stored event is kept: {payload:?}");
+}
+
+async fn events_keep_every_field_exactly<S: Inspect>(store: S) {
+    let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
+    let body = "{\"context\": {\"manager_comment\": \"Тел.\\t+380\\n\\\\ \\\"x\\\"\", \"a\":\t[1,\n2]}}\r\n";
+    let mut webhook = event(project, 10, 20, 1, 0);
+    webhook.payload = Some(body.into());
+    // Before 2000 (PostgreSQL's epoch) and before 1970, to the microsecond.
+    webhook.event.order_created_at = Timestamp::from_micros(-86_400_000_001);
+    webhook.received_at = Timestamp::from_micros(946_684_799_999_999);
+    let mut backfilled = event(project, 11, 21, 2, 60);
+    backfilled.event.source = EventSource::Backfilled;
+    backfilled.payload = None;
+    let mut reconciled = event(project, 12, 22, 3, 120);
+    reconciled.event.source = EventSource::Reconciled;
+    store
+        .commit(CommitBatch { events: vec![webhook.clone(), backfilled.clone(), reconciled.clone()], ..CommitBatch::default() })
+        .await
+        .expect("committing");
+
+    let stored = store.order_events(project, &[10, 11, 12]).await.expect("reading events");
+    for expected in [&webhook, &backfilled, &reconciled] {
+        assert_eq!(stored[&expected.event.order_id], vec![expected.event]);
+    }
+    let payloads = store
+        .texts(format!(
+            "SELECT COALESCE(CAST(payload AS TEXT), 'NULL') FROM order_status_events WHERE project_id = {project} ORDER BY order_id"
+        ))
+        .await;
+    assert_eq!(payloads, vec![body.to_owned(), "NULL".to_owned(), reconciled.payload.clone().unwrap()]);
+    let received = store
+        .integers(format!(
+            "SELECT {} FROM order_status_events WHERE project_id = {project} ORDER BY order_id",
+            store.micros_of("received_at")
+        ))
+        .await;
+    assert_eq!(received, vec![webhook.received_at.as_micros(), backfilled.received_at.as_micros(), reconciled.received_at.as_micros()]);
 }
 
 async fn lower_version_replaces_nothing_while_an_equal_or_higher_one_replaces_row_totals_and_cycles<S: Inspect>(store: S) {
@@ -556,6 +599,8 @@ trait Inspect: StateStore {
     fn integers(&self, sql: String) -> impl Future<Output = Vec<i64>> + Send;
     fn texts(&self, sql: String) -> impl Future<Output = Vec<String>> + Send;
     fn real(&self, sql: String) -> impl Future<Output = f64> + Send;
+    /// An expression for an instant column as microseconds since the Unix epoch.
+    fn micros_of(&self, column: &str) -> String;
 
     fn integer(&self, sql: String) -> impl Future<Output = i64> + Send {
         async move {
@@ -567,10 +612,14 @@ trait Inspect: StateStore {
 }
 
 macro_rules! inspect_with_pool {
-    ($store:ty, $name:literal) => {
+    ($store:ty, $name:literal, $micros:literal) => {
         impl Inspect for $store {
             fn name(&self) -> &'static str {
                 $name
+            }
+
+            fn micros_of(&self, column: &str) -> String {
+                format!($micros, column = column)
             }
 
             async fn execute(&self, sql: String) {
@@ -603,8 +652,8 @@ macro_rules! inspect_with_pool {
     };
 }
 
-inspect_with_pool!(SqliteState, "SQLite");
-inspect_with_pool!(PostgresState, "PostgreSQL");
+inspect_with_pool!(SqliteState, "SQLite", "{column}");
+inspect_with_pool!(PostgresState, "PostgreSQL", "CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)");
 
 fn new_project(slug: &str) -> NewProject {
     NewProject {
