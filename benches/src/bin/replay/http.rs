@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::Fallible;
+use crate::client;
 use crate::databases::{self, PROJECT_SECRET, PROJECT_SLUG};
 use crate::measure::{CpuSample, CpuUse, Latencies, peak_rss_kib, reset_peak_rss};
 use crate::records::Replay;
@@ -212,15 +213,15 @@ impl Posted {
 /// Posts every delivery to the webhook `url` once (again after a 503, following a pause of
 /// `retry_pause`), `concurrency` at a time over keep-alive connections.
 pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_pause: Duration) -> Fallible<Posted> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(Duration::from_secs(30)).build()?;
-    let url: Arc<str> = url.into();
+    let target = client::Target::parse(url)?;
     let next = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let total = replay.events.len();
     let started = Instant::now();
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (client, url, next, answered, replay) = (client.clone(), url.clone(), next.clone(), answered.clone(), replay.clone());
+        let (next, answered, replay) = (next.clone(), answered.clone(), replay.clone());
+        let mut connection = client::Connection::new(target.clone(), Duration::from_secs(30));
         posters.spawn(async move {
             let mut posted = Posted { latencies: Vec::with_capacity(total / 16), ..Posted::default() };
             let mut body = String::with_capacity(2048);
@@ -232,15 +233,9 @@ pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_
                 loop {
                     posted.requests += 1;
                     let sent = Instant::now();
-                    let answer = match client.post(&*url).header("content-type", "application/json").body(body.clone()).send().await {
-                        Ok(response) => {
-                            let status = response.status();
-                            response.bytes().await.map(|text| (status, text))
-                        }
-                        Err(error) => Err(error),
-                    };
+                    let answer = connection.post_json(body.as_bytes()).await.map(|answer| (answer.status, answer.body));
                     match answer {
-                        Ok((status, text)) if status.is_success() => {
+                        Ok((status, text)) if (200..300).contains(&status) => {
                             posted.latencies.push(sent.elapsed().as_micros() as u64);
                             if text.windows(9).any(|w| w == b"duplicate") {
                                 posted.duplicates += 1;
@@ -248,7 +243,7 @@ pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_
                                 posted.accepted += 1;
                             }
                         }
-                        Ok((status, _)) if status.as_u16() == 503 => {
+                        Ok((503, _)) => {
                             posted.overloaded += 1;
                             tokio::time::sleep(retry_pause).await;
                             continue;

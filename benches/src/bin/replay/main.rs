@@ -24,6 +24,7 @@
 //! phase `live` posts with the processors running and samples the consumer lag; `all` runs both.
 //! `--analyze-every` applies here too.
 
+mod client;
 mod databases;
 mod distributed;
 mod http;
