@@ -46,10 +46,24 @@ pub(crate) fn distinct(events: &[StoredEvent]) -> bool {
     events.iter().all(|e| seen.insert((e.project_id, e.event.order_id, e.event.changed_at, e.event.status_id)))
 }
 
-/// A row of the binary format, written field by field.
-pub(crate) struct Row<'a>(&'a mut Vec<u8>);
+/// A row of the binary format, written field by field; [`Row::write`] puts the number of fields
+/// in front.
+pub(crate) struct Row<'a> {
+    out: &'a mut Vec<u8>,
+    fields: i16,
+}
 
 impl Row<'_> {
+    /// Appends to `out` the row that `fields` writes.
+    fn write(out: &mut Vec<u8>, fields: impl FnOnce(&mut Row<'_>)) {
+        let count_at = out.len();
+        out.extend_from_slice(&0i16.to_be_bytes());
+        let mut row = Row { out, fields: 0 };
+        fields(&mut row);
+        let count = row.fields.to_be_bytes();
+        out[count_at..count_at + 2].copy_from_slice(&count);
+    }
+
     fn bigint(&mut self, value: i64) -> &mut Self {
         self.field(&value.to_be_bytes())
     }
@@ -79,13 +93,15 @@ impl Row<'_> {
 
     fn field(&mut self, bytes: &[u8]) -> &mut Self {
         let length = i32::try_from(bytes.len()).expect("a field larger than 2 GiB");
-        self.0.extend_from_slice(&length.to_be_bytes());
-        self.0.extend_from_slice(bytes);
+        self.out.extend_from_slice(&length.to_be_bytes());
+        self.out.extend_from_slice(bytes);
+        self.fields += 1;
         self
     }
 
     fn null(&mut self) -> &mut Self {
-        self.0.extend_from_slice(&(-1i32).to_be_bytes());
+        self.out.extend_from_slice(&(-1i32).to_be_bytes());
+        self.fields += 1;
         self
     }
 }
@@ -110,12 +126,11 @@ pub(crate) fn cycle(row: &mut Row<'_>, (project_id, order_id, cycle): &(i64, i64
     row.float8(cycle.wall_seconds).float8(cycle.working_seconds).boolean(cycle.is_open);
 }
 
-/// Copies `rows` with `statement` (one of the `COPY_…` above, whose columns `fields` writes,
-/// `columns` of them) on `conn`, inside the caller's transaction.
+/// Copies `rows` with `statement` (one of the `COPY_…` above, whose columns `fields` writes in
+/// order) on `conn`, inside the caller's transaction, a megabyte at a time.
 pub(crate) async fn copy<T>(
     conn: &mut PgConnection,
     statement: &str,
-    columns: i16,
     rows: &[T],
     fields: impl Fn(&mut Row<'_>, &T),
 ) -> Result<(), sqlx::Error> {
@@ -123,25 +138,26 @@ pub(crate) async fn copy<T>(
         return Ok(());
     }
     let mut copy = conn.copy_in_raw(statement).await?;
-    let mut buffer = Vec::with_capacity(SEND_AT + 4096);
-    buffer.extend_from_slice(HEADER);
-    for value in rows {
-        buffer.extend_from_slice(&columns.to_be_bytes());
-        fields(&mut Row(&mut buffer), value);
-        if buffer.len() >= SEND_AT {
-            let full = std::mem::replace(&mut buffer, Vec::with_capacity(SEND_AT + 4096));
-            let sent = copy.send(full).await.map(|_| ());
-            if let Err(error) = sent {
-                let _ = copy.abort("sending the rows failed").await;
-                return Err(error);
-            }
+    let mut rows = rows.iter().peekable();
+    let mut buffer = HEADER.to_vec();
+    loop {
+        while buffer.len() < SEND_AT
+            && let Some(value) = rows.next()
+        {
+            Row::write(&mut buffer, |row| fields(row, value));
         }
-    }
-    buffer.extend_from_slice(&TRAILER.to_be_bytes());
-    let sent = copy.send(buffer).await.map(|_| ());
-    if let Err(error) = sent {
-        let _ = copy.abort("sending the rows failed").await;
-        return Err(error);
+        let last = rows.peek().is_none();
+        if last {
+            buffer.extend_from_slice(&TRAILER.to_be_bytes());
+        }
+        let sent = copy.send(std::mem::replace(&mut buffer, Vec::with_capacity(SEND_AT + 4096))).await.map(|_| ());
+        if let Err(error) = sent {
+            let _ = copy.abort("sending the rows failed").await;
+            return Err(error);
+        }
+        if last {
+            break;
+        }
     }
     copy.finish().await?;
     Ok(())
@@ -172,8 +188,8 @@ mod tests {
     #[test]
     fn an_event_is_nine_fields_of_length_and_bytes() {
         let mut out = Vec::new();
-        event(&mut Row(&mut out), &stored(7, 20, Some("{\"a\":\"\t\"}")));
-        let mut expected = Vec::new();
+        Row::write(&mut out, |row| event(row, &stored(7, 20, Some("{\"a\":\"\t\"}"))));
+        let mut expected = 9i16.to_be_bytes().to_vec();
         for integer in [3i64, 7, 20, 2, 1, -POSTGRES_EPOCH_MICROS, -1] {
             expected.extend_from_slice(&8i32.to_be_bytes());
             expected.extend_from_slice(&integer.to_be_bytes());
@@ -185,7 +201,7 @@ mod tests {
         assert_eq!(out, expected);
 
         let mut without_payload = Vec::new();
-        event(&mut Row(&mut without_payload), &stored(7, 20, None));
+        Row::write(&mut without_payload, |row| event(row, &stored(7, 20, None)));
         assert_eq!(&without_payload[without_payload.len() - 4..], &(-1i32).to_be_bytes());
     }
 
@@ -200,8 +216,8 @@ mod tests {
             is_open: true,
         };
         let mut out = Vec::new();
-        cycle(&mut Row(&mut out), &(3, 7, &open));
-        let mut expected = Vec::new();
+        Row::write(&mut out, |row| cycle(row, &(3, 7, &open)));
+        let mut expected = 8i16.to_be_bytes().to_vec();
         for integer in [3i64, 7, 2, 0] {
             expected.extend_from_slice(&8i32.to_be_bytes());
             expected.extend_from_slice(&integer.to_be_bytes());

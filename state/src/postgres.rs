@@ -248,7 +248,7 @@ impl PostgresState {
         let mut tx = self.pool.begin().await?;
         sqlx::query(COMMIT_WITHOUT_FLUSH).execute(&mut *tx).await?;
         match events {
-            EventWrite::Copy => pg_copy::copy(&mut tx, pg_copy::COPY_EVENTS, 9, plan.events, pg_copy::event).await?,
+            EventWrite::Copy => pg_copy::copy(&mut tx, pg_copy::COPY_EVENTS, plan.events, pg_copy::event).await?,
             EventWrite::SkipStored => {
                 for events in plan.events.chunks(MAX_ROWS) {
                     insert_events(&mut tx, events).await?;
@@ -268,8 +268,8 @@ impl PostgresState {
             }
         }
         // The written orders' old totals and cycles are gone: nothing can conflict.
-        pg_copy::copy(&mut tx, pg_copy::COPY_GROUP_TOTALS, 7, batch::group_totals(&written).as_slice(), pg_copy::group_total).await?;
-        pg_copy::copy(&mut tx, pg_copy::COPY_CYCLES, 8, batch::cycles(&written).as_slice(), pg_copy::cycle).await?;
+        pg_copy::copy(&mut tx, pg_copy::COPY_GROUP_TOTALS, batch::group_totals(&written).as_slice(), pg_copy::group_total).await?;
+        pg_copy::copy(&mut tx, pg_copy::COPY_CYCLES, batch::cycles(&written).as_slice(), pg_copy::cycle).await?;
         for offsets in plan.offsets.chunks(MAX_ROWS) {
             sqlx::query(UPSERT_OFFSETS)
                 .bind(offsets.iter().map(|o| o.group.as_str()).collect::<Vec<_>>())
