@@ -35,6 +35,8 @@ pub struct HttpSettings {
     pub client_threads: usize,
     /// Also run the processor in the server, as `keycrm-analytics run` does.
     pub processor: Option<ProcessorConfig>,
+    /// Serve the floor route instead of ingest ([`floor_routes`]).
+    pub floor: bool,
     /// Pause before posting again after a 503.
     pub retry_pause: Duration,
 }
@@ -106,12 +108,14 @@ impl Server {
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();
-        let server = warp::serve(ksa_ingest::routes(ingest.clone()))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .run();
+        let stopped = async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        };
+        let server = if settings.floor {
+            tokio::spawn(warp::serve(floor_routes()).incoming(listener).graceful(stopped).run())
+        } else {
+            tokio::spawn(warp::serve(ksa_ingest::routes(ingest.clone())).incoming(listener).graceful(stopped).run())
+        };
         // Webhook counters are saved every few seconds, as the app does.
         let mut flush_stop = stop_rx.clone();
         let flusher = async move {
@@ -123,7 +127,7 @@ impl Server {
             }
             ingest.flush_counters().await;
         };
-        let tasks = vec![tokio::spawn(server), tokio::spawn(flusher)];
+        let tasks = vec![server, tokio::spawn(flusher)];
         // One processor per partition, as `keycrm-analytics run` starts them.
         let mut processors = Vec::new();
         if let Some(config) = &settings.processor {
@@ -157,6 +161,18 @@ impl Server {
         self.stores.scratch.remove().await?;
         Ok((outbox, processor, size))
     }
+}
+
+/// What any webhook endpoint on warp pays per request, as a floor under ingest's cost: the body
+/// read whole and a 202 with a small JSON body, as ingest answers an accepted webhook. No
+/// project lookup, secret, parsing or bus.
+fn floor_routes() -> impl warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    use warp::reply::Reply;
+    warp::post().and(warp::path!("webhooks" / "keycrm" / String)).and(warp::body::bytes()).map(|_slug: String, _body| {
+        let body = warp::reply::json(&serde_json::json!({ "status": "accepted" }));
+        warp::reply::with_status(body, warp::http::StatusCode::ACCEPTED).into_response()
+    })
 }
 
 /// What posting the whole log met.

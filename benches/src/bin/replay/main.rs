@@ -6,7 +6,7 @@
 //!        [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000]
 //!        [--threads 2] [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N]
 //!        [--tick-ms 5] [--analyze-every SECONDS]
-//!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor]
+//!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor] [--floor]
 //!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]
 //!
 //! Processor modes: (a) the whole log is appended to the outbox first (timed separately), then
@@ -16,6 +16,9 @@
 //! (a server URL); `--analyze-every` runs `ANALYZE` on the run's database meanwhile, for a
 //! server whose autovacuum is off (as the test server's is). Each run creates its own database and drops it afterwards (kept when
 //! `KSA_REPLAY_KEEP` is set).
+//!
+//! `--mode http --floor` serves, instead of ingest, a route that only reads each body and answers
+//! 202 as ingest does: what any webhook endpoint on warp pays per request, with the same clients.
 //!
 //! Distributed mode (`distributed.rs`): `keycrm-analytics ingest` and `process` as processes of
 //! their own on Kafka (`KSA_KAFKA_BROKERS`), PostgreSQL (`DATABASE_URL`) and ClickHouse
@@ -104,6 +107,7 @@ struct Options {
     server_threads: usize,
     client_threads: usize,
     with_processor: bool,
+    floor: bool,
     app: Option<PathBuf>,
     brokers: Option<String>,
     clickhouse_url: Option<String>,
@@ -132,6 +136,7 @@ impl Options {
             server_threads: 2,
             client_threads: 2,
             with_processor: false,
+            floor: false,
             app: None,
             brokers: std::env::var("KSA_KAFKA_BROKERS").ok(),
             clickhouse_url: std::env::var("KSA_CLICKHOUSE_URL").ok(),
@@ -144,6 +149,10 @@ impl Options {
         while let Some(flag) = args.next() {
             if flag == "--with-processor" {
                 options.with_processor = true;
+                continue;
+            }
+            if flag == "--floor" {
+                options.floor = true;
                 continue;
             }
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -192,6 +201,9 @@ impl Options {
             }
         }
         options.mode = mode.ok_or("--mode is required")?;
+        if options.floor && (options.mode != Mode::Http || options.with_processor) {
+            return Err("--floor belongs to --mode http, without --with-processor".into());
+        }
         if options.phase == Phase::Paced && options.rate.is_none() {
             return Err("--phase paced needs --rate (the paced rate is otherwise 70 % of the throughput phase's)".into());
         }
@@ -403,14 +415,19 @@ fn http_mode(replay: Replay, options: &Options) -> Fallible<()> {
         server_threads: options.server_threads,
         client_threads: options.client_threads,
         processor: options.with_processor.then(|| options.processor()),
+        floor: options.floor,
         retry_pause: Duration::from_millis(10),
     };
     println!(
-        "settings: {} connections, server runtime {} threads, client runtime {} threads, processor {}, {} cores",
+        "settings: {} connections, server runtime {} threads, client runtime {} threads, {}, {} cores",
         settings.concurrency,
         settings.server_threads,
         settings.client_threads,
-        if settings.processor.is_some() { "running" } else { "off" },
+        match (settings.floor, settings.processor.is_some()) {
+            (true, _) => "floor: bodies read and answered 202, nothing else",
+            (false, true) => "ingest, processor running",
+            (false, false) => "ingest, processor off",
+        },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let r = http::run(replay, &settings)?;
