@@ -262,7 +262,6 @@ async fn an_order_changed_into_an_unknown_status_refreshes_the_dictionary_in_the
         event_count: 1,
         settings_revision: 1,
         derived_json: "{}".into(),
-        groups: vec![],
         cycles: vec![],
     };
     world.state.commit(ksa_state::CommitBatch { orders: vec![derived], ..Default::default() }).await.unwrap();

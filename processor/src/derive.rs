@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ksa_domain::timeline::{DELIVERY_GROUP, StageTotal};
 use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, SlaProfile, Urgency, compute_timeline};
-use ksa_schemas::derived::{CycleRow, DerivedOrder, GroupTotalRow};
+use ksa_schemas::derived::{CycleRow, DerivedOrder};
 use ksa_schemas::facts::FactBatch;
 use ksa_schemas::settings::{CycleEnd, CycleStart, Occurrence};
 use ksa_schemas::{StatusEvent, Timestamp};
@@ -49,12 +49,17 @@ fn timeline_as_of_latest(events: &[StatusEvent], urgency: Urgency, rules: &Proje
     compute_timeline(events, urgency, &OrderOverrides::default(), rules, latest)
 }
 
-/// The part of the analyzer's object that has no column or table of its own in state: per-status
-/// totals, the SLA profile applied, whether history is truncated, and the instant it was
-/// computed as of. Intervals are facts (`status_intervals`), group totals and cycles have their
-/// tables, the rest are columns; read paths recompute the whole object from events.
+/// The part of the analyzer's object that has no column or table of its own in state: per-group
+/// and per-status totals, the SLA profile applied, whether history is truncated, and the
+/// instant it was computed as of. Intervals are facts (`status_intervals`), cycles have their
+/// table, the rest are columns; read paths recompute the whole object from events.
+///
+/// Group totals were a table of their own (`order_group_totals`, one row per group the order
+/// visited), which live processing deleted and wrote again for almost every event: a quarter of
+/// PostgreSQL's time (BENCHMARKS.md). Nothing read them by SQL, so they travel in this document.
 #[derive(Serialize)]
 struct DerivedDocument<'a> {
+    groups: &'a BTreeMap<u16, StageTotal>,
     statuses: &'a BTreeMap<i64, StageTotal>,
     sla_profile: SlaProfile,
     history_truncated: bool,
@@ -63,6 +68,7 @@ struct DerivedDocument<'a> {
 
 fn rows(project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) -> DerivedOrder {
     let document = DerivedDocument {
+        groups: &timeline.groups,
         statuses: &timeline.statuses,
         sla_profile: timeline.sla_profile,
         history_truncated: timeline.history_truncated,
@@ -94,17 +100,6 @@ fn rows(project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, setting
         event_count: timeline.event_count,
         settings_revision,
         derived_json,
-        groups: timeline
-            .groups
-            .iter()
-            .map(|(group, total)| GroupTotalRow {
-                group_id: *group,
-                wall_seconds: total.wall_seconds.seconds(),
-                working_seconds: total.working_seconds.seconds(),
-                visits: total.visits,
-                sla_state: total.sla.as_str().to_string(),
-            })
-            .collect(),
         cycles: timeline
             .cycles
             .iter()
@@ -168,7 +163,12 @@ mod tests {
         assert_eq!(derived.settings_revision, 3);
         // Created → first entry into delivery, measured 24/7: ten hours.
         assert_eq!(derived.cycle_duration_to_delivery, Some(36_000.0));
-        assert_eq!(derived.groups.iter().map(|g| g.group_id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        let document: serde_json::Value = serde_json::from_str(&derived.derived_json).unwrap();
+        let groups: Vec<&String> = document["groups"].as_object().unwrap().keys().collect();
+        assert_eq!(groups, ["1", "2", "3", "4"]);
+        // Group 2: from minute 30 to minute 90, one visit.
+        assert_eq!(document["groups"]["2"]["wall_seconds"], 3600.0);
+        assert_eq!(document["groups"]["2"]["visits"], 1);
         assert_eq!(derived.urgency, "pending");
         assert_eq!(derive_order(5, &events, Urgency::Urgent, &rules, 3).unwrap().urgency, "urgent");
     }

@@ -37,21 +37,12 @@ pub struct DerivedOrder {
     pub sla_state: String,
     pub event_count: u32,
     pub settings_revision: i64,
-    /// What the analyzer's object for the order holds beyond these columns, `groups` and
-    /// `cycles` (per-status totals, the SLA profile, `history_truncated`, `as_of`), as JSON.
-    /// Intervals are not kept here: they are facts, and read paths recompute the whole object.
+    /// What the analyzer's object for the order holds beyond these columns and `cycles`
+    /// (per-group and per-status totals, the SLA profile, `history_truncated`, `as_of`), as
+    /// JSON. Intervals are not kept here: they are facts, and read paths recompute the whole
+    /// object.
     pub derived_json: String,
-    pub groups: Vec<GroupTotalRow>,
     pub cycles: Vec<CycleRow>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupTotalRow {
-    pub group_id: u16,
-    pub wall_seconds: f64,
-    pub working_seconds: f64,
-    pub visits: u32,
-    pub sla_state: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

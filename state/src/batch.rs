@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
+use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, StoredEvent};
 
 use crate::CommitBatch;
 
@@ -45,11 +45,6 @@ impl<'a> CommitPlan<'a> {
     pub fn written(&self, keys: &HashSet<(i64, i64)>) -> Vec<&'a DerivedOrder> {
         self.orders.iter().copied().filter(|o| keys.contains(&(o.project_id, o.order_id))).collect()
     }
-}
-
-/// The group totals of `orders`, each with its order's key.
-pub(crate) fn group_totals<'a>(orders: &[&'a DerivedOrder]) -> Vec<(i64, i64, &'a GroupTotalRow)> {
-    orders.iter().flat_map(|o| o.groups.iter().map(move |g| (o.project_id, o.order_id, g))).collect()
 }
 
 /// The cycles of `orders`, each with its order's key.
@@ -90,7 +85,6 @@ mod tests {
             event_count,
             settings_revision,
             derived_json: "{}".to_owned(),
-            groups: vec![],
             cycles: vec![],
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! Used where a commit writes rows that cannot already be there: the processor hands the store
 //! only events it has not stored before (it merges each order's new events into the ones
-//! already stored), and an order's group totals and cycles are written right after its old
-//! ones were deleted. `COPY` skips the arrays and `UNNEST` of the `INSERT` statements, and
+//! already stored), and an order's cycles are written right after its old ones were
+//! deleted. `COPY` skips the arrays and `UNNEST` of the `INSERT` statements, and
 //! PostgreSQL writes the rows a page at a time. For events it also skips the speculative
 //! insertion of `INSERT … ON CONFLICT DO NOTHING`, row by row. The unique dedup key still
 //! guards the log: a batch that does repeat a stored event fails with a unique violation and is
@@ -15,16 +15,13 @@
 use std::collections::HashSet;
 
 use ksa_schemas::Timestamp;
-use ksa_schemas::derived::{CycleRow, GroupTotalRow, StoredEvent};
+use ksa_schemas::derived::{CycleRow, StoredEvent};
 use sqlx::PgConnection;
 
 use crate::columns;
 
 pub(crate) const COPY_EVENTS: &str = "COPY order_status_events (project_id, order_id, status_id, status_group_id, \
      status_changed_at, order_created_at, received_at, source, payload) FROM STDIN (FORMAT binary)";
-
-pub(crate) const COPY_GROUP_TOTALS: &str = "COPY order_group_totals (project_id, order_id, group_id, wall_seconds, \
-     working_seconds, visits, sla_state) FROM STDIN (FORMAT binary)";
 
 pub(crate) const COPY_CYCLES: &str = "COPY order_cycle_metrics (project_id, order_id, cycle_id, started_at, ended_at, \
      wall_seconds, working_seconds, is_open) FROM STDIN (FORMAT binary)";
@@ -111,12 +108,6 @@ pub(crate) fn event(row: &mut Row<'_>, event: &StoredEvent) {
     row.bigint(event.project_id).bigint(event.event.order_id).bigint(event.event.status_id).bigint(i64::from(event.event.group_id));
     row.timestamptz(Some(event.event.changed_at)).timestamptz(Some(event.event.order_created_at)).timestamptz(Some(event.received_at));
     row.text(Some(columns::source_name(event.event.source))).text(event.payload.as_deref());
-}
-
-/// The fields of one row of `COPY_GROUP_TOTALS`.
-pub(crate) fn group_total(row: &mut Row<'_>, (project_id, order_id, total): &(i64, i64, &GroupTotalRow)) {
-    row.bigint(*project_id).bigint(*order_id).bigint(i64::from(total.group_id));
-    row.float8(total.wall_seconds).float8(total.working_seconds).bigint(i64::from(total.visits)).text(Some(total.sla_state.as_str()));
 }
 
 /// The fields of one row of `COPY_CYCLES`.

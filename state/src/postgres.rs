@@ -4,12 +4,14 @@
 //! statement reads them back with `UNNEST`, so its text and plan never depend on the number of
 //! rows. Instants cross the wire as microseconds since the Unix epoch and are converted in SQL
 //! (sqlx's time features are off); JSON documents travel as text and are cast where the column is
-//! JSONB (`derived_json`). Event payloads are stored as the text that arrived.
+//! JSONB (settings). Event payloads and `derived_json` are stored as the text that was written:
+//! nothing queries into them, and parsing each order's document into JSONB on every upsert (and
+//! printing it back on every read) cost the server ≈ 8 µs per row (BENCHMARKS.md).
 //!
-//! Rows that cannot conflict go in by binary `COPY` instead (`pg_copy`): group totals and
-//! cycles (written after the order's old ones are deleted), and events when the batch repeats
-//! no stored event, as the processor's batches never do; a batch that does is written again
-//! with `INSERT … ON CONFLICT DO NOTHING`.
+//! Rows that cannot conflict go in by binary `COPY` instead (`pg_copy`): cycles (written after
+//! the order's old ones are deleted), and events when the batch repeats no stored event, as the
+//! processor's batches never do; a batch that does is written again with
+//! `INSERT … ON CONFLICT DO NOTHING`.
 //!
 //! Statements that read or delete by a list of order ids are sent unnamed (`persistent(false)`),
 //! so the server plans each one for its own list: a cached generic plan made while a table was
@@ -143,7 +145,7 @@ const UPSERT_ORDERS: &str = concat!(
     instant!("de"),
     ", cd, ",
     instant!("ca"),
-    ", cr, urg, sla, ec, rev, dj::jsonb FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+    ", cr, urg, sla, ec, rev, dj FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
      $5::bigint[], $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::bigint[], $11::bigint[], $12::text[], \
      $13::text[], $14::bigint[], $15::bigint[], $16::text[]) \
      AS u(p, o, s, g, lc, st, un, de, cd, ca, cr, urg, sla, ec, rev, dj) \
@@ -160,9 +162,6 @@ const UPSERT_ORDERS: &str = concat!(
      AND excluded.event_count >= orders_current.event_count) \
      RETURNING project_id, order_id"
 );
-
-const DELETE_GROUP_TOTALS: &str = "DELETE FROM order_group_totals \
-     WHERE (project_id, order_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
 
 const DELETE_CYCLES: &str = "DELETE FROM order_cycle_metrics \
      WHERE (project_id, order_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
@@ -200,7 +199,7 @@ const SELECT_DIGEST_ORDERS: &str = concat!(
     " AS delivery_entered_micros, cycle_duration_to_delivery, ",
     micros!("closed_at"),
     " AS closed_micros, cycle_rule_id_applied, urgency, sla_state, event_count, settings_revision, \
-     derived_json::text AS derived_json FROM orders_current WHERE project_id = $1 ORDER BY order_id"
+     derived_json FROM orders_current WHERE project_id = $1 ORDER BY order_id"
 );
 
 const SELECT_DIGEST_CYCLES: &str = concat!(
@@ -263,12 +262,9 @@ impl PostgresState {
         for orders in written.chunks(MAX_ROWS) {
             let project_ids: Vec<i64> = orders.iter().map(|o| o.project_id).collect();
             let order_ids: Vec<i64> = orders.iter().map(|o| o.order_id).collect();
-            for statement in [DELETE_GROUP_TOTALS, DELETE_CYCLES] {
-                sqlx::query(statement).persistent(false).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
-            }
+            sqlx::query(DELETE_CYCLES).persistent(false).bind(&project_ids).bind(&order_ids).execute(&mut *tx).await?;
         }
-        // The written orders' old totals and cycles are gone: nothing can conflict.
-        pg_copy::copy(&mut tx, pg_copy::COPY_GROUP_TOTALS, batch::group_totals(&written).as_slice(), pg_copy::group_total).await?;
+        // The written orders' old cycles are gone: nothing can conflict.
         pg_copy::copy(&mut tx, pg_copy::COPY_CYCLES, batch::cycles(&written).as_slice(), pg_copy::cycle).await?;
         for offsets in plan.offsets.chunks(MAX_ROWS) {
             sqlx::query(UPSERT_OFFSETS)

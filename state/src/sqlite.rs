@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
+use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, StoredEvent};
 use ksa_schemas::{StatusEvent, Timestamp};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -163,15 +163,7 @@ static UPSERT_ORDERS: Repeated = Repeated::rows(
     ),
 );
 
-static DELETE_GROUP_TOTALS: Repeated = Repeated::list("DELETE FROM order_group_totals WHERE project_id = ? AND order_id IN (", ")");
-
 static DELETE_CYCLES: Repeated = Repeated::list("DELETE FROM order_cycle_metrics WHERE project_id = ? AND order_id IN (", ")");
-
-static INSERT_GROUP_TOTALS: Repeated = Repeated::rows(
-    "INSERT INTO order_group_totals (project_id, order_id, group_id, wall_seconds, working_seconds, visits, sla_state) VALUES ",
-    7,
-    "",
-);
 
 static INSERT_CYCLES: Repeated = Repeated::rows(
     "INSERT INTO order_cycle_metrics (project_id, order_id, cycle_id, started_at, ended_at, wall_seconds, \
@@ -421,10 +413,8 @@ impl StateStore for SqliteState {
         }
         let written = plan.written(&written_keys);
         for (project_id, order_ids) in batch::order_ids_by_project(&written) {
-            delete_orders_rows(&mut tx, &DELETE_GROUP_TOTALS, project_id, &order_ids).await?;
             delete_orders_rows(&mut tx, &DELETE_CYCLES, project_id, &order_ids).await?;
         }
-        write_rows(&mut tx, &INSERT_GROUP_TOTALS, &batch::group_totals(&written), bind_group_total).await?;
         write_rows(&mut tx, &INSERT_CYCLES, &batch::cycles(&written), bind_cycle).await?;
         write_rows(&mut tx, &UPSERT_OFFSETS, &plan.offsets, bind_offset).await?;
         tx.commit().await?;
@@ -566,17 +556,6 @@ fn bind_order(query: SqliteQuery, order: &DerivedOrder) -> SqliteQuery {
         .bind(i64::from(order.event_count))
         .bind(order.settings_revision)
         .bind(order.derived_json.clone())
-}
-
-fn bind_group_total(query: SqliteQuery, (project_id, order_id, total): &(i64, i64, &GroupTotalRow)) -> SqliteQuery {
-    query
-        .bind(*project_id)
-        .bind(*order_id)
-        .bind(i64::from(total.group_id))
-        .bind(total.wall_seconds)
-        .bind(total.working_seconds)
-        .bind(i64::from(total.visits))
-        .bind(total.sla_state.clone())
 }
 
 fn bind_cycle(query: SqliteQuery, (project_id, order_id, cycle): &(i64, i64, &CycleRow)) -> SqliteQuery {

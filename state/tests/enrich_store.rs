@@ -149,7 +149,6 @@ async fn recent_orders_in_statuses_the_dictionary_lacks_are_found<S: StateStore 
         event_count: 1,
         settings_revision: 1,
         derived_json: "{}".into(),
-        groups: vec![],
         cycles: vec![],
     };
     let orders = vec![order(1, 20, 10), order(2, 99, 10), order(3, 98, 1), order(4, 99, 12)];

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Instant;
 
-use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, GroupTotalRow, StoredEvent};
+use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, StoredEvent};
 use ksa_schemas::{EventSource, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, NewProject, OrderSummary, PostgresState, SqliteState, StateError, StateStore, WebhookCount};
 use sqlx::AssertSqlSafe;
@@ -35,7 +35,7 @@ ksa_testkit::on_both_databases!(
     new_project_gets_the_six_keycrm_groups_with_completed_and_canceled_terminal,
     settings_revisions_grow_by_one_and_every_change_is_audited,
     webhook_counts_add_up_per_hour_outcome_and_reason,
-    commit_writes_events_derived_rows_totals_cycles_and_offsets_together,
+    commit_writes_events_derived_rows_cycles_and_offsets_together,
     event_already_stored_is_skipped_in_a_later_batch,
     events_keep_every_field_exactly,
     lower_version_replaces_nothing_while_an_equal_or_higher_one_replaces_row_totals_and_cycles,
@@ -165,7 +165,7 @@ async fn webhook_counts_add_up_per_hour_outcome_and_reason<S: Inspect>(store: S)
     assert_eq!(others, vec![count(other, 0, "accepted", "", 100)]);
 }
 
-async fn commit_writes_events_derived_rows_totals_cycles_and_offsets_together<S: Inspect>(store: S) {
+async fn commit_writes_events_derived_rows_cycles_and_offsets_together<S: Inspect>(store: S) {
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
     let mut backfilled = event(project, 11, 30, 3, 120);
     backfilled.event.source = EventSource::Backfilled;
@@ -190,10 +190,10 @@ async fn commit_writes_events_derived_rows_totals_cycles_and_offsets_together<S:
     let orders = store.list_orders(project, 10, None).await.expect("listing");
     assert_eq!(orders, vec![summary(&derived(project, 11, 1, 1)), summary(&derived(project, 10, 1, 2))]);
     let in_project = format!("WHERE project_id = {project}");
-    assert_eq!(store.integer(format!("SELECT count(*) FROM order_group_totals {in_project}")).await, 4);
+    // The derived document (group and status totals) is kept as the text that was written.
     assert_eq!(
-        store.real(format!("SELECT working_seconds FROM order_group_totals {in_project} AND order_id = 10 AND group_id = 3")).await,
-        0.1 + 0.2
+        store.texts(format!("SELECT derived_json FROM orders_current {in_project} AND order_id = 10")).await,
+        vec![derived(project, 10, 1, 2).derived_json]
     );
     assert_eq!(store.integer(format!("SELECT count(*) FROM order_cycle_metrics {in_project}")).await, 4);
     assert_eq!(store.integer(format!("SELECT count(*) FROM order_cycle_metrics {in_project} AND ended_at IS NULL AND is_open")).await, 2);
@@ -273,48 +273,49 @@ async fn events_keep_every_field_exactly<S: Inspect>(store: S) {
 
 async fn lower_version_replaces_nothing_while_an_equal_or_higher_one_replaces_row_totals_and_cycles<S: Inspect>(store: S) {
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
+    let document = |group: u16| format!(r#"{{"groups":{{"{group}":{{"visits":1}}}}}}"#);
     let with = |revision, count, group: u16, cycles: u32| {
         let mut order = derived(project, 10, revision, count);
         order.urgency = if group.is_multiple_of(2) { "urgent".into() } else { "normal".into() };
-        order.groups = vec![GroupTotalRow { group_id: group, wall_seconds: 1.0, working_seconds: 1.0, visits: 1, sla_state: "ok".into() }];
+        order.derived_json = document(group);
         order.cycles = (1..=cycles).map(|id| CycleRow { cycle_id: id, ..open_cycle() }).collect();
         order
     };
     let commit = |order: DerivedOrder| store.commit(CommitBatch { orders: vec![order], ..CommitBatch::default() });
     let state = || async {
         let orders = store.list_orders(project, 10, None).await.expect("listing");
-        let groups = store.integers(format!("SELECT group_id FROM order_group_totals WHERE project_id = {project}")).await;
+        let json = store.texts(format!("SELECT derived_json FROM orders_current WHERE project_id = {project}")).await;
         let cycles = store.integer(format!("SELECT count(*) FROM order_cycle_metrics WHERE project_id = {project}")).await;
         assert_eq!(orders.len(), 1);
-        (orders[0].settings_revision, orders[0].event_count, groups, cycles)
+        (orders[0].settings_revision, orders[0].event_count, json, cycles)
     };
 
     commit(with(1, 3, 1, 1)).await.expect("first version");
-    assert_eq!(state().await, (1, 3, vec![1], 1));
+    assert_eq!(state().await, (1, 3, vec![document(1)], 1));
 
     commit(with(1, 2, 2, 2)).await.expect("a lower event count is not an error");
-    assert_eq!(state().await, (1, 3, vec![1], 1), "fewer events under the same settings replace nothing");
+    assert_eq!(state().await, (1, 3, vec![document(1)], 1), "fewer events under the same settings replace nothing");
 
     commit(with(1, 3, 3, 3)).await.expect("an equal version");
-    assert_eq!(state().await, (1, 3, vec![3], 3), "an equal version replaces row, totals and cycles");
+    assert_eq!(state().await, (1, 3, vec![document(3)], 3), "an equal version replaces row, totals and cycles");
 
     commit(with(2, 1, 5, 0)).await.expect("a newer settings revision");
-    assert_eq!(state().await, (2, 1, vec![5], 0), "a newer settings revision wins over more events");
+    assert_eq!(state().await, (2, 1, vec![document(5)], 0), "a newer settings revision wins over more events");
 
     commit(with(1, 99, 4, 2)).await.expect("an older settings revision is not an error");
-    assert_eq!(state().await, (2, 1, vec![5], 0), "an older settings revision replaces nothing");
+    assert_eq!(state().await, (2, 1, vec![document(5)], 0), "an older settings revision replaces nothing");
 }
 
 async fn same_order_twice_in_one_batch_keeps_its_higher_version<S: Inspect>(store: S) {
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
     let mut newer = derived(project, 10, 1, 5);
-    newer.groups.truncate(1);
+    newer.cycles.truncate(1);
     let batch =
         CommitBatch { orders: vec![derived(project, 10, 1, 2), newer.clone(), derived(project, 10, 1, 4)], ..CommitBatch::default() };
     store.commit(batch).await.expect("committing");
 
     assert_eq!(store.list_orders(project, 10, None).await.expect("listing"), vec![summary(&newer)]);
-    assert_eq!(store.integer(format!("SELECT count(*) FROM order_group_totals WHERE project_id = {project}")).await, 1);
+    assert_eq!(store.integer(format!("SELECT count(*) FROM order_cycle_metrics WHERE project_id = {project}")).await, 1);
 }
 
 async fn failing_commit_writes_nothing_not_even_offsets<S: Inspect>(store: S) {
@@ -332,18 +333,18 @@ async fn failing_commit_writes_nothing_not_even_offsets<S: Inspect>(store: S) {
     assert!(matches!(error, StateError::Database(_)), "{error:?}");
 
     // A later statement fails, after the events and the orders went in.
-    let mut refused_total = derived(project, 11, 1, 1);
-    refused_total.groups[1].sla_state = "late".into();
-    let bad_total = CommitBatch {
+    let mut refused_cycle = derived(project, 11, 1, 1);
+    refused_cycle.cycles[0].is_open = true;
+    assert!(refused_cycle.cycles[0].ended_at.is_some());
+    let bad_cycle = CommitBatch {
         events: vec![event(project, 10, 20, 1, 0), event(project, 11, 20, 1, 0)],
-        orders: vec![derived(project, 10, 1, 1), refused_total],
+        orders: vec![derived(project, 10, 1, 1), refused_cycle],
         offsets: vec![offset(0, 10)],
     };
-    store.commit(bad_total).await.expect_err("a group total's SLA state the schema refuses");
+    store.commit(bad_cycle).await.expect_err("an ended cycle marked open, which the schema refuses");
 
     assert_eq!(store.event_count(project).await.expect("counting"), 0);
     assert!(store.list_orders(project, 10, None).await.expect("listing").is_empty());
-    assert_eq!(store.integer("SELECT count(*) FROM order_group_totals".into()).await, 0);
     assert_eq!(store.integer("SELECT count(*) FROM order_cycle_metrics".into()).await, 0);
     assert!(store.consumer_offsets(GROUP, TOPIC).await.expect("offsets").is_empty());
 
@@ -353,14 +354,14 @@ async fn failing_commit_writes_nothing_not_even_offsets<S: Inspect>(store: S) {
     store.commit(good).await.expect("a good batch");
     let digest = store.derived_digest(project).await.expect("digest");
     let mut newer = derived(project, 10, 2, 2);
-    newer.groups.truncate(1);
+    newer.cycles.truncate(1);
     let mut refused = derived(project, 11, 1, 1);
     refused.sla_state = "late".into();
     let failing = CommitBatch { events: vec![event(project, 10, 30, 3, 60)], orders: vec![newer, refused], offsets: vec![offset(0, 11)] };
     store.commit(failing).await.expect_err("an SLA state the schema refuses");
     assert_eq!(store.event_count(project).await.expect("counting"), 1);
     assert_eq!(store.derived_digest(project).await.expect("digest"), digest);
-    assert_eq!(store.integer("SELECT count(*) FROM order_group_totals".into()).await, 2);
+    assert_eq!(store.integer("SELECT count(*) FROM order_cycle_metrics".into()).await, 2);
     assert_eq!(store.consumer_offsets(GROUP, TOPIC).await.expect("offsets"), HashMap::from([(0, 10)]));
 }
 
@@ -504,7 +505,6 @@ async fn five_thousand_events_for_five_thousand_orders_commit_in_one_batch<S: In
     assert_eq!(store.event_count(project).await.expect("counting"), 5000);
     let in_project = format!("WHERE project_id = {project}");
     assert_eq!(store.integer(format!("SELECT count(*) FROM orders_current {in_project} AND settings_revision = 2")).await, 5000);
-    assert_eq!(store.integer(format!("SELECT count(*) FROM order_group_totals {in_project}")).await, 10_000);
     assert_eq!(store.integer(format!("SELECT count(*) FROM order_cycle_metrics {in_project}")).await, 10_000);
     assert_eq!(store.consumer_offsets(GROUP, TOPIC).await.expect("offsets").len(), 8);
     assert_eq!(store.order_events(project, &ids).await.expect("reading events").len(), 5000);
@@ -598,7 +598,6 @@ trait Inspect: StateStore {
     fn execute(&self, sql: String) -> impl Future<Output = ()> + Send;
     fn integers(&self, sql: String) -> impl Future<Output = Vec<i64>> + Send;
     fn texts(&self, sql: String) -> impl Future<Output = Vec<String>> + Send;
-    fn real(&self, sql: String) -> impl Future<Output = f64> + Send;
     /// An expression for an instant column as microseconds since the Unix epoch.
     fn micros_of(&self, column: &str) -> String;
 
@@ -638,13 +637,6 @@ macro_rules! inspect_with_pool {
             async fn texts(&self, sql: String) -> Vec<String> {
                 sqlx::query_scalar(AssertSqlSafe(sql.clone()))
                     .fetch_all(self.pool())
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}\nfailed on {}: {e}", $name))
-            }
-
-            async fn real(&self, sql: String) -> f64 {
-                sqlx::query_scalar(AssertSqlSafe(sql.clone()))
-                    .fetch_one(self.pool())
                     .await
                     .unwrap_or_else(|e| panic!("{sql}\nfailed on {}: {e}", $name))
             }
@@ -701,10 +693,6 @@ fn derived(project_id: i64, order_id: i64, settings_revision: i64, event_count: 
         event_count,
         settings_revision,
         derived_json: format!(r#"{{"order_id": {order_id}, "intervals": [{{"group": 1, "wall": 60.5}}], "label": "Статус"}}"#),
-        groups: vec![
-            GroupTotalRow { group_id: 1, wall_seconds: 60.0, working_seconds: 30.5, visits: 1, sla_state: "ok".into() },
-            GroupTotalRow { group_id: 3, wall_seconds: 7200.25, working_seconds: 0.1 + 0.2, visits: 2, sla_state: "near".into() },
-        ],
         cycles: vec![
             CycleRow {
                 cycle_id: 1,
