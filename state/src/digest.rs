@@ -6,9 +6,11 @@
 //! floats their IEEE bits (with `-0.0` as `0.0`, which SQLite does not keep apart); each field
 //! is tagged and texts are length-prefixed, so no two different rows hash alike by accident.
 //!
-//! `derived_json` goes in canonically: PostgreSQL's JSONB reorders keys, drops whitespace and
-//! rewrites numbers (`1e3` comes back as `1000`), so the text is parsed and re-rendered here
-//! with sorted keys, integers as integers and other numbers in Rust's shortest round-trip form.
+//! `derived_json` goes in canonically. Both databases now keep the text the processor wrote, but
+//! rows written before PostgreSQL's migration 0006 hold what JSONB printed: keys reordered,
+//! whitespace dropped, numbers rewritten (`1e3` comes back as `1000`). So the text is parsed and
+//! re-rendered here with sorted keys, integers as integers and other numbers in Rust's shortest
+//! round-trip form, and a migrated database digests like one written afresh.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
