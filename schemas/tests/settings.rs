@@ -135,3 +135,83 @@ fn windows_accept_24_00_as_an_end_only_and_en_dashes() {
     assert_eq!(Window::parse("09:60-18:00"), None);
     assert_eq!(Window::parse("0900-1800"), None);
 }
+
+#[test]
+fn every_invalid_part_of_a_document_is_reported_at_once() {
+    let doc = r#"{
+        "timezone": "Mars/Olympus",
+        "calendars": {"default": {"weekly": {"mon": ["25:00-18:00"]}}, "groups": {"3": "24/7", "4": {"weekly": {"tue": ["9-5"]}}}},
+        "sla": {"near": {"percent": 120}, "normal": {"2": "02:00", "3": "soon"}, "urgent": {"3": "1:5"}},
+        "cycles": [
+            {"id": 1, "title": "ok", "start": {"kind": "created"}, "end": {"kind": "group", "id": 4}},
+            {"id": 2, "title": "", "start": {"kind": "created"}, "end": {"kind": "group", "id": 5}}
+        ],
+        "urgency_rules": [{"match_type": "sku", "match_value": "X"}, {"match_type": "offer_id", "match_value": "x"}],
+        "colour": "red"
+    }"#;
+    let errors = ProjectSettings::validate_document(doc).expect_err("the document is invalid");
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "timezone",
+        "calendars.default.weekly.mon[0]",
+        "calendars.groups.4.weekly.tue[0]",
+        "sla.near.percent",
+        "sla.normal.3",
+        "sla.urgent.3",
+        "cycles[1].title",
+        "urgency_rules[1].match_value",
+        "colour",
+    ] {
+        assert!(paths.contains(&expected), "no error at {expected}; errors: {errors:#?}");
+    }
+    assert_eq!(errors.len(), 9, "{errors:#?}");
+    // A valid document reads as `from_json` reads it.
+    let valid = r#"{"timezone": "Europe/Kyiv", "sla": {"normal": {"2": "02:00"}}}"#;
+    assert_eq!(ProjectSettings::validate_document(valid).unwrap(), ProjectSettings::from_json(valid).unwrap());
+    // Checks across parts still run.
+    let errors = ProjectSettings::validate_document(r#"{"default_cycle": 9}"#).unwrap_err();
+    assert_eq!(errors[0].path, "default_cycle");
+}
+
+#[test]
+fn completion_and_cancellation_name_the_terminal_groups() {
+    let defaults = ProjectSettings::from_json("{}").unwrap();
+    assert_eq!((defaults.completion_groups, defaults.cancellation_groups), ([5].into(), [6].into()));
+    let named = ProjectSettings::from_json(r#"{"completion_groups": [4, 5], "cancellation_groups": [6]}"#).unwrap();
+    assert_eq!(named.terminal_groups, [4, 5, 6].into());
+    // A document from before: group 6 cancels, the others complete.
+    let legacy = ProjectSettings::from_json(r#"{"terminal_groups": [4, 6]}"#).unwrap();
+    assert_eq!((legacy.completion_groups, legacy.cancellation_groups), ([4].into(), [6].into()));
+    for (doc, path) in [
+        (r#"{"completion_groups": [5, 6], "cancellation_groups": [6]}"#, "cancellation_groups"),
+        (r#"{"terminal_groups": [5], "completion_groups": [5], "cancellation_groups": [6]}"#, "terminal_groups"),
+    ] {
+        assert_eq!(ProjectSettings::from_json(doc).unwrap_err().path, path, "{doc}");
+    }
+}
+
+#[test]
+fn urgency_rules_may_have_a_name() {
+    let s = ProjectSettings::from_json(r#"{"urgency_rules": [{"name": " Терміново ", "match_type": "sku", "match_value": "T"}]}"#).unwrap();
+    assert_eq!(s.urgency_rules[0].name.as_deref(), Some("Терміново"));
+}
+
+#[test]
+fn the_written_out_document_reads_back_as_the_same_settings() {
+    let full = r#"{
+        "timezone": "Europe/Kyiv",
+        "completion_groups": [4, 5], "cancellation_groups": [6],
+        "calendars": {"default": "Mon-Fri 09:00-18:00", "groups": {"3": {"weekly": {"mon": ["22:00-06:00"], "sat": ["00:00-24:00"]}, "exceptions": {"2026-01-01": [], "2026-03-07": ["10:00-14:00"]}}}},
+        "sla": {"near": {"before": "00:30"}, "normal": {"2": "02:00", "3": "36:30"}, "urgent": {"3": "08:00"}, "statuses": {"normal": {"20": "00:45"}}},
+        "cycles": [{"id": 7, "title": "rework", "start": {"kind": "status", "id": 31, "occurrence": "last"}, "end": {"kind": "group", "id": 4}}],
+        "default_cycle": 7,
+        "urgency_rules": [{"name": "Термінове", "match_type": "sku", "match_value": "Термінове виготовлення"}, {"match_type": "offer_id", "match_value": 16, "is_active": false}]
+    }"#;
+    for doc in [full, "{}"] {
+        let settings = ProjectSettings::from_json(doc).unwrap();
+        let written = settings.to_document();
+        assert_eq!(ProjectSettings::from_json(&written.to_string()).unwrap(), settings, "{written:#}");
+        assert_eq!(ProjectSettings::from_json(&written.to_string()).unwrap().to_document(), written);
+    }
+    assert_eq!(ProjectSettings::from_json(full).unwrap().to_document()["sla"]["normal"]["3"], "36:30");
+}

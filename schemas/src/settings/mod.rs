@@ -14,6 +14,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::loose::Loose;
 
+mod document;
+mod validate;
+
+pub use document::hours_minutes;
+
 /// A rejected settings document: where, and what is wrong there.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", if path.is_empty() { message.clone() } else { format!("{path}: {message}") })]
@@ -23,7 +28,7 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         SettingsError { path: path.into(), message: message.into() }
     }
 }
@@ -32,8 +37,13 @@ impl SettingsError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProjectSettings {
     pub timezone: Tz,
-    /// Groups that stop the clock (KeyCRM: 5 completed, 6 canceled).
+    /// Groups that stop the clock (KeyCRM: 5 completed, 6 canceled): the union of
+    /// `completion_groups` and `cancellation_groups`.
     pub terminal_groups: BTreeSet<u16>,
+    /// Terminal groups that mean the order was completed.
+    pub completion_groups: BTreeSet<u16>,
+    /// Terminal groups that mean the order was cancelled.
+    pub cancellation_groups: BTreeSet<u16>,
     pub calendars: Calendars,
     pub sla: SlaSettings,
     pub cycles: Vec<CycleRule>,
@@ -231,6 +241,9 @@ pub enum UrgencyMatch {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrgencyRule {
+    /// What people call the rule ("Термінове виготовлення"); shown as the reason an order is
+    /// urgent.
+    pub name: Option<String>,
     pub matches: UrgencyMatch,
     pub is_active: bool,
 }
@@ -240,6 +253,8 @@ impl Default for ProjectSettings {
         ProjectSettings {
             timezone: Tz::UTC,
             terminal_groups: [5, 6].into_iter().collect(),
+            completion_groups: [5].into_iter().collect(),
+            cancellation_groups: [6].into_iter().collect(),
             calendars: Calendars::default(),
             sla: SlaSettings::default(),
             cycles: vec![CycleRule::to_delivery(1), CycleRule::full_cycle(2)],
@@ -285,6 +300,10 @@ struct RawSettings {
     timezone: Option<TzName>,
     #[serde(default)]
     terminal_groups: Option<Vec<GroupKey>>,
+    #[serde(default)]
+    completion_groups: Option<Vec<GroupKey>>,
+    #[serde(default)]
+    cancellation_groups: Option<Vec<GroupKey>>,
     #[serde(default)]
     calendars: RawCalendars,
     #[serde(default)]
@@ -372,6 +391,8 @@ enum RawOccurrence {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUrgencyRule {
+    #[serde(default)]
+    name: Option<String>,
     match_type: MatchType,
     match_value: serde_json::Value,
     #[serde(default = "yes")]
@@ -393,10 +414,31 @@ enum MatchType {
 impl RawSettings {
     fn validate(self) -> Result<ProjectSettings, SettingsError> {
         let defaults = ProjectSettings::default();
-        let terminal_groups = match self.terminal_groups {
-            Some(groups) => groups.into_iter().map(|g| g.0).collect(),
-            None => defaults.terminal_groups,
+        let set = |groups: Vec<GroupKey>| groups.into_iter().map(|g| g.0).collect::<BTreeSet<u16>>();
+        let (completion_groups, cancellation_groups) = match (self.completion_groups, self.cancellation_groups, &self.terminal_groups) {
+            (None, None, Some(terminal)) => {
+                // A document from before completion and cancellation were named: group 6 is
+                // KeyCRM's cancellation, every other terminal group a completion.
+                let terminal = set(terminal.clone());
+                (terminal.iter().copied().filter(|g| *g != 6).collect(), terminal.iter().copied().filter(|g| *g == 6).collect())
+            }
+            (completion, cancellation, _) => (
+                completion.map_or(defaults.completion_groups.clone(), set),
+                cancellation.map_or(defaults.cancellation_groups.clone(), set),
+            ),
         };
+        if let Some(group) = completion_groups.intersection(&cancellation_groups).next() {
+            return Err(SettingsError::at("cancellation_groups", format!("group {group} cannot mean both completion and cancellation")));
+        }
+        let terminal_groups: BTreeSet<u16> = completion_groups.union(&cancellation_groups).copied().collect();
+        if let Some(given) = self.terminal_groups.map(set)
+            && given != terminal_groups
+        {
+            return Err(SettingsError::at(
+                "terminal_groups",
+                "must be the union of completion_groups and cancellation_groups (or leave it out)",
+            ));
+        }
         let near = match self.sla.near {
             None => NearThreshold::default(),
             Some(RawNear::Percent(p)) if p > 0.0 && p <= 100.0 => NearThreshold::Percent(p),
@@ -428,6 +470,8 @@ impl RawSettings {
         Ok(ProjectSettings {
             timezone: self.timezone.map_or(Tz::UTC, |t| t.0),
             terminal_groups,
+            completion_groups,
+            cancellation_groups,
             calendars: Calendars {
                 default: self.calendars.default.unwrap_or_default(),
                 groups: self.calendars.groups.into_iter().map(|(g, c)| (g.0, c)).collect(),
@@ -528,7 +572,8 @@ fn validate_urgency_rule(i: usize, rule: RawUrgencyRule) -> Result<UrgencyRule, 
         MatchType::OfferId => UrgencyMatch::OfferId(id("an offer id")?),
         MatchType::ProductId => UrgencyMatch::ProductId(id("a product id")?),
     };
-    Ok(UrgencyRule { matches, is_active: rule.is_active })
+    let name = rule.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    Ok(UrgencyRule { name, matches, is_active: rule.is_active })
 }
 
 // ----- scalar types with their own messages -------------------------------------------------
