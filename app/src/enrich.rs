@@ -90,7 +90,8 @@ pub async fn set_api<S: StateStore>(state: &S, config: &Config, slug: &str, chan
         None => None,
     };
     let rate = if change.default_rate { Some(None) } else { change.rate_per_minute.map(Some) };
-    state.update_api_access(project.id, ApiAccessUpdate { base_url: change.base_url, token_enc, rate_per_minute: rate }).await?;
+    let token_hint = change.token.as_ref().map(|t| t.expose().chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect());
+    state.update_api_access(project.id, ApiAccessUpdate { base_url: change.base_url, token_enc, token_hint, rate_per_minute: rate }).await?;
     let access = state.api_access(project.id).await?.context("the project disappeared")?;
     writeln!(
         out,

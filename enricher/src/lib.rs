@@ -18,7 +18,7 @@ pub mod client;
 pub mod items;
 pub mod limiter;
 pub mod marketing;
-pub mod secret;
+pub use ksa_state::secret;
 pub mod statuses;
 pub mod worker;
 

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use tempfile::TempDir;
 
 /// Every table that belongs to a project, i.e. all but `projects`, `users` and the ledger.
-const PROJECT_TABLES: [&str; 17] = [
+const PROJECT_TABLES: [&str; 19] = [
     "user_projects",
     "project_settings",
     "status_group_dict",
@@ -34,6 +34,8 @@ const PROJECT_TABLES: [&str; 17] = [
     "audit_log",
     "enrich_jobs",
     "enrich_cursors",
+    "settings_history",
+    "recomputes",
 ];
 
 /// Lookups the stores rely on: (table, leading columns of some index on it).
@@ -69,7 +71,7 @@ async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
     assert_eq!(report, MigrationReport { applied: all_versions(db.dialect()), already: vec![] });
 
     let mut expected: BTreeSet<String> = PROJECT_TABLES.iter().map(|t| t.to_string()).collect();
-    expected.extend(["projects", "users", "ksa_schema_migrations"].map(String::from));
+    expected.extend(["projects", "users", "ksa_schema_migrations", "api_tokens", "login_failures"].map(String::from));
     // The event path's tables: the outbox bus, consumer offsets and webhook counters.
     expected.extend(["bus_heads", "bus_log", "bus_idempotency", "consumer_offsets", "webhook_counters"].map(String::from));
     assert_eq!(db.tables().await, expected);
@@ -133,12 +135,8 @@ async fn dedup_key_rejects_an_identical_event_but_keeps_a_reentry_at_another_tim
 
 async fn deleting_a_project_deletes_its_rows_in_every_table_and_nothing_else(db: Db) {
     db.migrate().await.expect("migrating");
-    db.must(
-        "INSERT INTO users (email, display_name, password_hash, role) \
-         VALUES ('ops@example.com', 'Ops', 'x', 'admin')",
-    )
-    .await;
-    let user = db.scalar("SELECT id FROM users WHERE email = 'ops@example.com'").await;
+    db.must("INSERT INTO users (login, email, password_hash, is_owner) VALUES ('ops', 'ops@example.com', 'x', TRUE)").await;
+    let user = db.scalar("SELECT id FROM users WHERE login = 'ops'").await;
     let doomed = db.project("doomed").await;
     let kept = db.project("kept").await;
     for project in [doomed, kept] {
@@ -200,6 +198,8 @@ async fn enumerations_refuse_values_outside_their_list(db: Db) {
     db.migrate().await.expect("migrating");
     let p = db.project("enums").await;
     let t = db.instant(CHANGED_AT);
+    db.must("INSERT INTO users (login, password_hash) VALUES ('enums', 'x')").await;
+    let user = db.scalar("SELECT id FROM users WHERE login = 'enums'").await;
     let refused = [
         format!(
             "INSERT INTO order_status_events (project_id, order_id, status_id, status_group_id, \
@@ -223,9 +223,9 @@ async fn enumerations_refuse_values_outside_their_list(db: Db) {
              VALUES ({p}, 'created needs no ref', 'created', 4, 'group', 5)"
         ),
         format!("INSERT INTO status_group_dict (project_id, group_id, name) VALUES ({p}, 7, 'seventh')"),
-        "INSERT INTO users (email, display_name, password_hash, role) \
-         VALUES ('a@example.com', 'A', 'x', 'owner')"
-            .to_owned(),
+        format!("INSERT INTO user_projects (user_id, project_id, role) VALUES ({user}, {p}, 'analyst')"),
+        format!("INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'paused', {t}, {t})"),
+        "INSERT INTO users (login, password_hash) VALUES ('', 'x')".to_owned(),
     ];
     for sql in refused {
         let error = db.execute(&sql).await.expect_err(&format!("must be refused: {sql}"));
@@ -588,6 +588,10 @@ fn rows_of_project(db: &Db, project: i64, user: i64) -> Vec<String> {
         ),
         format!("INSERT INTO enrich_jobs (project_id, order_id, next_attempt_at) VALUES ({p}, 1, {t})"),
         format!("INSERT INTO enrich_cursors (project_id, name, cursor_json) VALUES ({p}, 'backfill', '{{}}')"),
+        format!("INSERT INTO settings_history (project_id, revision, settings_json, actor) VALUES ({p}, 1, '{{}}', 'cli')"),
+        format!(
+            "INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'running', {t}, {t})"
+        ),
     ]
 }
 
@@ -755,7 +759,7 @@ impl Db {
                 .expect("listing SQLite indexes");
                 let mut indexes = Vec::new();
                 for (table, name, unique, explicit) in rows {
-                    let keys: Vec<(String, i64)> = sqlx::query_as(
+                    let keys: Vec<(Option<String>, i64)> = sqlx::query_as(
                         "SELECT name, \"desc\" FROM pragma_index_xinfo(?) \
                          WHERE key = 1 ORDER BY seqno",
                     )
@@ -763,11 +767,24 @@ impl Db {
                     .fetch_all(pool)
                     .await
                     .expect("listing SQLite index columns");
-                    let columns = keys
-                        .into_iter()
-                        .map(|(column, desc)| if desc == 1 { format!("{column} DESC") } else { column })
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let columns = if keys.iter().any(|(column, _)| column.is_none()) {
+                        // An index on an expression: its text, as PostgreSQL shows it.
+                        let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = ?")
+                            .bind(&name)
+                            .fetch_one(pool)
+                            .await
+                            .expect("reading an index's definition");
+                        let on = sql.find(&format!("ON {table} (")).expect("an index names its table") + table.len() + 5;
+                        parenthesized(&sql[on..])
+                    } else {
+                        keys.into_iter()
+                            .map(|(column, desc)| {
+                                let column = column.unwrap_or_default();
+                                if desc == 1 { format!("{column} DESC") } else { column }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     indexes.push(Index { table, name, columns, unique: unique == 1, explicit });
                 }
                 indexes
@@ -791,6 +808,19 @@ fn sqlite_counterpart(postgres_type: &str) -> &'static str {
 fn key_columns(definition: &str) -> String {
     let start =
         definition.find(" USING btree (").map(|i| i + " USING btree (".len()).unwrap_or_else(|| panic!("not a btree index: {definition}"));
-    let end = definition[start..].find(')').map_or(definition.len(), |i| start + i);
-    definition[start..end].to_owned()
+    parenthesized(&definition[start..])
+}
+
+/// The text up to the parenthesis that closes one opened just before `text`.
+fn parenthesized(text: &str) -> String {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return text[..i].to_owned(),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    text.to_owned()
 }

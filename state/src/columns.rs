@@ -71,9 +71,32 @@ pub(crate) fn summed_webhook_counts(counts: &[WebhookCount]) -> Vec<WebhookCount
         .collect()
 }
 
-/// A `webhook_counters` row: `(project_id, hour µs, outcome, reason, count)`.
-pub(crate) fn webhook_count((project_id, hour, outcome, reason, count): (i64, i64, String, String, i64)) -> WebhookCount {
-    WebhookCount { project_id, hour: Timestamp::from_micros(hour), outcome, reason, count }
+/// The ids, sorted, each once.
+pub(crate) fn distinct_ids(ids: &[i64]) -> Vec<i64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Adds event rows (`order_id, status_id, status_group_id, changed_micros, created_micros,
+/// source`) to `events`, by order.
+pub(crate) fn add_events(
+    events: &mut std::collections::HashMap<i64, Vec<ksa_schemas::StatusEvent>>,
+    rows: impl Iterator<Item = crate::sql::Row>,
+) -> Result<(), StateError> {
+    for row in rows {
+        let event = ksa_schemas::StatusEvent {
+            order_id: row.get("order_id")?,
+            status_id: row.get("status_id")?,
+            group_id: group_id(row.get("status_group_id")?, "status_group_id")?,
+            changed_at: row.instant("changed_micros")?,
+            order_created_at: row.instant("created_micros")?,
+            source: parse_source(&row.get::<String, _>("source")?)?,
+        };
+        events.entry(event.order_id).or_default().push(event);
+    }
+    Ok(())
 }
 
 /// `consumer_offsets` rows `(partition, next_offset)` by partition.

@@ -2,8 +2,8 @@
 //! dictionaries, fetched items and marketing data, the durable schedule of item fetches with its
 //! dead-letter list, and the cursors of backfill and reconciliation.
 //!
-//! A trait of its own beside [`crate::StateStore`], implemented by both adapters
-//! (`enrich_sqlite.rs`, `enrich_postgres.rs`), so the event path's trait stays as it is.
+//! A trait of its own beside [`crate::StateStore`], written once for both databases
+//! (`enrich_store.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +44,8 @@ impl std::fmt::Debug for ApiAccess {
 pub struct ApiAccessUpdate {
     pub base_url: Option<String>,
     pub token_enc: Option<Vec<u8>>,
+    /// The token's last characters, shown to people in place of the token.
+    pub token_hint: Option<String>,
     /// `Some(None)` goes back to the configured default.
     pub rate_per_minute: Option<Option<u32>>,
 }
@@ -53,6 +55,7 @@ impl std::fmt::Debug for ApiAccessUpdate {
         f.debug_struct("ApiAccessUpdate")
             .field("base_url", &self.base_url)
             .field("token_enc", &self.token_enc.as_ref().map(|_| "<encrypted>"))
+            .field("token_hint", &self.token_hint.as_ref().map(|_| "<hint>"))
             .field("rate_per_minute", &self.rate_per_minute)
             .finish()
     }

@@ -2,16 +2,21 @@
 //! and webhook counters. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
 //! distributed), one test suite run against both.
 
+pub mod admin;
+mod admin_store;
 mod batch;
 mod columns;
 mod digest;
 pub mod enrich;
-mod enrich_postgres;
-mod enrich_sqlite;
+mod enrich_store;
 mod pg_copy;
 pub mod postgres;
+pub mod secret;
+mod sql;
 pub mod sqlite;
+mod store;
 
+pub use admin::AdminStore;
 pub use enrich::EnrichStore;
 pub use postgres::PostgresState;
 pub use sqlite::SqliteState;
@@ -28,6 +33,10 @@ pub enum StateError {
     SlugTaken(String),
     #[error("no project with slug `{0}`")]
     NoSuchProject(String),
+    #[error("a user with login `{0}` already exists")]
+    LoginTaken(String),
+    #[error("the settings were changed meanwhile: revision {current} is stored, not {expected}")]
+    StaleRevision { expected: i64, current: i64 },
     #[error("state database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("state database schema: {0}")]
@@ -47,6 +56,8 @@ pub struct Project {
     pub is_active: bool,
     /// Hex SHA-256 of the webhook secret.
     pub webhook_secret_hash: String,
+    /// The digest of the secret before the last rotation, and until when it is accepted.
+    pub previous_secret: Option<(String, Timestamp)>,
     /// CIDRs allowed to post webhooks; empty = any source.
     pub allowed_cidrs: Vec<String>,
 }
@@ -107,13 +118,16 @@ pub struct CommitBatch {
 
 /// The state database. Every store also keeps the enricher's data ([`EnrichStore`]), so the
 /// processor can read fetched items without a bound of its own.
-pub trait StateStore: EnrichStore + Clone + Send + Sync + 'static {
+///
+/// Written once for both databases (`store.rs`), but for the processor's hot path
+/// ([`HotPath`]), which each adapter writes in its dialect's fastest way.
+pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     // --- projects and settings ---------------------------------------------------------
     fn create_project(&self, project: NewProject) -> impl Future<Output = Result<Project, StateError>> + Send;
     fn project_by_slug(&self, slug: &str) -> impl Future<Output = Result<Option<Project>, StateError>> + Send;
     fn projects(&self) -> impl Future<Output = Result<Vec<Project>, StateError>> + Send;
-    /// Stores a new settings document, bumps the revision, writes the audit log; returns the
-    /// new revision.
+    /// Stores a new settings document as the next revision, with an audit row naming `actor`;
+    /// returns the new revision. The project's time zone follows the document's.
     fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> impl Future<Output = Result<i64, StateError>> + Send;
     /// The current document; `None` when the project never had one stored (use defaults, revision 0).
     fn settings(&self, project_id: i64) -> impl Future<Output = Result<Option<SettingsRecord>, StateError>> + Send;
@@ -154,4 +168,10 @@ pub trait StateStore: EnrichStore + Clone + Send + Sync + 'static {
     fn derived_digest(&self, project_id: i64) -> impl Future<Output = Result<String, StateError>> + Send;
     /// Events stored for the project.
     fn event_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
+}
+
+/// What each adapter writes its own way: the processor's reads of events and its commits.
+pub(crate) trait HotPath {
+    fn read_order_events(&self, project_id: i64, order_ids: &[i64]) -> impl Future<Output = Result<HashMap<i64, Vec<StatusEvent>>, StateError>> + Send;
+    fn commit_batch(&self, batch: CommitBatch) -> impl Future<Output = Result<(), StateError>> + Send;
 }

@@ -20,7 +20,6 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, StoredEvent};
 use ksa_schemas::{StatusEvent, Timestamp};
 use sqlx::query::Query;
@@ -28,9 +27,9 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, Sql
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::batch::{self, CommitPlan};
-use crate::columns::{self, STATUS_GROUPS};
-use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
-use crate::{CommitBatch, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount};
+use crate::columns;
+use crate::sql::{self, Db, SqlStore};
+use crate::{CommitBatch, HotPath, StateError};
 
 /// How long a writer waits for another one to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,60 +75,9 @@ macro_rules! now_micros {
 
 // --- SQL ------------------------------------------------------------------------------------
 
-const INSERT_PROJECT: &str = "INSERT INTO projects (slug, name, timezone, webhook_secret_hash, allowed_cidrs) \
-     VALUES (?, ?, ?, ?, ?) RETURNING id";
-
-const SEED_STATUS_GROUPS: &str = "INSERT INTO status_group_dict (project_id, group_id, name, is_terminal) \
-     VALUES (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?), (?, ?, ?, ?)";
-
-const SELECT_PROJECT_BY_SLUG: &str = "SELECT id, slug, name, timezone, is_active, webhook_secret_hash, allowed_cidrs \
-     FROM projects WHERE slug = ?";
-
-const SELECT_PROJECTS: &str = "SELECT id, slug, name, timezone, is_active, webhook_secret_hash, allowed_cidrs \
-     FROM projects ORDER BY id";
-
-const SELECT_SETTINGS: &str = "SELECT project_id, settings_json, revision FROM project_settings WHERE project_id = ?";
-
-const UPSERT_SETTINGS: &str = concat!(
-    "INSERT INTO project_settings (project_id, settings_json, revision) VALUES (?, ?, ?) \
-     ON CONFLICT (project_id) DO UPDATE SET settings_json = excluded.settings_json, \
-     revision = excluded.revision, updated_at = ",
-    now_micros!()
-);
-
-/// The actor is recorded as the user with that e-mail, or as the system (NULL) when no user
-/// has it: the audit log keeps users by id.
-const INSERT_SETTINGS_AUDIT: &str = "INSERT INTO audit_log (project_id, user_id, action, entity, entity_id, before_json, after_json) \
-     VALUES (?, (SELECT id FROM users WHERE email = lower(?)), 'settings.update', 'project_settings', ?, ?, ?)";
-
-const SELECT_WEBHOOK_COUNTS: &str = "SELECT project_id, hour, outcome, reason, count FROM webhook_counters \
-     WHERE project_id = ? AND hour >= ? AND hour < ? ORDER BY hour, outcome, reason";
-
-const SELECT_CONSUMER_OFFSETS: &str = "SELECT partition_no, next_offset FROM consumer_offsets WHERE consumer_group = ? AND topic = ?";
-
-const SELECT_ORDER_IDS: &str = "SELECT DISTINCT order_id FROM order_status_events \
-     WHERE project_id = ? AND order_id > ? ORDER BY order_id LIMIT ?";
-
-const SELECT_ORDERS_FIRST_PAGE: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, event_count, \
-     settings_revision FROM orders_current WHERE project_id = ? \
-     ORDER BY last_changed_at DESC, order_id DESC LIMIT ?";
-
-const SELECT_ORDERS_AFTER: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, event_count, \
-     settings_revision FROM orders_current WHERE project_id = ? AND (last_changed_at, order_id) < (?, ?) \
-     ORDER BY last_changed_at DESC, order_id DESC LIMIT ?";
-
-const SELECT_DIGEST_ORDERS: &str = "SELECT order_id, current_status_id, last_status_group_id, last_changed_at, started_at, \
-     untracked_seconds, delivery_entered_at, cycle_duration_to_delivery, closed_at, cycle_rule_id_applied, urgency, \
-     sla_state, event_count, settings_revision, derived_json FROM orders_current WHERE project_id = ? ORDER BY order_id";
-
-const SELECT_DIGEST_CYCLES: &str = "SELECT order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, is_open \
-     FROM order_cycle_metrics WHERE project_id = ? ORDER BY order_id, cycle_id";
-
-const COUNT_EVENTS: &str = "SELECT count(*) FROM order_status_events WHERE project_id = ?";
-
 static SELECT_EVENTS: Repeated = Repeated::list(
-    "SELECT order_id, status_id, status_group_id, status_changed_at, order_created_at, source \
-     FROM order_status_events WHERE project_id = ? AND order_id IN (",
+    "SELECT order_id, status_id, status_group_id, status_changed_at AS changed_micros, order_created_at AS created_micros, \
+     source FROM order_status_events WHERE project_id = ? AND order_id IN (",
     ")",
 );
 
@@ -181,12 +129,6 @@ static UPSERT_OFFSETS: Repeated = Repeated::rows(
     ),
 );
 
-static ADD_WEBHOOK_COUNTS: Repeated = Repeated::rows(
-    "INSERT INTO webhook_counters (project_id, hour, outcome, reason, count) VALUES ",
-    5,
-    " ON CONFLICT (project_id, hour, outcome, reason) DO UPDATE SET count = webhook_counters.count + excluded.count",
-);
-
 // --- the store ------------------------------------------------------------------------------
 
 /// The state in a SQLite database.
@@ -201,6 +143,8 @@ pub struct SqliteState {
     /// SQLite's busy handler, and the page cache of a connection is not reset by a commit it
     /// raced.
     gate: WriteGate,
+    /// The same pool and gate, for the statements written once for both databases.
+    db: Db,
 }
 
 /// Writers to one SQLite file in this process queue here, first come first served.
@@ -248,13 +192,15 @@ impl SqliteState {
                 .max_connections(1)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal).pragma("cache_size", format!("-{COMMITTER_CACHE_KIB}")))
         };
-        Ok(SqliteState { pool, committer, gate: WriteGate::default() })
+        let gate = WriteGate::default();
+        Ok(SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, pool, committer, gate })
     }
 
     /// A store over a pool whose schema is already up to date (`migrate_sqlite`). The pool's
     /// connections should enforce foreign keys and wait for the write lock (`busy_timeout`).
     pub fn from_pool(pool: SqlitePool) -> Self {
-        SqliteState { committer: pool.clone(), pool, gate: WriteGate::default() }
+        let gate = WriteGate::default();
+        SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, committer: pool.clone(), pool, gate }
     }
 
     /// The pool, for the bus outbox that lives in the same database.
@@ -278,106 +224,16 @@ fn create_parent_dir(file: &Path) -> Result<(), StateError> {
     }
 }
 
-impl StateStore for SqliteState {
-    async fn create_project(&self, project: NewProject) -> Result<Project, StateError> {
-        let allowed_cidrs = columns::join_cidrs(&project.allowed_cidrs);
-        let _turn = self.gate.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query_scalar::<_, i64>(INSERT_PROJECT)
-            .bind(&project.slug)
-            .bind(&project.name)
-            .bind(&project.timezone)
-            .bind(&project.webhook_secret_hash)
-            .bind(&allowed_cidrs)
-            .fetch_one(&mut *tx)
-            .await;
-        let id = match inserted {
-            Ok(id) => id,
-            Err(error) if is_unique_violation(&error) => return Err(StateError::SlugTaken(project.slug)),
-            Err(error) => return Err(error.into()),
-        };
-        let mut seed = sqlx::query(SEED_STATUS_GROUPS);
-        for (group_id, name, is_terminal) in STATUS_GROUPS {
-            seed = seed.bind(id).bind(group_id).bind(name).bind(is_terminal);
-        }
-        seed.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Project {
-            id,
-            slug: project.slug,
-            name: project.name,
-            timezone: project.timezone,
-            is_active: true,
-            webhook_secret_hash: project.webhook_secret_hash,
-            allowed_cidrs: columns::split_cidrs(&allowed_cidrs),
-        })
+impl SqlStore for SqliteState {
+    fn db(&self) -> &Db {
+        &self.db
     }
+}
 
-    async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>, StateError> {
-        let row = sqlx::query(SELECT_PROJECT_BY_SLUG).bind(slug).fetch_optional(&self.pool).await?;
-        row.as_ref().map(project_from_row).transpose()
-    }
-
-    async fn projects(&self) -> Result<Vec<Project>, StateError> {
-        let rows = sqlx::query(SELECT_PROJECTS).fetch_all(&self.pool).await?;
-        rows.iter().map(project_from_row).collect()
-    }
-
-    async fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> Result<i64, StateError> {
-        let _turn = self.gate.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let before: Option<(i64, String, i64)> = sqlx::query_as(SELECT_SETTINGS).bind(project_id).fetch_optional(&mut *tx).await?;
-        let revision = before.as_ref().map_or(1, |(_, _, revision)| revision + 1);
-        sqlx::query(UPSERT_SETTINGS).bind(project_id).bind(document).bind(revision).execute(&mut *tx).await?;
-        sqlx::query(INSERT_SETTINGS_AUDIT)
-            .bind(project_id)
-            .bind(actor)
-            .bind(project_id.to_string())
-            .bind(before.map(|(_, document, _)| document))
-            .bind(document)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(revision)
-    }
-
-    async fn settings(&self, project_id: i64) -> Result<Option<SettingsRecord>, StateError> {
-        let row: Option<(i64, String, i64)> = sqlx::query_as(SELECT_SETTINGS).bind(project_id).fetch_optional(&self.pool).await?;
-        Ok(row.map(|(project_id, document, revision)| SettingsRecord { project_id, document, revision }))
-    }
-
-    async fn add_webhook_counts(&self, counts: &[WebhookCount]) -> Result<(), StateError> {
-        let counts = columns::summed_webhook_counts(counts);
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let _turn = self.gate.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        write_rows(&mut tx, &ADD_WEBHOOK_COUNTS, &counts, bind_webhook_count).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn webhook_counts(&self, project_id: i64, from: Timestamp, to: Timestamp) -> Result<Vec<WebhookCount>, StateError> {
-        let rows: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(SELECT_WEBHOOK_COUNTS)
-            .bind(project_id)
-            .bind(from.as_micros())
-            .bind(to.as_micros())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(columns::webhook_count).collect())
-    }
-
-    async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(SELECT_CONSUMER_OFFSETS).bind(group).bind(topic).fetch_all(&self.pool).await?;
-        columns::consumer_offsets(rows)
-    }
-
-    async fn order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {
-        let mut ids = order_ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut events: HashMap<i64, Vec<StatusEvent>> = HashMap::with_capacity(ids.len());
+impl HotPath for SqliteState {
+    async fn read_order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {
+        let ids = columns::distinct_ids(order_ids);
+        let mut events = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_ROWS) {
             let padded = chunk.len().next_power_of_two();
             let mut query = sqlx::query(SELECT_EVENTS.text(padded)).bind(project_id);
@@ -385,18 +241,12 @@ impl StateStore for SqliteState {
                 // Repeating the last id fills the list up to its cached size.
                 query = query.bind(chunk[index.min(chunk.len() - 1)]);
             }
-            for row in query.fetch_all(&self.pool).await? {
-                let event = event_from_row(&row)?;
-                events.entry(event.order_id).or_default().push(event);
-            }
+            columns::add_events(&mut events, query.fetch_all(&self.pool).await?.into_iter().map(sql::Row::Sqlite))?;
         }
         Ok(events)
     }
 
-    async fn commit(&self, batch: CommitBatch) -> Result<(), StateError> {
-        if batch.events.is_empty() && batch.orders.is_empty() && batch.offsets.is_empty() {
-            return Ok(());
-        }
+    async fn commit_batch(&self, batch: CommitBatch) -> Result<(), StateError> {
         let plan = CommitPlan::new(&batch);
         let _turn = self.gate.lock().await;
         let mut tx = self.committer.begin_with("BEGIN IMMEDIATE").await?;
@@ -421,106 +271,9 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
-    async fn order_ids(&self, project_id: i64, after: i64, limit: u32) -> Result<Vec<i64>, StateError> {
-        Ok(sqlx::query_scalar(SELECT_ORDER_IDS).bind(project_id).bind(after).bind(i64::from(limit)).fetch_all(&self.pool).await?)
-    }
-
-    async fn list_orders(&self, project_id: i64, limit: u32, after: Option<(Timestamp, i64)>) -> Result<Vec<OrderSummary>, StateError> {
-        let query = match after {
-            None => sqlx::query(SELECT_ORDERS_FIRST_PAGE).bind(project_id),
-            Some((last_changed_at, order_id)) => {
-                sqlx::query(SELECT_ORDERS_AFTER).bind(project_id).bind(last_changed_at.as_micros()).bind(order_id)
-            }
-        };
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OrderSummary {
-                    order_id: row.try_get("order_id")?,
-                    current_status_id: row.try_get("current_status_id")?,
-                    current_group_id: columns::group_id(row.try_get("last_status_group_id")?, "last_status_group_id")?,
-                    last_changed_at: Timestamp::from_micros(row.try_get("last_changed_at")?),
-                    event_count: columns::count(row.try_get("event_count")?, "event_count")?,
-                    settings_revision: row.try_get("settings_revision")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn derived_digest(&self, project_id: i64) -> Result<String, StateError> {
-        // One read transaction: both tables from the same snapshot.
-        let mut tx = self.pool.begin().await?;
-        let mut digest = DerivedDigest::new();
-        {
-            let mut rows = sqlx::query(SELECT_DIGEST_ORDERS).bind(project_id).fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                digest.order(&DigestOrder {
-                    order_id: row.try_get("order_id")?,
-                    current_status_id: row.try_get("current_status_id")?,
-                    last_status_group_id: row.try_get("last_status_group_id")?,
-                    last_changed_at: row.try_get("last_changed_at")?,
-                    started_at: row.try_get("started_at")?,
-                    untracked_seconds: row.try_get("untracked_seconds")?,
-                    delivery_entered_at: row.try_get("delivery_entered_at")?,
-                    cycle_duration_to_delivery: row.try_get("cycle_duration_to_delivery")?,
-                    closed_at: row.try_get("closed_at")?,
-                    cycle_rule_id_applied: row.try_get("cycle_rule_id_applied")?,
-                    urgency: row.try_get("urgency")?,
-                    sla_state: row.try_get("sla_state")?,
-                    event_count: row.try_get("event_count")?,
-                    settings_revision: row.try_get("settings_revision")?,
-                    derived_json: row.try_get("derived_json")?,
-                })?;
-            }
-        }
-        {
-            let mut rows = sqlx::query(SELECT_DIGEST_CYCLES).bind(project_id).fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                digest.cycle(&DigestCycle {
-                    order_id: row.try_get("order_id")?,
-                    cycle_id: row.try_get("cycle_id")?,
-                    started_at: row.try_get("started_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                    wall_seconds: row.try_get("wall_seconds")?,
-                    working_seconds: row.try_get("working_seconds")?,
-                    is_open: row.try_get::<i64, _>("is_open")? != 0,
-                });
-            }
-        }
-        tx.rollback().await?;
-        Ok(digest.finish())
-    }
-
-    async fn event_count(&self, project_id: i64) -> Result<u64, StateError> {
-        let count: i64 = sqlx::query_scalar(COUNT_EVENTS).bind(project_id).fetch_one(&self.pool).await?;
-        u64::try_from(count).map_err(|_| StateError::Corrupt(format!("event count {count} is negative")))
-    }
 }
 
 // --- rows -----------------------------------------------------------------------------------
-
-fn project_from_row(row: &SqliteRow) -> Result<Project, StateError> {
-    Ok(Project {
-        id: row.try_get("id")?,
-        slug: row.try_get("slug")?,
-        name: row.try_get("name")?,
-        timezone: row.try_get("timezone")?,
-        is_active: row.try_get::<i64, _>("is_active")? != 0,
-        webhook_secret_hash: row.try_get::<Option<String>, _>("webhook_secret_hash")?.unwrap_or_default(),
-        allowed_cidrs: columns::split_cidrs(&row.try_get::<String, _>("allowed_cidrs")?),
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<StatusEvent, StateError> {
-    Ok(StatusEvent {
-        order_id: row.try_get("order_id")?,
-        status_id: row.try_get("status_id")?,
-        group_id: columns::group_id(row.try_get("status_group_id")?, "status_group_id")?,
-        changed_at: Timestamp::from_micros(row.try_get("status_changed_at")?),
-        order_created_at: Timestamp::from_micros(row.try_get("order_created_at")?),
-        source: columns::parse_source(row.try_get("source")?)?,
-    })
-}
 
 type SqliteQuery = Query<'static, Sqlite, SqliteArguments>;
 
@@ -574,10 +327,6 @@ fn bind_offset(query: SqliteQuery, offset: &&ConsumerOffset) -> SqliteQuery {
     query.bind(offset.group.clone()).bind(offset.topic.clone()).bind(i64::from(offset.partition)).bind(offset.next_offset)
 }
 
-fn bind_webhook_count(query: SqliteQuery, count: &WebhookCount) -> SqliteQuery {
-    query.bind(count.project_id).bind(count.hour.as_micros()).bind(count.outcome.clone()).bind(count.reason.clone()).bind(count.count)
-}
-
 /// Writes `items` with `statement`, [`MAX_ROWS`] at a time.
 async fn write_rows<T: Sync>(
     conn: &mut SqliteConnection,
@@ -611,10 +360,6 @@ async fn delete_orders_rows(
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }
 
 // --- multi-row statements -------------------------------------------------------------------

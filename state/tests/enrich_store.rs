@@ -80,6 +80,7 @@ async fn api_access_keeps_the_encrypted_token_base_url_and_rate<S: StateStore + 
     let update = ApiAccessUpdate {
         base_url: Some("http://127.0.0.1:9/v1".into()),
         token_enc: Some(vec![1, 2, 3, 0, 255]),
+        token_hint: Some("0255".into()),
         rate_per_minute: Some(Some(20)),
     };
     assert!(!format!("{update:?}").contains("255"), "Debug does not show the token bytes");

@@ -94,9 +94,9 @@ async fn settings_revisions_grow_by_one_and_every_change_is_audited<S: Inspect>(
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
     let other = store.create_project(new_project("beta")).await.expect("creating beta").id;
     store
-        .execute("INSERT INTO users (email, display_name, password_hash, role) VALUES ('ops@example.com', 'Ops', 'x', 'admin')".into())
+        .execute("INSERT INTO users (login, email, password_hash, is_owner) VALUES ('ops@example.com', 'ops@example.com', 'x', TRUE)".into())
         .await;
-    let user = store.integer("SELECT id FROM users WHERE email = 'ops@example.com'".into()).await;
+    let user = store.integer("SELECT id FROM users WHERE login = 'ops@example.com'".into()).await;
 
     assert_eq!(store.settings(project).await.expect("reading settings"), None);
 
@@ -110,7 +110,7 @@ async fn settings_revisions_grow_by_one_and_every_change_is_audited<S: Inspect>(
     assert_eq!((stored.project_id, stored.revision), (project, 2));
     assert_eq!(json(&stored.document), json(second));
 
-    let audited = format!("FROM audit_log WHERE project_id = {project} AND action = 'settings.update' AND entity = 'project_settings'");
+    let audited = format!("FROM audit_log WHERE project_id = {project} AND action = 'settings.update' AND entity = 'settings'");
     assert_eq!(store.integer(format!("SELECT count(*) {audited}")).await, 2);
     assert_eq!(store.integer(format!("SELECT count(*) {audited} AND before_json IS NULL")).await, 1, "the first change has no before");
     assert_eq!(store.integers(format!("SELECT user_id {audited} AND user_id IS NOT NULL")).await, vec![user]);

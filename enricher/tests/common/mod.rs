@@ -294,6 +294,7 @@ impl World {
                 ApiAccessUpdate {
                     base_url: Some(fake.base_url.clone()),
                     token_enc: Some(cipher().encrypt(&Secret::new(token))),
+                    token_hint: None,
                     rate_per_minute: Some(rate),
                 },
             )

@@ -1,6 +1,7 @@
-//! CRM API tokens at rest: AES-256-GCM with a fresh random nonce per value. The key comes from
-//! the configuration (64 hex digits) or, in embedded mode, from a key file in the data folder
-//! that is created with mode 0600 on first use.
+//! Secrets at rest. CRM API tokens: AES-256-GCM with a fresh random nonce per value. The key
+//! comes from the configuration (64 hex digits) or, in embedded mode, from a key file in the data
+//! folder that is created with mode 0600 on first use. Webhook secrets and personal API tokens
+//! are random and kept only as SHA-256 digests ([`sha256_hex`]).
 //!
 //! A token in memory is a [`Secret`]: its `Debug` and `Display` print `***`, so it cannot reach a
 //! log line or an error message by accident.
@@ -84,27 +85,12 @@ impl TokenCipher {
     /// Reads the key file at `path`, or creates it (mode 0600, and its folder) with a new random
     /// key when there is none.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
-        let fail = |reason: String| SecretError::KeyFile { path: path.to_path_buf(), reason };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                warn_if_readable_by_others(path);
-                Self::from_hex(&text).map_err(|_| fail("does not hold 64 hexadecimal digits".into()))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its folder: {e}")))?;
-                }
-                let key = Aes256Gcm::generate_key(OsRng);
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                let mut file = create_private(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
-                file.write_all(hex.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| fail(format!("cannot write it: {e}")))?;
-                tracing::info!(path = %path.display(), "created a new secrets key file (mode 0600); back it up with the state database");
-                let mut bytes = [0u8; 32];
-                bytes.copy_from_slice(&key);
-                Ok(Self::from_key(bytes))
-            }
-            Err(error) => Err(fail(format!("cannot read it: {error}"))),
+        let existed = path.exists();
+        let key = load_or_create_key(path)?;
+        if !existed {
+            tracing::info!(path = %path.display(), "created a new secrets key file (mode 0600); back it up with the state database");
         }
+        Ok(Self::from_key(key))
     }
 
     /// `version | nonce | ciphertext`, with a nonce never used before (random, 96 bits).
@@ -130,7 +116,60 @@ impl TokenCipher {
     }
 }
 
-fn decode_hex_key(text: &str) -> Option<[u8; 32]> {
+/// `bytes` random bytes from the operating system, as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    use aes_gcm::aead::rand_core::RngCore;
+    let mut buffer = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buffer);
+    hex(&buffer)
+}
+
+/// The SHA-256 digest of `text`, as lower-case hex.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 15)] as char);
+    }
+    out
+}
+
+/// Writes `contents` to a new file readable by its owner only (mode 0600), replacing none.
+pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = create_private(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// The 32-byte key in the file at `path` (64 hex digits), created with a new random key (mode
+/// 0600) when there is none: for keys that only this installation uses.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], SecretError> {
+    let fail = |reason: String| SecretError::KeyFile { path: path.to_path_buf(), reason };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            warn_if_readable_by_others(path);
+            decode_hex_key(text.trim()).ok_or_else(|| fail("does not hold 64 hexadecimal digits".into()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let hex = random_hex(32);
+            write_private_file(path, &hex).map_err(|e| fail(format!("cannot create it: {e}")))?;
+            decode_hex_key(&hex).ok_or_else(|| fail("was written wrongly".into()))
+        }
+        Err(error) => Err(fail(format!("cannot read it: {error}"))),
+    }
+}
+
+/// A key written as 64 hex digits.
+pub fn decode_hex_key(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 || !text.is_ascii() {
         return None;
     }
@@ -197,6 +236,15 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(matches!(TokenCipher::from_key([1; 32]).decrypt(&tampered), Err(SecretError::WrongKey)));
         assert!(matches!(TokenCipher::from_key([1; 32]).decrypt(&[9, 1, 2]), Err(SecretError::UnknownFormat)));
+    }
+
+    #[test]
+    fn digests_and_random_values_are_lower_case_hex() {
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let a = random_hex(32);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(a, random_hex(32));
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! [`StateStore`] on either database, written once (see `sql`); the processor's reads and
+//! commits come from each adapter's [`HotPath`].
+
+use std::collections::HashMap;
+
+use ksa_schemas::{StatusEvent, Timestamp};
+
+use crate::admin::{Actor, AdminStore, AuditRecord, SettingsChange};
+use crate::columns::{self, STATUS_GROUPS};
+use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
+use crate::sql::{Row, SqlStore, args, is_unique_violation, sql};
+use crate::{CommitBatch, HotPath, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount};
+
+/// The columns of a [`Project`].
+macro_rules! project_columns {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, slug, name, timezone, is_active, webhook_secret_hash, allowed_cidrs, webhook_secret_prev_hash, \
+             {micros:webhook_secret_prev_until} AS prev_until_micros FROM projects",
+            $tail
+        )
+    };
+}
+
+impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
+    async fn create_project(&self, project: NewProject) -> Result<Project, StateError> {
+        let allowed_cidrs = columns::join_cidrs(&project.allowed_cidrs);
+        let mut tx = self.db().begin().await?;
+        let inserted = tx
+            .fetch_one(
+                sql!(
+                    "INSERT INTO projects (slug, name, timezone, webhook_secret_hash, allowed_cidrs) VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id"
+                ),
+                args![&project.slug, &project.name, &project.timezone, &project.webhook_secret_hash, &allowed_cidrs],
+            )
+            .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.get(0)?,
+            Err(error) if is_unique_violation(&error) => return Err(StateError::SlugTaken(project.slug)),
+            Err(error) => return Err(error),
+        };
+        for (group_id, name, is_terminal) in STATUS_GROUPS {
+            tx.execute(
+                sql!("INSERT INTO status_group_dict (project_id, group_id, name, is_terminal) VALUES ($1, $2, $3, $4)"),
+                args![id, group_id, name, is_terminal],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Project {
+            id,
+            slug: project.slug,
+            name: project.name,
+            timezone: project.timezone,
+            is_active: true,
+            webhook_secret_hash: project.webhook_secret_hash,
+            previous_secret: None,
+            allowed_cidrs: columns::split_cidrs(&allowed_cidrs),
+        })
+    }
+
+    async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>, StateError> {
+        let row = self.db().fetch_optional(sql!(project_columns!(" WHERE slug = $1")), args![slug]).await?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn projects(&self) -> Result<Vec<Project>, StateError> {
+        let rows = self.db().fetch_all(sql!(project_columns!(" ORDER BY id")), args![]).await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    async fn put_settings(&self, project_id: i64, document: &str, actor: &str) -> Result<i64, StateError> {
+        let timezone = serde_json::from_str::<serde_json::Value>(document)
+            .ok()
+            .and_then(|doc| doc.get("timezone").and_then(|tz| tz.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "UTC".to_owned());
+        let change = SettingsChange { project_id, document: document.to_owned(), timezone, expected_revision: None };
+        let audit = AuditRecord {
+            project_id: Some(project_id),
+            action: "settings.update".into(),
+            entity: "settings".into(),
+            entity_id: None,
+            before: None,
+            after: None,
+        };
+        let user_id = self.user_by_login(actor).await?.map(|(user, _)| user.id);
+        let actor = Actor { name: actor.to_owned(), user_id, address: None };
+        self.store_settings(change, &actor, audit).await
+    }
+
+    async fn settings(&self, project_id: i64) -> Result<Option<SettingsRecord>, StateError> {
+        let row = self
+            .db()
+            .fetch_optional(
+                sql!("SELECT project_id, {text:settings_json} AS document, revision FROM project_settings WHERE project_id = $1"),
+                args![project_id],
+            )
+            .await?;
+        row.map(|row| Ok(SettingsRecord { project_id: row.get("project_id")?, document: row.get("document")?, revision: row.get("revision")? }))
+            .transpose()
+    }
+
+    async fn add_webhook_counts(&self, counts: &[WebhookCount]) -> Result<(), StateError> {
+        let counts = columns::summed_webhook_counts(counts);
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db().begin().await?;
+        for count in counts {
+            tx.execute(
+                sql!(
+                    "INSERT INTO webhook_counters (project_id, hour, outcome, reason, count) VALUES ($1, {at:$2}, $3, $4, $5) \
+                     ON CONFLICT (project_id, hour, outcome, reason) DO UPDATE SET count = webhook_counters.count + excluded.count"
+                ),
+                args![count.project_id, count.hour, count.outcome, count.reason, count.count],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn webhook_counts(&self, project_id: i64, from: Timestamp, to: Timestamp) -> Result<Vec<WebhookCount>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(
+                    "SELECT project_id, {micros:hour} AS hour_micros, outcome, reason, count FROM webhook_counters \
+                     WHERE project_id = $1 AND hour >= {at:$2} AND hour < {at:$3} ORDER BY hour, outcome, reason"
+                ),
+                args![project_id, from, to],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WebhookCount {
+                    project_id: row.get("project_id")?,
+                    hour: row.instant("hour_micros")?,
+                    outcome: row.get("outcome")?,
+                    reason: row.get("reason")?,
+                    count: row.get("count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(sql!("SELECT partition_no, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2"), args![
+                group, topic
+            ])
+            .await?;
+        let pairs = rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect::<Result<Vec<(i64, i64)>, StateError>>()?;
+        columns::consumer_offsets(pairs)
+    }
+
+    async fn order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {
+        self.read_order_events(project_id, order_ids).await
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<(), StateError> {
+        if batch.events.is_empty() && batch.orders.is_empty() && batch.offsets.is_empty() {
+            return Ok(());
+        }
+        self.commit_batch(batch).await
+    }
+
+    async fn order_ids(&self, project_id: i64, after: i64, limit: u32) -> Result<Vec<i64>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!("SELECT DISTINCT order_id FROM order_status_events WHERE project_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3"),
+                args![project_id, after, limit],
+            )
+            .await?;
+        rows.iter().map(|row| row.get(0)).collect()
+    }
+
+    async fn list_orders(&self, project_id: i64, limit: u32, after: Option<(Timestamp, i64)>) -> Result<Vec<OrderSummary>, StateError> {
+        let rows = match after {
+            None => {
+                self.db()
+                    .fetch_all(
+                        sql!(
+                            "SELECT order_id, current_status_id, last_status_group_id, {micros:last_changed_at} AS changed_micros, \
+                             event_count, settings_revision FROM orders_current WHERE project_id = $1 \
+                             ORDER BY last_changed_at DESC, order_id DESC LIMIT $2"
+                        ),
+                        args![project_id, limit],
+                    )
+                    .await?
+            }
+            Some((last_changed_at, order_id)) => {
+                self.db()
+                    .fetch_all(
+                        sql!(
+                            "SELECT order_id, current_status_id, last_status_group_id, {micros:last_changed_at} AS changed_micros, \
+                             event_count, settings_revision FROM orders_current WHERE project_id = $1 \
+                             AND (last_changed_at, order_id) < ({at:$2}, $3) ORDER BY last_changed_at DESC, order_id DESC LIMIT $4"
+                        ),
+                        args![project_id, last_changed_at, order_id, limit],
+                    )
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(OrderSummary {
+                    order_id: row.get("order_id")?,
+                    current_status_id: row.get("current_status_id")?,
+                    current_group_id: columns::group_id(row.get("last_status_group_id")?, "last_status_group_id")?,
+                    last_changed_at: row.instant("changed_micros")?,
+                    event_count: columns::count(row.get("event_count")?, "event_count")?,
+                    settings_revision: row.get("settings_revision")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn derived_digest(&self, project_id: i64) -> Result<String, StateError> {
+        // One snapshot for both tables.
+        let mut snapshot = self.db().snapshot().await?;
+        let mut digest = DerivedDigest::new();
+        snapshot
+            .for_each(
+                sql!(
+                    "SELECT order_id, current_status_id, last_status_group_id, {micros:last_changed_at} AS last_changed_micros, \
+                     {micros:started_at} AS started_micros, untracked_seconds, \
+                     {micros:delivery_entered_at} AS delivery_entered_micros, cycle_duration_to_delivery, \
+                     {micros:closed_at} AS closed_micros, cycle_rule_id_applied, urgency, sla_state, event_count, \
+                     settings_revision, derived_json FROM orders_current WHERE project_id = $1 ORDER BY order_id"
+                ),
+                args![project_id],
+                |row| {
+                    digest.order(&DigestOrder {
+                        order_id: row.get("order_id")?,
+                        current_status_id: row.get("current_status_id")?,
+                        last_status_group_id: row.get("last_status_group_id")?,
+                        last_changed_at: row.get("last_changed_micros")?,
+                        started_at: row.get("started_micros")?,
+                        untracked_seconds: row.get("untracked_seconds")?,
+                        delivery_entered_at: row.get("delivery_entered_micros")?,
+                        cycle_duration_to_delivery: row.get("cycle_duration_to_delivery")?,
+                        closed_at: row.get("closed_micros")?,
+                        cycle_rule_id_applied: row.get("cycle_rule_id_applied")?,
+                        urgency: row.get("urgency")?,
+                        sla_state: row.get("sla_state")?,
+                        event_count: row.get("event_count")?,
+                        settings_revision: row.get("settings_revision")?,
+                        derived_json: row.get("derived_json")?,
+                    })
+                },
+            )
+            .await?;
+        snapshot
+            .for_each(
+                sql!(
+                    "SELECT order_id, cycle_id, {micros:started_at} AS started_micros, {micros:ended_at} AS ended_micros, \
+                     wall_seconds, working_seconds, is_open FROM order_cycle_metrics WHERE project_id = $1 ORDER BY order_id, cycle_id"
+                ),
+                args![project_id],
+                |row| {
+                    digest.cycle(&DigestCycle {
+                        order_id: row.get("order_id")?,
+                        cycle_id: row.get("cycle_id")?,
+                        started_at: row.get("started_micros")?,
+                        ended_at: row.get("ended_micros")?,
+                        wall_seconds: row.get("wall_seconds")?,
+                        working_seconds: row.get("working_seconds")?,
+                        is_open: row.get("is_open")?,
+                    });
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(digest.finish())
+    }
+
+    async fn event_count(&self, project_id: i64) -> Result<u64, StateError> {
+        let row = self.db().fetch_one(sql!("SELECT count(*) FROM order_status_events WHERE project_id = $1"), args![project_id]).await?;
+        let count: i64 = row.get(0)?;
+        u64::try_from(count).map_err(|_| StateError::Corrupt(format!("event count {count} is negative")))
+    }
+}
+
+fn project_from_row(row: &Row) -> Result<Project, StateError> {
+    Ok(Project {
+        id: row.get("id")?,
+        slug: row.get("slug")?,
+        name: row.get("name")?,
+        timezone: row.get("timezone")?,
+        is_active: row.get("is_active")?,
+        webhook_secret_hash: row.get::<Option<String>, _>("webhook_secret_hash")?.unwrap_or_default(),
+        previous_secret: match (row.get::<Option<String>, _>("webhook_secret_prev_hash")?, row.opt_instant("prev_until_micros")?) {
+            (Some(hash), Some(until)) => Some((hash, until)),
+            _ => None,
+        },
+        allowed_cidrs: columns::split_cidrs(&row.get::<String, _>("allowed_cidrs")?),
+    })
+}
