@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ksa_edge::Cidr;
+use ksa_schemas::Timestamp;
 use ksa_state::{StateError, StateStore};
 use tokio::sync::{Mutex, RwLock};
 
-use crate::cidr::Cidr;
+use crate::secret::secret_matches;
 
 /// What ingest needs of a project.
 #[derive(Debug)]
@@ -16,7 +18,17 @@ pub struct ProjectEntry {
     pub id: i64,
     pub slug: String,
     pub secret_digest: String,
+    /// The secret before the last rotation, and until when it is still accepted.
+    pub previous: Option<(String, Timestamp)>,
     pub allowed: Vec<Cidr>,
+}
+
+impl ProjectEntry {
+    /// True when `offered` is the project's secret, or its previous one within the grace period.
+    pub fn accepts(&self, offered: &str, now: Timestamp) -> bool {
+        secret_matches(offered, &self.secret_digest)
+            || self.previous.as_ref().is_some_and(|(digest, until)| now < *until && secret_matches(offered, digest))
+    }
 }
 
 pub enum Resolved {
@@ -42,14 +54,21 @@ impl ProjectDirectory {
         ProjectDirectory { refresh, entries: RwLock::new((None, HashMap::new())), reloading: Mutex::new(()) }
     }
 
-    /// A known slug is trusted for `refresh`; an unknown one triggers a reload at most once
-    /// a second, so a project added on a running server answers within a second.
-    pub async fn resolve<S: StateStore>(&self, state: &S, slug: &str) -> Resolved {
-        if let Some(found) = self.cached(slug).await {
+    /// A known slug is trusted for `refresh`; an unknown one, or a secret that does not match,
+    /// triggers a reload at most once a second, so a project added or a secret rotated on a
+    /// running server works within a second.
+    pub async fn resolve<S: StateStore>(&self, state: &S, slug: &str, offered: Option<&str>, now: Timestamp) -> Resolved {
+        let stale_secret = |found: &Resolved| match (found, offered) {
+            (Resolved::Active(entry), Some(offered)) => !entry.accepts(offered, now),
+            _ => false,
+        };
+        if let Some(found) = self.cached(slug, false).await
+            && !stale_secret(&found)
+        {
             return found;
         }
         let _one_reload = self.reloading.lock().await;
-        if let Some(found) = self.cached(slug).await {
+        if let Some(found) = self.cached(slug, true).await {
             return found;
         }
         match state.projects().await {
@@ -59,7 +78,13 @@ impl ProjectDirectory {
                     .filter(|p| p.is_active)
                     .map(|p| {
                         let allowed = p.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
-                        let entry = ProjectEntry { id: p.id, slug: p.slug.clone(), secret_digest: p.webhook_secret_hash, allowed };
+                        let entry = ProjectEntry {
+                            id: p.id,
+                            slug: p.slug.clone(),
+                            secret_digest: p.webhook_secret_hash,
+                            previous: p.previous_secret,
+                            allowed,
+                        };
                         (p.slug, Arc::new(entry))
                     })
                     .collect();
@@ -71,13 +96,15 @@ impl ProjectDirectory {
         }
     }
 
-    /// The cached answer, when the cache is fresh enough to give one.
-    async fn cached(&self, slug: &str) -> Option<Resolved> {
+    /// The cached answer, when the cache is fresh enough to give one: within `refresh`, or
+    /// within a second when `recent` (a reload just happened or is not due yet).
+    async fn cached(&self, slug: &str, recent: bool) -> Option<Resolved> {
         let entries = self.entries.read().await;
         let age = entries.0.map(|at| at.elapsed())?;
+        let miss_reload = MISS_RELOAD.min(self.refresh);
         match entries.1.get(slug) {
-            Some(entry) if age < self.refresh => Some(Resolved::Active(entry.clone())),
-            None if age < MISS_RELOAD.min(self.refresh) => Some(Resolved::Unknown),
+            Some(entry) if (if recent { age < miss_reload } else { age < self.refresh }) => Some(Resolved::Active(entry.clone())),
+            None if age < miss_reload => Some(Resolved::Unknown),
             _ => None,
         }
     }

@@ -3,13 +3,11 @@
 //! A webhook is answered 202 only after its event is durable in the bus; every error is JSON
 //! with a 4xx or 503 status, and nothing is written for a rejected request.
 
-mod cidr;
 mod counters;
 mod directory;
 pub mod secret;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +22,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
-pub use cidr::Cidr;
+pub use ksa_edge::Cidr;
 pub use counters::Counters;
 use directory::{ProjectDirectory, Resolved};
 
@@ -75,7 +73,7 @@ pub fn routes<B: Bus, S: StateStore>(ingest: Arc<Ingest<B, S>>) -> impl Filter<E
         .and(warp::path::tail())
         .and(query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(ksa_edge::client_addr())
         .and(warp::body::stream())
         .and_then(move |method, tail: warp::path::Tail, query, headers, remote, body| {
             let ingest = ingest.clone();
@@ -91,7 +89,7 @@ struct Request {
     tail: String,
     query: String,
     headers: HeaderMap,
-    remote: Option<SocketAddr>,
+    remote: ksa_edge::ClientAddr,
 }
 
 /// One answer: status, the JSON body, an optional `Retry-After`, and `Allow` for a 405.
@@ -146,9 +144,14 @@ async fn answer<B: Bus, S: StateStore>(
         answer.allow = Some("POST");
         return answer;
     }
-    let project = match ingest.directory.resolve(&ingest.state, slug).await {
-        Resolved::Active(project) => project,
-        Resolved::Unknown => return Answer::error(StatusCode::NOT_FOUND, "unknown_project", format!("no active project `{slug}`")),
+    let offered = path_secret
+        .map(str::to_string)
+        .or_else(|| query_token(&request.query))
+        .or_else(|| request.headers.get("x-webhook-token").and_then(|v| v.to_str().ok()).map(str::to_string));
+    let now = now();
+    let project = match ingest.directory.resolve(&ingest.state, slug, offered.as_deref(), now).await {
+        Resolved::Active(project) => Some(project),
+        Resolved::Unknown => None,
         Resolved::Unavailable(err) => {
             tracing::warn!(error = %err, "project lookup failed");
             return Answer {
@@ -157,34 +160,31 @@ async fn answer<B: Bus, S: StateStore>(
             };
         }
     };
-    let now = now();
     let counters = &ingest.counters;
-    counters.count(project.id, now, "received", "");
+    if let Some(project) = &project {
+        counters.count(project.id, now, "received", "");
+    }
+    // An unknown project answers exactly as a wrong secret does, so slugs cannot be guessed.
+    let unauthorized = |message: &str| {
+        if let Some(project) = &project {
+            counters.count(project.id, now, "rejected", "unauthorized");
+        }
+        Answer::error(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    };
+    let Some(offered) = offered else {
+        return unauthorized("missing webhook secret: add it as ?token=…, an X-Webhook-Token header or a last path segment");
+    };
+    let project = match project {
+        Some(project) if project.accepts(&offered, now) => project,
+        _ => return unauthorized("wrong webhook secret"),
+    };
     let reject = |status: StatusCode, reason: &'static str, message: String| {
         counters.count(project.id, now, "rejected", reason);
         Answer::error(status, reason, message)
     };
 
-    if !project.allowed.is_empty() {
-        let ip = request.remote.map(|a| a.ip());
-        if !ip.is_some_and(|ip| project.allowed.iter().any(|c| c.contains(ip))) {
-            return reject(StatusCode::FORBIDDEN, "forbidden", "this source address may not post webhooks for the project".into());
-        }
-    }
-    let offered = path_secret
-        .map(str::to_string)
-        .or_else(|| query_token(&request.query))
-        .or_else(|| request.headers.get("x-webhook-token").and_then(|v| v.to_str().ok()).map(str::to_string));
-    match offered {
-        Some(secret) if secret::secret_matches(&secret, &project.secret_digest) => {}
-        Some(_) => return reject(StatusCode::UNAUTHORIZED, "unauthorized", "wrong webhook secret".into()),
-        None => {
-            return reject(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing webhook secret: add it as ?token=…, an X-Webhook-Token header or a last path segment".into(),
-            );
-        }
+    if !project.allowed.is_empty() && !project.allowed.iter().any(|c| c.contains(request.remote.ip)) {
+        return reject(StatusCode::FORBIDDEN, "forbidden", "this source address may not post webhooks for the project".into());
     }
     if let Some(content_type) = request.headers.get("content-type") {
         let json = content_type.to_str().ok().and_then(|v| v.split(';').next()).is_some_and(|v| {
@@ -210,6 +210,9 @@ async fn answer<B: Bus, S: StateStore>(
         Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("the body could not be read: {err}")),
     };
 
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return reject(StatusCode::BAD_REQUEST, "malformed", "the body is not valid UTF-8".into());
+    };
     let event = match parse_webhook(&body) {
         Ok(WebhookOutcome::Status(event)) => event,
         Ok(WebhookOutcome::Ignored { event }) => {
@@ -228,12 +231,12 @@ async fn answer<B: Bus, S: StateStore>(
         }
     };
 
-    let message = StatusMessage::StatusChanged {
-        project_id: project.id,
-        event,
-        received_at: now,
-        payload: String::from_utf8_lossy(&body).into_owned(),
-    };
+    if let Err(message) = plausible_change_time(event.changed_at, now) {
+        let mut answer = reject(StatusCode::BAD_REQUEST, "invalid_field", message);
+        answer.body["field"] = json!("context.status_changed_at");
+        return answer;
+    }
+    let message = StatusMessage::StatusChanged { project_id: project.id, event, received_at: now, payload: text.to_owned() };
     let payload = match serde_json::to_vec(&message) {
         Ok(p) => p,
         Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", err.to_string()),
@@ -265,6 +268,23 @@ async fn answer<B: Bus, S: StateStore>(
             unavailable(reject, "the event could not be stored; retry later".into(), 5)
         }
     }
+}
+
+/// How far back a status change may lie: older ones are not KeyCRM's webhooks.
+const OLDEST_CHANGE_MICROS: i64 = 5 * 366 * 86_400 * 1_000_000;
+/// How far ahead of this server's clock a status change may lie (clock skew, time zones).
+const NEWEST_CHANGE_MICROS: i64 = 86_400 * 1_000_000;
+
+/// A status change time within [now − 5 years, now + 1 day], or why not.
+fn plausible_change_time(changed_at: Timestamp, now: Timestamp) -> Result<(), String> {
+    let (at, now) = (changed_at.as_micros(), now.as_micros());
+    if at < now - OLDEST_CHANGE_MICROS {
+        return Err(format!("status_changed_at {changed_at} is more than 5 years ago"));
+    }
+    if at > now + NEWEST_CHANGE_MICROS {
+        return Err(format!("status_changed_at {changed_at} is more than a day ahead of this server's clock"));
+    }
+    Ok(())
 }
 
 fn unavailable(reject: impl Fn(StatusCode, &'static str, String) -> Answer, message: String, retry_after: u32) -> Answer {

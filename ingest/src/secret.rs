@@ -1,18 +1,8 @@
 //! Webhook secrets: generated once, kept only as a SHA-256 digest, compared in constant time.
 
-use sha2::{Digest, Sha256};
-
 /// The hex SHA-256 digest under which a secret is stored.
 pub fn secret_digest(secret: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(secret.as_bytes());
-    // Every webhook is checked: one allocation, not one per byte.
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
+    ksa_state::secret::sha256_hex(secret)
 }
 
 /// True when `offered` hashes to `stored_digest`. Both digests have a fixed length, and every
