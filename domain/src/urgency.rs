@@ -47,7 +47,7 @@ mod tests {
     use super::*;
 
     fn rule(matches: UrgencyMatch) -> UrgencyRule {
-        UrgencyRule { matches, is_active: true }
+        UrgencyRule { name: None, matches, is_active: true }
     }
 
     fn line(sku: &str, offer_sku: &str, offer_id: i64, product_id: i64) -> OrderLine {
@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn inactive_rules_and_orders_without_items_are_normal() {
-        let inactive = UrgencyRule { matches: UrgencyMatch::OfferId(16), is_active: false };
+        let inactive = UrgencyRule { name: None, matches: UrgencyMatch::OfferId(16), is_active: false };
         assert_eq!(urgency_of(&[line("a", "a", 16, 1)], &[inactive]), Urgency::Normal);
         assert_eq!(urgency_of(&[], &[rule(UrgencyMatch::OfferId(16))]), Urgency::Normal);
     }
