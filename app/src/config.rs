@@ -27,7 +27,29 @@ pub struct Config {
     pub processor: ProcessorSection,
     pub enricher: EnricherSection,
     pub facts: FactsConfig,
+    pub auth: AuthSection,
     pub log: LogConfig,
+}
+
+/// Sessions, and what `run` and `query-api` do about logins (docs/access.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// The key that signs session cookies, as 64 hex digits; the same on every query-API
+    /// process. Unset: the key file `session.key` in the data dir, created (mode 0600) on
+    /// first use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    /// Hours a login lasts.
+    pub session_hours: u64,
+    /// Minutes a rotated webhook secret keeps working.
+    pub secret_grace_minutes: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection { session_key: None, session_hours: 8, secret_grace_minutes: 10 }
+    }
 }
 
 /// The enricher (docs/enricher.md): KeyCRM API calls, their limits, and its schedules.
@@ -159,6 +181,42 @@ pub struct DatabaseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
+    /// The address people and KeyCRM reach this deployment at (`https://ksa.example.com`): the
+    /// base of every webhook URL shown, and with https, session cookies are `Secure`. Unset:
+    /// `http://` and the listen address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Connections served at once; further ones wait.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also between kept-alive requests).
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body after its headers.
+    pub body_read_timeout_seconds: u64,
+}
+
+impl ServerConfig {
+    /// `public_url`, else `http://` and the listen address (without a trailing slash).
+    pub fn public_url(&self, listen: &str) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned()
+    }
+
+    /// The limits every service's server applies.
+    pub fn limits(&self) -> anyhow::Result<ksa_edge::Limits> {
+        let mut proxies = Vec::new();
+        for proxy in &self.trusted_proxies {
+            proxies.push(
+                ksa_edge::Cidr::parse(proxy).with_context(|| format!("server.trusted_proxies: {proxy:?} is not an address or CIDR"))?,
+            );
+        }
+        Ok(ksa_edge::Limits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds.max(1)),
+            trusted_proxies: ksa_edge::TrustedProxies(proxies),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +245,7 @@ impl Default for Config {
             processor: ProcessorSection::default(),
             enricher: EnricherSection::default(),
             facts: FactsConfig::default(),
+            auth: AuthSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -194,7 +253,14 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into() }
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+        }
     }
 }
 
@@ -272,6 +338,10 @@ fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> anyhow::Result<(
             toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{name}: {raw:?} is not true or false"))?)
         }
         Some(toml::Value::Table(_)) => bail!("{name}: `{leaf}` is a section, not a setting"),
+        // A list from a comma-separated value: `KSA__SERVER__TRUSTED_PROXIES=10.0.0.0/8,::1`.
+        Some(toml::Value::Array(_)) => {
+            toml::Value::Array(raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| toml::Value::String(v.to_owned())).collect())
+        }
         _ => toml::Value::String(raw.to_string()),
     };
     // Optional settings are absent from the defaults, so an unknown name cannot be told from
@@ -369,7 +439,15 @@ mod tests {
         let (mut shown, mut settings) = (Vec::new(), Vec::new());
         keys(&example, "", &mut shown);
         keys(&toml::Table::try_from(Config::default()).unwrap(), "", &mut settings);
-        let optional = ["database.url", "facts.parquet.dir", "facts.clickhouse.user", "facts.clickhouse.password", "bus.partitions"];
+        let optional = [
+            "database.url",
+            "facts.parquet.dir",
+            "facts.clickhouse.user",
+            "facts.clickhouse.password",
+            "bus.partitions",
+            "server.public_url",
+            "auth.session_key",
+        ];
         let missing: Vec<_> = settings.iter().map(String::as_str).chain(optional).filter(|key| !shown.iter().any(|s| s == key)).collect();
         assert!(missing.is_empty(), "config/distributed.example.toml does not show {missing:?}");
     }

@@ -11,7 +11,6 @@ use ksa_enricher::backfill::{ScanOptions, ScanProgress, backfill};
 use ksa_enricher::statuses::{ExportFormat, export_statuses, sync_statuses};
 use ksa_enricher::{ApiAccessor, ClientConfig, Clients, EnricherConfig, Secret, TokenCipher, now};
 use ksa_schemas::{EventSource, Timestamp};
-use ksa_state::enrich::ApiAccessUpdate;
 use ksa_state::{Project, StateStore};
 
 use crate::config::{Config, EnricherSection};
@@ -71,27 +70,23 @@ pub struct ApiChange {
 
 /// `project api`: stores the project's API token (encrypted), base URL and rate.
 pub async fn set_api<S: StateStore>(state: &S, config: &Config, slug: &str, change: ApiChange, out: &mut dyn Write) -> anyhow::Result<()> {
+    use ksa_query_api::admin::projects::{KeycrmPatch, ProjectPatch, update_project};
     let project = project(state, slug).await?;
-    if change.token.as_ref().is_some_and(Secret::is_empty) {
-        bail!("the API token is empty");
-    }
-    if let Some(url) = &change.base_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        bail!("--base-url {url:?} is not an http(s) URL");
-    }
-    if let Some(rate) = change.rate_per_minute
-        && !(1..=600).contains(&rate)
-    {
-        bail!("--rate {rate}: give requests per minute between 1 and 600 (KeyCRM allows about 60)");
-    }
-    let token_enc = match &change.token {
-        Some(token) => Some(cipher(config)?.encrypt(token)),
-        None => None,
+    let keycrm = KeycrmPatch {
+        base_url: change.base_url,
+        token: change.token.map(|t| t.expose().to_owned()),
+        rate_per_minute: if change.default_rate { Some(None) } else { change.rate_per_minute.map(Some) },
     };
-    let rate = if change.default_rate { Some(None) } else { change.rate_per_minute.map(Some) };
-    let token_hint = change.token.as_ref().map(|t| t.expose().chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect());
-    state.update_api_access(project.id, ApiAccessUpdate { base_url: change.base_url, token_enc, token_hint, rate_per_minute: rate }).await?;
+    let patch = ProjectPatch { keycrm: Some(keycrm), ..ProjectPatch::default() };
+    update_project(state, &cipher(config)?, true, &ksa_state::admin::Actor::cli(), &project, patch).await.map_err(|e| {
+        let flag = match e.field.as_deref() {
+            Some("keycrm.base_url") => "--base-url",
+            Some("keycrm.token") => "the API token",
+            Some("keycrm.rate_per_minute") => "--rate",
+            _ => "project api",
+        };
+        anyhow::anyhow!("{flag}: {}", e.message)
+    })?;
     let access = state.api_access(project.id).await?.context("the project disappeared")?;
     writeln!(
         out,

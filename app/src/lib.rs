@@ -1,6 +1,7 @@
 //! The `keycrm-analytics` binary's parts: layered configuration, the offline analyzer, the
 //! all-in-one server and project administration.
 
+pub mod access;
 pub mod analyzer;
 pub mod apart;
 pub mod config;

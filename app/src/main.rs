@@ -110,6 +110,21 @@ enum Command {
     /// The enricher's schedule of order item fetches.
     #[command(subcommand)]
     Enrich(EnrichCommand),
+    /// Users who log in to the web UI and the API (docs/access.md).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Personal API tokens for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Who changed what: settings, users, tokens, projects, secrets, overrides (newest first).
+    Audit {
+        /// Only this project's changes.
+        #[arg(long)]
+        project: Option<String>,
+        /// Rows at most.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Print the version.
     Version,
     /// Create or update the state database schema (SQLite file by default, or a postgres:// URL).
@@ -183,6 +198,74 @@ enum EnrichCommand {
     Status {
         #[arg(long)]
         project: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-stdin a random password is generated and printed once.
+    Add {
+        #[arg(long)]
+        login: String,
+        /// `owner` (everything), or `admin` / `viewer` of the --projects.
+        #[arg(long)]
+        role: String,
+        /// Projects (slugs) the user gets the role in, e.g. `shop,factory`.
+        #[arg(long, value_delimiter = ',')]
+        projects: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users, their roles and projects.
+    List,
+    /// Set a user's password (read from standard input); their sessions end.
+    Passwd {
+        #[arg(long)]
+        login: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Disable a user: their sessions and tokens stop working at once.
+    Disable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Give a user a role in projects.
+    Grant {
+        #[arg(long)]
+        login: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        projects: Vec<String>,
+        /// `admin` or `viewer`.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Take projects away from a user.
+    Revoke {
+        #[arg(long)]
+        login: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        projects: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a personal API token for a user and print it (shown only once).
+    Create {
+        #[arg(long)]
+        login: String,
+        /// What the token is for, e.g. `nightly export`.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -284,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Project(command) => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let base_url = format!("http://{}", config.server.listen);
+            let base_url = config.server.public_url(&config.server.listen);
             let mut out = std::io::stdout();
             runtime.block_on(async {
                 let state = open_state(&config).await?;
@@ -368,6 +451,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(command) => {
+            use ksa_app::access::{self, AddUser, UserCommand as Change};
+            let password = match &command {
+                UserCommand::Add { password_stdin: true, .. } | UserCommand::Passwd { .. } => Some(access::read_password_stdin()?),
+                _ => None,
+            };
+            with_store(&config, |config| async move {
+                let state = open_state(config).await?;
+                let mut out = std::io::stdout();
+                with_state!(state, state => match command {
+                    UserCommand::Add { login, role, projects, email, .. } => {
+                        access::add_user(&state, AddUser { login, role, email, projects, password }, &mut out).await
+                    }
+                    UserCommand::List => access::list_users(&state, &mut out).await,
+                    UserCommand::Passwd { login, .. } => {
+                        access::change_user(&state, config, &login, Change::Password(password.unwrap_or_default()), &mut out).await
+                    }
+                    UserCommand::Disable { login } => access::change_user(&state, config, &login, Change::Active(false), &mut out).await,
+                    UserCommand::Enable { login } => access::change_user(&state, config, &login, Change::Active(true), &mut out).await,
+                    UserCommand::Grant { login, projects, role } => {
+                        access::change_user(&state, config, &login, Change::Grant { projects, role }, &mut out).await
+                    }
+                    UserCommand::Revoke { login, projects } => {
+                        access::change_user(&state, config, &login, Change::Revoke { projects }, &mut out).await
+                    }
+                })
+            })
+        }
+        Command::Token(TokenCommand::Create { login, name }) => with_store(&config, |config| async move {
+            let state = open_state(config).await?;
+            with_state!(state, state => ksa_app::access::create_token(&state, &login, &name, &mut std::io::stdout()).await)
+        }),
+        Command::Audit { project, limit } => with_store(&config, |config| async move {
+            let state = open_state(config).await?;
+            with_state!(state, state => ksa_app::access::audit(&state, project.as_deref(), limit, &mut std::io::stdout()).await)
+        }),
         Command::Version => {
             println!("keycrm-analytics {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -398,6 +517,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if summary.rejected_lines > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
+}
+
+/// Runs a command that only needs the state database, on a small runtime.
+fn with_store<'c, F, Fut>(config: &'c Config, command: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(&'c Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(command(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `2026-01-01` (midnight UTC) or an RFC 3339 time.

@@ -57,9 +57,17 @@ async fn serve<B: Bus, S: StateStore>(
     mut shutdown: watch::Receiver<bool>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    crate::access::ensure_owner(&state, config).await?;
     let ingest = Ingest::new(bus.clone(), state.clone(), IngestConfig::default());
-    let api = QueryApi::new(state.clone());
-    let routes = ksa_ingest::routes(ingest.clone()).or(ksa_query_api::routes(api)).unify().recover(ksa_query_api::not_found);
+    let api =
+        QueryApi::new(state.clone(), bus.clone(), crate::enrich::cipher(config)?, crate::access::api_config(config, &addr.to_string())?);
+    let routes = ksa_ingest::routes(ingest.clone())
+        .or(ksa_query_api::routes(api))
+        .unify()
+        .or(crate::apart::health_routes("run", state.clone()))
+        .unify()
+        .recover(ksa_query_api::recover)
+        .unify();
 
     let processor_config = ProcessorConfig {
         batch_records: config.processor.batch_records.max(1),
@@ -84,14 +92,9 @@ async fn serve<B: Bus, S: StateStore>(
     }
 
     let mut server_stop = shutdown.clone();
-    let server = tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .run(),
-    );
+    let server = tokio::spawn(ksa_edge::serve(listener, routes, config.server.limits()?, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
     tracing::info!(%addr, "listening");
     let projects = state.projects().await?;
     if projects.is_empty() {
@@ -99,8 +102,9 @@ async fn serve<B: Bus, S: StateStore>(
             "no projects yet: add one with `keycrm-analytics project add --slug SLUG --name NAME`; it prints the webhook URL for KeyCRM"
         );
     }
+    let public_url = config.server.public_url(&addr.to_string());
     for project in projects {
-        tracing::info!(project = %project.slug, url = %format!("http://{addr}/webhooks/keycrm/{}?token=<secret>", project.slug), "webhook URL");
+        tracing::info!(project = %project.slug, url = %format!("{public_url}/webhooks/keycrm/{}?token=<secret>", project.slug), "webhook URL");
     }
     on_listening(addr);
 

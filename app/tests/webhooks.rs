@@ -201,10 +201,19 @@ async fn webhook_from_outside_the_project_allowlist_is_refused_with_403_and_writ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_for_an_unknown_project_is_refused_with_404_and_writes_nothing() {
+async fn webhook_for_an_unknown_project_is_answered_as_a_wrong_secret_and_writes_nothing() {
     let mut setup = Setup::start().await;
     let url = setup.webhooks_url(&format!("no-such-shop?token={}", setup.shop.secret));
-    setup.refused(&url, a_status_change(507)).await.assert_error(404);
+    let unknown = setup.refused(&url, a_status_change(507)).await;
+    unknown.assert_error(401);
+    // Exactly what a wrong secret for a real project gets: slugs cannot be found by guessing.
+    let (wrong_url, unknown_bare, known_bare) =
+        (setup.webhooks_url("shop?token=not-the-secret"), setup.webhooks_url("no-such-shop"), setup.webhooks_url("shop"));
+    let wrong = setup.refused(&wrong_url, a_status_change(507)).await;
+    assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+    let missing_unknown = setup.refused(&unknown_bare, a_status_change(507)).await;
+    let missing_known = setup.refused(&known_bare, a_status_change(507)).await;
+    assert_eq!((missing_unknown.status, &missing_unknown.body), (missing_known.status, &missing_known.body));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

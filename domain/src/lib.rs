@@ -12,4 +12,4 @@ pub use clock::{WorkCalendar, WorkingClock};
 pub use rules::ProjectRules;
 pub use sla::{SlaProfile, SlaState};
 pub use timeline::{Elapsed, OrderOverrides, OrderTimeline, compute_timeline};
-pub use urgency::{Urgency, urgency_of};
+pub use urgency::{Urgency, matching_rule, urgency_of};

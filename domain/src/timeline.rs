@@ -50,6 +50,23 @@ pub struct OrderOverrides {
     pub cycle_end: Option<Timestamp>,
 }
 
+impl OrderOverrides {
+    /// An override as stored: `sla_profile` is `normal` or `urgent` (anything else: none).
+    pub fn from_stored(
+        is_urgent: Option<bool>,
+        sla_profile: Option<&str>,
+        cycle_start: Option<Timestamp>,
+        cycle_end: Option<Timestamp>,
+    ) -> Self {
+        let sla_profile = match sla_profile {
+            Some("urgent") => Some(SlaProfile::Urgent),
+            Some("normal") => Some(SlaProfile::Normal),
+            _ => None,
+        };
+        OrderOverrides { is_urgent, sla_profile, cycle_start, cycle_end }
+    }
+}
+
 /// Time spent in one status between two events.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Interval {

@@ -27,8 +27,13 @@ impl Urgency {
 /// Urgent when any line matches any active rule. A SKU rule matches the line's SKU or its
 /// offer's SKU (KeyCRM lets them differ).
 pub fn urgency_of(lines: &[OrderLine], rules: &[UrgencyRule]) -> Urgency {
-    let urgent = lines.iter().any(|line| rules.iter().filter(|r| r.is_active).any(|rule| line_matches(line, &rule.matches)));
-    if urgent { Urgency::Urgent } else { Urgency::Normal }
+    if matching_rule(lines, rules).is_some() { Urgency::Urgent } else { Urgency::Normal }
+}
+
+/// The first active rule that one of the lines matches, and that line's position: why an
+/// order is urgent.
+pub fn matching_rule<'r>(lines: &[OrderLine], rules: &'r [UrgencyRule]) -> Option<(&'r UrgencyRule, usize)> {
+    rules.iter().filter(|r| r.is_active).find_map(|rule| lines.iter().position(|line| line_matches(line, &rule.matches)).map(|i| (rule, i)))
 }
 
 fn line_matches(line: &OrderLine, rule: &UrgencyMatch) -> bool {

@@ -51,9 +51,8 @@ impl TrustedProxies {
 /// The request's [`ClientAddr`]; requests not served by [`crate::serve`] (warp's own test
 /// harness) get the loopback address.
 pub fn client_addr() -> impl Filter<Extract = (ClientAddr,), Error = Infallible> + Clone {
-    warp::ext::optional::<ClientAddr>().map(|addr: Option<ClientAddr>| {
-        addr.unwrap_or(ClientAddr { ip: IpAddr::from([127, 0, 0, 1]), peer: IpAddr::from([127, 0, 0, 1]) })
-    })
+    warp::ext::optional::<ClientAddr>()
+        .map(|addr: Option<ClientAddr>| addr.unwrap_or(ClientAddr { ip: IpAddr::from([127, 0, 0, 1]), peer: IpAddr::from([127, 0, 0, 1]) }))
 }
 
 /// Wraps warp's service: records the client's address and bounds the time the body may take.

@@ -78,7 +78,7 @@ async fn fetched_items_make_a_pending_order_urgent_in_order_with_its_events() {
     // New rules: the stored items are judged again, without another fetch.
     world.state.put_settings(project, r#"{"urgency_rules": []}"#, "test").await.unwrap();
     let rules = rules_for(ProjectSettings::from_json(r#"{"urgency_rules": []}"#).unwrap(), event.changed_at);
-    recompute_project(&world.state, None, project, &rules, 2).await.unwrap();
+    recompute_project(&world.state, None, project, &rules, &Default::default(), 2, None).await.unwrap();
     assert_eq!(urgency(&world, project, 23196).await, "normal");
     assert_eq!(fake.hits("t").iter().filter(|h| h.path == "/v1/order/23196").count(), 1);
 }

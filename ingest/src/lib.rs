@@ -22,9 +22,9 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
-pub use ksa_edge::Cidr;
 pub use counters::Counters;
 use directory::{ProjectDirectory, Resolved};
+pub use ksa_edge::Cidr;
 
 #[derive(Clone, Debug)]
 pub struct IngestConfig {

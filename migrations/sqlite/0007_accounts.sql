@@ -113,6 +113,9 @@ ALTER TABLE audit_log ADD COLUMN client_address TEXT;
 UPDATE audit_log SET actor = 'cli' WHERE actor = '' AND user_id IS NULL;
 CREATE INDEX audit_log_project_id_idx ON audit_log (project_id, id);
 
+-- Reads bound `as_of` by the project's earliest order, and list orders by creation.
+CREATE INDEX orders_current_started_idx ON orders_current (project_id, started_at);
+
 ALTER TABLE projects ADD COLUMN api_token_hint TEXT;
 ALTER TABLE projects ADD COLUMN webhook_secret_prev_hash TEXT;
 ALTER TABLE projects ADD COLUMN webhook_secret_prev_until INTEGER;

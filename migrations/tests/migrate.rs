@@ -589,9 +589,7 @@ fn rows_of_project(db: &Db, project: i64, user: i64) -> Vec<String> {
         format!("INSERT INTO enrich_jobs (project_id, order_id, next_attempt_at) VALUES ({p}, 1, {t})"),
         format!("INSERT INTO enrich_cursors (project_id, name, cursor_json) VALUES ({p}, 'backfill', '{{}}')"),
         format!("INSERT INTO settings_history (project_id, revision, settings_json, actor) VALUES ({p}, 1, '{{}}', 'cli')"),
-        format!(
-            "INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'running', {t}, {t})"
-        ),
+        format!("INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'running', {t}, {t})"),
     ]
 }
 

@@ -18,14 +18,16 @@ use crate::facts::append_order_facts;
 /// intervals up to their own `now`.
 ///
 /// `urgency` comes from the order's fetched items (`urgency::urgencies`); `Pending` until then.
+/// `overrides` are a person's corrections of the order; each beats every rule.
 pub fn derive_order(
     project_id: i64,
     events: &[StatusEvent],
     urgency: Urgency,
+    overrides: &OrderOverrides,
     rules: &ProjectRules,
     settings_revision: i64,
 ) -> Option<DerivedOrder> {
-    let timeline = timeline_as_of_latest(events, urgency, rules)?;
+    let timeline = timeline_as_of_latest(events, urgency, overrides, rules)?;
     Some(rows(project_id, &timeline, rules, settings_revision))
 }
 
@@ -35,18 +37,24 @@ pub fn derive_order_with_facts(
     project_id: i64,
     events: &[StatusEvent],
     urgency: Urgency,
+    overrides: &OrderOverrides,
     rules: &ProjectRules,
     settings_revision: i64,
     facts: &mut FactBatch,
 ) -> Option<DerivedOrder> {
-    let timeline = timeline_as_of_latest(events, urgency, rules)?;
+    let timeline = timeline_as_of_latest(events, urgency, overrides, rules)?;
     append_order_facts(facts, project_id, &timeline, rules, settings_revision);
     Some(rows(project_id, &timeline, rules, settings_revision))
 }
 
-fn timeline_as_of_latest(events: &[StatusEvent], urgency: Urgency, rules: &ProjectRules) -> Option<OrderTimeline> {
+fn timeline_as_of_latest(
+    events: &[StatusEvent],
+    urgency: Urgency,
+    overrides: &OrderOverrides,
+    rules: &ProjectRules,
+) -> Option<OrderTimeline> {
     let latest = events.iter().map(|e| e.changed_at).max()?;
-    compute_timeline(events, urgency, &OrderOverrides::default(), rules, latest)
+    compute_timeline(events, urgency, overrides, rules, latest)
 }
 
 /// The part of the analyzer's object that has no column or table of its own in state: per-group
@@ -155,9 +163,9 @@ mod tests {
     fn derived_rows_do_not_depend_on_when_they_are_computed() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
-        let derived = derive_order(5, &events, Urgency::Pending, &rules, 3).unwrap();
+        let derived = derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3).unwrap();
         let later_rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_800_000_000));
-        assert_eq!(derive_order(5, &events, Urgency::Pending, &later_rules, 3).unwrap(), derived);
+        assert_eq!(derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &later_rules, 3).unwrap(), derived);
         assert_eq!(derived.event_count, 4);
         assert_eq!(derived.current_group_id, 4);
         assert_eq!(derived.settings_revision, 3);
@@ -170,7 +178,7 @@ mod tests {
         assert_eq!(document["groups"]["2"]["wall_seconds"], 3600.0);
         assert_eq!(document["groups"]["2"]["visits"], 1);
         assert_eq!(derived.urgency, "pending");
-        assert_eq!(derive_order(5, &events, Urgency::Urgent, &rules, 3).unwrap().urgency, "urgent");
+        assert_eq!(derive_order(5, &events, Urgency::Urgent, &OrderOverrides::default(), &rules, 3).unwrap().urgency, "urgent");
     }
 
     #[test]
@@ -178,8 +186,8 @@ mod tests {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
         let mut facts = FactBatch::default();
-        let derived = derive_order_with_facts(5, &events, Urgency::Pending, &rules, 3, &mut facts).unwrap();
-        assert_eq!(derive_order(5, &events, Urgency::Pending, &rules, 3).unwrap(), derived);
+        let derived = derive_order_with_facts(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3, &mut facts).unwrap();
+        assert_eq!(derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3).unwrap(), derived);
 
         let version = ksa_schemas::facts::FactVersion::new(3, 4);
         assert_eq!(facts.intervals.len(), 4);
@@ -197,10 +205,27 @@ mod tests {
     fn rederiving_the_same_events_in_another_order_writes_identical_facts() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let mut first = FactBatch::default();
-        derive_order_with_facts(5, &[ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90)], Urgency::Pending, &rules, 1, &mut first).unwrap();
+        derive_order_with_facts(
+            5,
+            &[ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90)],
+            Urgency::Pending,
+            &OrderOverrides::default(),
+            &rules,
+            1,
+            &mut first,
+        )
+        .unwrap();
         let mut again = FactBatch::default();
-        derive_order_with_facts(5, &[ev(7, 3, 90), ev(1, 1, 0), ev(20, 2, 30), ev(1, 1, 0)], Urgency::Pending, &rules, 1, &mut again)
-            .unwrap();
+        derive_order_with_facts(
+            5,
+            &[ev(7, 3, 90), ev(1, 1, 0), ev(20, 2, 30), ev(1, 1, 0)],
+            Urgency::Pending,
+            &OrderOverrides::default(),
+            &rules,
+            1,
+            &mut again,
+        )
+        .unwrap();
         assert_eq!(first, again);
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ksa_bus::{Bus, BusError, NewRecord, Record};
-use ksa_domain::ProjectRules;
+use ksa_domain::{OrderOverrides, ProjectRules};
 use ksa_facts::{BoxedFactSink, FactError, FactSink};
 use ksa_schemas::bus::{ENRICH_REQUESTS, OrderUpdated, STATUS_EVENTS, StatusMessage};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
@@ -106,6 +106,8 @@ struct ProjectState {
     rules: Arc<ProjectRules>,
     /// Whether the project has a KeyCRM API token, so that asking the enricher can help.
     enrich: bool,
+    /// People's corrections by order (few), kept current by `OverrideChanged` records.
+    overrides: HashMap<i64, OrderOverrides>,
 }
 
 /// Counts since start, for logs and tests.
@@ -296,7 +298,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     async fn prepare(&mut self, records: Vec<Record>) -> Result<Prepared, ProcessorError> {
         let mut next_offsets: BTreeMap<u32, i64> = BTreeMap::new();
         let mut incoming: BTreeMap<(i64, i64), Vec<Arrival>> = BTreeMap::new();
-        let mut items_fetched: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+        // Orders to recompute although no event of theirs is new: items fetched, override changed.
+        let mut refreshed: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+        let mut override_changed: Vec<(i64, i64)> = Vec::new();
         for record in &records {
             let next = next_offsets.entry(record.partition).or_default();
             *next = (*next).max(record.offset + 1);
@@ -306,7 +310,12 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
                 Ok(StatusMessage::ItemsFetched { project_id, order_id, .. }) => {
                     incoming.entry((project_id, order_id)).or_default();
-                    items_fetched.insert((project_id, order_id));
+                    refreshed.insert((project_id, order_id));
+                }
+                Ok(StatusMessage::OverrideChanged { project_id, order_id, .. }) => {
+                    incoming.entry((project_id, order_id)).or_default();
+                    refreshed.insert((project_id, order_id));
+                    override_changed.push((project_id, order_id));
                 }
                 Err(err) => {
                     tracing::error!(partition = record.partition, offset = record.offset, error = %err, "unreadable status-events record skipped");
@@ -332,6 +341,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         for project_id in incoming.keys().map(|(p, _)| *p).collect::<std::collections::BTreeSet<_>>() {
             self.ensure_project(project_id).await?;
         }
+        for (project_id, order_id) in override_changed {
+            let stored = self.state.overrides(project_id, &[order_id]).await?.remove(&order_id);
+            if let Some(project) = self.projects.get_mut(&project_id) {
+                match stored {
+                    Some(o) => project.overrides.insert(order_id, stored_override(&o)),
+                    None => project.overrides.remove(&order_id),
+                };
+            }
+        }
         let mut urgencies = HashMap::new();
         for (project_id, order_ids) in incoming.keys().fold(BTreeMap::<i64, Vec<i64>>::new(), |mut m, (p, o)| {
             m.entry(*p).or_default().push(*o);
@@ -356,7 +374,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             if fresh.is_empty()
                 && !known.is_empty()
                 && self.cache.contains(project_id, order_id)
-                && !items_fetched.contains(&(project_id, order_id))
+                && !refreshed.contains(&(project_id, order_id))
             {
                 continue;
             }
@@ -369,9 +387,12 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
             }
             let project = &self.projects[&project_id];
+            let overrides = project.overrides.get(&order_id).copied().unwrap_or_default();
             let derived = match self.facts {
-                Some(_) => derive_order_with_facts(project_id, &known, order_urgency, &project.rules, project.revision, &mut facts),
-                None => derive_order(project_id, &known, order_urgency, &project.rules, project.revision),
+                Some(_) => {
+                    derive_order_with_facts(project_id, &known, order_urgency, &overrides, &project.rules, project.revision, &mut facts)
+                }
+                None => derive_order(project_id, &known, order_urgency, &overrides, &project.rules, project.revision),
             };
             batch.orders.extend(derived);
             // Items are asked for once per order and process: when the order is new here (or
@@ -451,7 +472,8 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let (settings, revision) = self.load_settings(project_id).await?;
         let rules = Arc::new(rules_for(settings, Timestamp::from_micros(now_micros())));
         let enrich = self.has_api_token(project_id).await?;
-        self.projects.insert(project_id, ProjectState { revision, rules, enrich });
+        let overrides = self.state.project_overrides(project_id).await?.iter().map(|(id, o)| (*id, stored_override(o))).collect();
+        self.projects.insert(project_id, ProjectState { revision, rules, enrich, overrides });
         Ok(())
     }
 
@@ -533,7 +555,8 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         for project in self.state.projects().await? {
             self.ensure_project(project.id).await?;
             let revision = self.projects[&project.id].revision;
-            if has_rows_older_than(&self.state, project.id, revision).await? {
+            let applied = self.state.applied_revision(project.id).await?;
+            if applied < revision || has_rows_older_than(&self.state, project.id, revision).await? {
                 tracing::info!(project_id = project.id, revision, "derived rows predate the settings; recomputing");
                 self.spawn_recompute(project.id);
             }
@@ -541,16 +564,26 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         Ok(())
     }
 
-    /// Recomputes every order of a project with its new rules, in the background. Rows are
-    /// versioned, so racing the live path never loses the newer result.
+    /// Recomputes every order of a project with its new rules, in the background, keeping its
+    /// progress in the state database; when it is done, reads move to the new revision. Rows
+    /// are versioned, so racing the live path never loses the newer result.
     fn spawn_recompute(&self, project_id: i64) {
         let state = self.state.clone();
         let project = &self.projects[&project_id];
-        let (rules, revision) = (project.rules.clone(), project.revision);
+        let (rules, revision, overrides) = (project.rules.clone(), project.revision, project.overrides.clone());
         let stats = self.stats.clone();
         let facts = self.facts.clone();
         tokio::spawn(async move {
-            match recompute_project(&state, facts.as_ref(), project_id, &rules, revision).await {
+            let progress = Progress { state: &state, project_id, revision };
+            if let Err(err) = state.start_recompute(project_id, revision, Timestamp::from_micros(now_micros())).await {
+                tracing::warn!(project_id, error = %err, "could not record the recompute's start");
+            }
+            let outcome = recompute_project(&state, facts.as_ref(), project_id, &rules, &overrides, revision, Some(&progress)).await;
+            let error = outcome.as_ref().err().map(ToString::to_string);
+            if let Err(err) = state.finish_recompute(project_id, revision, error.as_deref(), Timestamp::from_micros(now_micros())).await {
+                tracing::warn!(project_id, error = %err, "could not record the recompute's end");
+            }
+            match outcome {
                 Ok(orders) => {
                     tracing::info!(project_id, revision, orders, "recomputed derived data for new settings");
                     stats.send_modify(|s| s.recomputes += 1);
@@ -561,6 +594,22 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     }
 }
 
+/// Where a recompute reports how far it got.
+pub struct Progress<'a, S> {
+    state: &'a S,
+    project_id: i64,
+    revision: i64,
+}
+
+impl<S: StateStore> Progress<'_, S> {
+    async fn report(&self, done: u64, total: u64) {
+        let now = Timestamp::from_micros(now_micros());
+        if let Err(err) = self.state.recompute_progress(self.project_id, self.revision, done, total, now).await {
+            tracing::warn!(project_id = self.project_id, error = %err, "could not record the recompute's progress");
+        }
+    }
+}
+
 /// Rewrites the derived rows of every order of a project from its stored events, and their
 /// facts first when there is a sink.
 pub async fn recompute_project<S: StateStore>(
@@ -568,8 +617,14 @@ pub async fn recompute_project<S: StateStore>(
     facts: Option<&BoxedFactSink>,
     project_id: i64,
     rules: &ProjectRules,
+    overrides: &HashMap<i64, OrderOverrides>,
     revision: i64,
+    progress: Option<&Progress<'_, S>>,
 ) -> Result<u64, ProcessorError> {
+    let total = match progress {
+        Some(_) => state.order_count(project_id).await?,
+        None => 0,
+    };
     let mut after = 0;
     let mut written = 0;
     loop {
@@ -578,21 +633,28 @@ pub async fn recompute_project<S: StateStore>(
         let events = state.order_events(project_id, &ids).await?;
         let urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
         let urgency_of = |order_id: &i64| urgencies.get(order_id).copied().unwrap_or_default();
+        let override_of = |order_id: &i64| overrides.get(order_id).copied().unwrap_or_default();
         let mut batch = FactBatch::default();
         let orders: Vec<DerivedOrder> = match facts {
             Some(_) => events
                 .iter()
-                .filter_map(|(order_id, evs)| derive_order_with_facts(project_id, evs, urgency_of(order_id), rules, revision, &mut batch))
+                .filter_map(|(id, evs)| {
+                    derive_order_with_facts(project_id, evs, urgency_of(id), &override_of(id), rules, revision, &mut batch)
+                })
                 .collect(),
-            None => {
-                events.iter().filter_map(|(order_id, evs)| derive_order(project_id, evs, urgency_of(order_id), rules, revision)).collect()
-            }
+            None => events
+                .iter()
+                .filter_map(|(id, evs)| derive_order(project_id, evs, urgency_of(id), &override_of(id), rules, revision))
+                .collect(),
         };
         written += orders.len() as u64;
         if let Some(sink) = facts {
             sink.write(batch).await?;
         }
         state.commit(CommitBatch { orders, ..CommitBatch::default() }).await?;
+        if let Some(progress) = progress {
+            progress.report(written, total.max(written)).await;
+        }
         after = last;
     }
     Ok(written)
@@ -613,6 +675,11 @@ async fn has_rows_older_than<S: StateStore>(state: &S, project_id: i64, revision
             _ => return Ok(false),
         }
     }
+}
+
+/// An override as the domain rules take it.
+fn stored_override(o: &ksa_state::admin::OrderOverride) -> OrderOverrides {
+    OrderOverrides::from_stored(o.is_urgent, o.sla_profile.as_deref(), o.cycle_start, o.cycle_end)
 }
 
 fn order_updated(order: &DerivedOrder) -> OrderUpdated {

@@ -1,231 +1,118 @@
-//! Read API over derived order state. Every order object has one shape everywhere: the
-//! offline analyzer's, computed at the request's `as_of` (default: now), so open intervals and
-//! SLA states are live.
+//! The API behind a login: orders and timelines, projects and their settings, users, tokens,
+//! overrides and the audit log. Every route is listed once, with who may call it, in
+//! [`routes::ROUTES`]; `docs/openapi.yaml` describes each, and `docs/access.md` the rules.
 //!
-//! - `GET /api/orders?project=SLUG[&limit=N][&cursor=C][&as_of=T]`
-//! - `GET /api/orders/{id}/timeline?project=SLUG[&as_of=T]`
+//! Layout: `auth/` (sessions, tokens, throttling, the rules of who may do what), `admin/`
+//! (projects, settings, users, tokens, overrides, audit: the same functions serve the HTTP
+//! routes and the command line), `orders` (reads), `routes` (the table and the one dispatcher).
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod orders;
+pub mod routes;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, Urgency, compute_timeline};
+use ksa_bus::Bus;
+use ksa_domain::ProjectRules;
 use ksa_schemas::{ProjectSettings, Timestamp};
-use ksa_state::{StateError, StateStore};
-use serde_json::{Value, json};
-use warp::Filter;
-use warp::http::StatusCode;
-use warp::reply::{Reply, Response};
+use ksa_state::secret::TokenCipher;
+use ksa_state::{AdminStore, StateError, StateStore};
+use tokio::sync::Semaphore;
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 500;
-
-/// Rules per project, rebuilt when the settings revision changes.
-pub struct QueryApi<S: StateStore> {
-    state: S,
-    rules: Mutex<HashMap<i64, (i64, Arc<ProjectRules>)>>,
-}
-
-impl<S: StateStore> QueryApi<S> {
-    pub fn new(state: S) -> Arc<Self> {
-        Arc::new(QueryApi { state, rules: Mutex::new(HashMap::new()) })
-    }
-
-    async fn rules(&self, project_id: i64) -> Result<Arc<ProjectRules>, StateError> {
-        let record = self.state.settings(project_id).await?;
-        let revision = record.as_ref().map_or(0, |r| r.revision);
-        if let Some((cached, rules)) = self.rules.lock().ok().and_then(|m| m.get(&project_id).cloned())
-            && cached == revision
-        {
-            return Ok(rules);
-        }
-        let settings = record.and_then(|r| ProjectSettings::from_json(&r.document).ok()).unwrap_or_default();
-        const YEAR: i64 = 366 * 86_400 * 1_000_000;
-        let now = now().as_micros();
-        let rules = Arc::new(ProjectRules::covering(settings, Timestamp::from_micros(now - 3 * YEAR), Timestamp::from_micros(now + YEAR)));
-        if let Ok(mut map) = self.rules.lock() {
-            map.insert(project_id, (revision, rules.clone()));
-        }
-        Ok(rules)
-    }
-}
-
-/// The read routes.
-pub fn routes<S: StateStore>(api: Arc<QueryApi<S>>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let query = warp::query::<HashMap<String, String>>();
-    // Path before method: a POST to an address that does not exist is a 404, not a 405.
-    let list = {
-        let api = api.clone();
-        warp::path!("api" / "orders").and(warp::get()).and(query).then(move |q: HashMap<String, String>| {
-            let api = api.clone();
-            async move { respond(list_orders(&api, &q).await) }
-        })
-    };
-    let timeline = warp::path!("api" / "orders" / String / "timeline").and(warp::get()).and(query).then(
-        move |id: String, q: HashMap<String, String>| {
-            let api = api.clone();
-            async move { respond(order_timeline(&api, &id, &q).await) }
-        },
-    );
-    let openapi = warp::path!("api" / "openapi.yaml")
-        .and(warp::get())
-        .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response());
-    list.or(timeline).unify().or(openapi).unify()
-}
+pub use auth::{AuthConfig, SessionKey};
+pub use error::{ApiError, recover};
+pub use routes::routes;
 
 /// The OpenAPI document of every public endpoint.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
 
-/// An error answer: status, code, message and the parameter at fault.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
+/// How the API behaves.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub auth: AuthConfig,
+    /// The address people and KeyCRM reach this deployment at (`server.public_url`), the base
+    /// of every webhook URL shown.
+    pub public_url: String,
+    /// How long a rotated webhook secret keeps working.
+    pub secret_grace: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Timelines computed at once, off the async workers.
+    pub timeline_concurrency: usize,
+    /// The file that holds the first owner's generated password: removed once it is changed.
+    pub owner_password_file: Option<std::path::PathBuf>,
 }
 
-impl ApiError {
-    fn bad(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_parameter", message: message.into(), field: Some(field) }
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), field: None }
-    }
-}
-
-impl From<StateError> for ApiError {
-    fn from(err: StateError) -> Self {
-        tracing::warn!(error = %err, "read failed");
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: "state cannot be read; retry later".into(),
-            field: None,
+impl ApiConfig {
+    pub fn new(auth: AuthConfig, public_url: impl Into<String>) -> Self {
+        ApiConfig {
+            auth,
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            secret_grace: Duration::from_secs(600),
+            max_body_bytes: 1024 * 1024,
+            timeline_concurrency: 4,
+            owner_password_file: None,
         }
     }
 }
 
-fn respond(result: Result<Value, ApiError>) -> Response {
-    match result {
-        Ok(body) => warp::reply::json(&body).into_response(),
-        Err(err) => {
-            let mut body = json!({ "error": err.code, "message": err.message });
-            if let Some(field) = err.field {
-                body["field"] = json!(field);
-            }
-            warp::reply::with_status(warp::reply::json(&body), err.status).into_response()
+/// What the routes share.
+pub struct QueryApi<S, B> {
+    pub state: S,
+    /// Where overrides go to reach the processor (as an order's event does).
+    pub bus: B,
+    /// Encrypts API tokens at rest.
+    pub cipher: TokenCipher,
+    pub config: ApiConfig,
+    /// Compiled rules per project, at the applied settings revision.
+    rules: Mutex<HashMap<i64, (i64, Arc<ProjectRules>)>>,
+    /// Bounds the timelines computed at once.
+    timelines: Semaphore,
+}
+
+impl<S: StateStore, B: Bus> QueryApi<S, B> {
+    pub fn new(state: S, bus: B, cipher: TokenCipher, config: ApiConfig) -> Arc<Self> {
+        let timelines = Semaphore::new(config.timeline_concurrency.max(1));
+        Arc::new(QueryApi { state, bus, cipher, config, rules: Mutex::new(HashMap::new()), timelines })
+    }
+
+    /// The project's rules at the revision whose recompute has finished (reads keep the
+    /// previous revision's rules until then), and that revision.
+    pub async fn applied_rules(&self, project_id: i64) -> Result<(Arc<ProjectRules>, i64), StateError> {
+        let revision = self.state.applied_revision(project_id).await?;
+        if let Some((cached, rules)) = self.rules.lock().ok().and_then(|m| m.get(&project_id).cloned())
+            && cached == revision
+        {
+            return Ok((rules, revision));
         }
-    }
-}
-
-struct Common {
-    project_id: i64,
-    as_of: Timestamp,
-}
-
-async fn common<S: StateStore>(api: &QueryApi<S>, q: &HashMap<String, String>) -> Result<Common, ApiError> {
-    let slug = q.get("project").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad("project", "missing: ?project=SLUG"))?;
-    let project = api.state.project_by_slug(slug).await?.ok_or_else(|| ApiError::not_found(format!("no project `{slug}`")))?;
-    let as_of = match q.get("as_of") {
-        Some(text) => Timestamp::parse(text).ok_or_else(|| ApiError::bad("as_of", format!("{text:?} is not an RFC 3339 time")))?,
-        None => now(),
-    };
-    Ok(Common { project_id: project.id, as_of })
-}
-
-async fn list_orders<S: StateStore>(api: &QueryApi<S>, q: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let Common { project_id, as_of } = common(api, q).await?;
-    let limit = match q.get("limit") {
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad("limit", format!("{text:?} is not a number from 1 to {MAX_LIMIT}")))?,
-        None => DEFAULT_LIMIT,
-    };
-    let cursor = match q.get("cursor") {
-        Some(text) => Some(parse_cursor(text).ok_or_else(|| ApiError::bad("cursor", "not a cursor this API returned"))?),
-        None => None,
-    };
-    let rows = api.state.list_orders(project_id, limit, cursor).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
-    let mut events = api.state.order_events(project_id, &ids).await?;
-    let rules = api.rules(project_id).await?;
-    let mut orders = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(timeline) = timeline_of(events.remove(&row.order_id).unwrap_or_default(), &rules, as_of) else { continue };
-        let mut value = serde_json::to_value(&timeline).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.remove("intervals");
+        let document = match revision {
+            0 => None,
+            revision => self.state.settings_revision(project_id, revision).await?,
+        };
+        let settings = document.and_then(|d| ProjectSettings::from_json(&d).ok()).unwrap_or_default();
+        const YEAR: i64 = 366 * 86_400 * 1_000_000;
+        let now = auth::now().as_micros();
+        let rules = Arc::new(ProjectRules::covering(settings, Timestamp::from_micros(now - 3 * YEAR), Timestamp::from_micros(now + YEAR)));
+        if let Ok(mut map) = self.rules.lock() {
+            map.insert(project_id, (revision, rules.clone()));
         }
-        orders.push(value);
-    }
-    let next_cursor =
-        (rows.len() as u32 == limit).then(|| rows.last().map(|r| format!("{}.{}", r.last_changed_at.as_micros(), r.order_id))).flatten();
-    Ok(json!({ "orders": orders, "next_cursor": next_cursor }))
-}
-
-async fn order_timeline<S: StateStore>(api: &QueryApi<S>, id: &str, q: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let order_id = id.parse::<i64>().map_err(|_| ApiError::bad("id", format!("{id:?} is not an order id")))?;
-    let Common { project_id, as_of } = common(api, q).await?;
-    let events = api.state.order_events(project_id, &[order_id]).await?.remove(&order_id).unwrap_or_default();
-    let rules = api.rules(project_id).await?;
-    let timeline = timeline_of(events, &rules, as_of).ok_or_else(|| ApiError::not_found(format!("no order {order_id} as of {as_of}")))?;
-    Ok(serde_json::to_value(&timeline).unwrap_or(Value::Null))
-}
-
-fn timeline_of(events: Vec<ksa_schemas::StatusEvent>, rules: &ProjectRules, as_of: Timestamp) -> Option<OrderTimeline> {
-    compute_timeline(&events, Urgency::Pending, &OrderOverrides::default(), rules, as_of)
-}
-
-fn parse_cursor(text: &str) -> Option<(Timestamp, i64)> {
-    let (micros, order) = text.split_once('.')?;
-    Some((Timestamp::from_micros(micros.parse().ok()?), order.parse().ok()?))
-}
-
-/// The wall clock, read at the edge: the default `as_of`.
-fn now() -> Timestamp {
-    Timestamp::from_micros(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64))
-}
-
-/// Turns unmatched routes into JSON 404s, so every error body is JSON.
-pub async fn not_found(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let (status, code, message) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/openapi.yaml")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/openapi.yaml")
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        (StatusCode::BAD_REQUEST, "invalid_query", "the query string cannot be read")
-    } else {
-        (StatusCode::BAD_REQUEST, "bad_request", "the request cannot be read")
-    };
-    let body = json!({ "error": code, "message": message });
-    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_openapi_document_describes_every_route() {
-        for path in [
-            "/webhooks/keycrm/{project}:",
-            "/webhooks/keycrm/{project}/{secret}:",
-            "/api/orders:",
-            "/api/orders/{id}/timeline:",
-            "/api/openapi.yaml:",
-        ] {
-            assert!(OPENAPI.contains(path), "{path} is not described");
-        }
+        Ok((rules, revision))
     }
 
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(parse_cursor("1769712815000000.23196"), Some((Timestamp::from_micros(1_769_712_815_000_000), 23196)));
-        assert_eq!(parse_cursor("abc"), None);
-        assert_eq!(parse_cursor("1.x"), None);
+    /// Runs CPU-bound work (timelines) on the blocking pool, at most
+    /// [`ApiConfig::timeline_concurrency`] at a time, so a burst of heavy reads never stalls
+    /// the async workers that answer everything else.
+    pub async fn compute<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let _permit = self.timelines.acquire().await.map_err(|_| ApiError::from(StateError::Corrupt("shutting down".into())))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::from(StateError::Corrupt(format!("a computation failed: {e}"))))
     }
+}
+
+/// Whether a state store answers: what `/readyz` reports.
+pub async fn ready<S: AdminStore>(state: &S) -> bool {
+    state.user_count().await.is_ok()
 }

@@ -36,6 +36,9 @@ pub enum StatusMessage {
         urgency: String,
         fetched_at: Timestamp,
     },
+    /// A person changed the order's override (stored in `order_overrides` before this message
+    /// is published). The processor recomputes the order with it.
+    OverrideChanged { project_id: i64, order_id: i64, changed_at: Timestamp },
 }
 
 /// The variant names of [`StatusMessage`] on the wire.
@@ -44,6 +47,7 @@ pub enum StatusMessage {
 enum MessageType {
     StatusChanged,
     ItemsFetched,
+    OverrideChanged,
 }
 
 /// Every field of every [`StatusMessage`] variant, read in one pass. The derived reader of an
@@ -61,6 +65,7 @@ struct WireMessage {
     order_id: Option<i64>,
     urgency: Option<String>,
     fetched_at: Option<Timestamp>,
+    changed_at: Option<Timestamp>,
 }
 
 impl<'de> Deserialize<'de> for StatusMessage {
@@ -82,6 +87,11 @@ impl<'de> Deserialize<'de> for StatusMessage {
                 urgency: required(wire.urgency, "urgency")?,
                 fetched_at: required(wire.fetched_at, "fetched_at")?,
             },
+            MessageType::OverrideChanged => StatusMessage::OverrideChanged {
+                project_id: wire.project_id,
+                order_id: required(wire.order_id, "order_id")?,
+                changed_at: required(wire.changed_at, "changed_at")?,
+            },
         })
     }
 }
@@ -89,14 +99,16 @@ impl<'de> Deserialize<'de> for StatusMessage {
 impl StatusMessage {
     pub fn project_id(&self) -> i64 {
         match self {
-            StatusMessage::StatusChanged { project_id, .. } | StatusMessage::ItemsFetched { project_id, .. } => *project_id,
+            StatusMessage::StatusChanged { project_id, .. }
+            | StatusMessage::ItemsFetched { project_id, .. }
+            | StatusMessage::OverrideChanged { project_id, .. } => *project_id,
         }
     }
 
     pub fn order_id(&self) -> i64 {
         match self {
             StatusMessage::StatusChanged { event, .. } => event.order_id,
-            StatusMessage::ItemsFetched { order_id, .. } => *order_id,
+            StatusMessage::ItemsFetched { order_id, .. } | StatusMessage::OverrideChanged { order_id, .. } => *order_id,
         }
     }
 }

@@ -248,7 +248,13 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
     /// The token with this digest, and marks it used at `now` (at most once a minute).
     fn use_token(&self, token_hash: &str, now: Timestamp) -> impl Future<Output = Result<Option<ApiToken>, StateError>> + Send;
     /// Deletes one of the user's tokens; false when they have none with that id.
-    fn delete_token(&self, user_id: i64, token_id: i64, actor: &Actor, audit: AuditRecord) -> impl Future<Output = Result<bool, StateError>> + Send;
+    fn delete_token(
+        &self,
+        user_id: i64,
+        token_id: i64,
+        actor: &Actor,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
 
     // --- login throttling -----------------------------------------------------------------
     fn record_login_failure(&self, login: &str, address: &str, at: Timestamp) -> impl Future<Output = Result<(), StateError>> + Send;
@@ -261,7 +267,12 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
         address_since: Timestamp,
     ) -> impl Future<Output = Result<LoginFailures, StateError>> + Send;
     /// Forgets the pair's failures (a successful login), and everybody's before `older_than`.
-    fn clear_login_failures(&self, login: &str, address: &str, older_than: Timestamp) -> impl Future<Output = Result<(), StateError>> + Send;
+    fn clear_login_failures(
+        &self,
+        login: &str,
+        address: &str,
+        older_than: Timestamp,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
 
     // --- audit ----------------------------------------------------------------------------
     /// Writes one row on its own (changes made through this trait write theirs themselves).
@@ -302,7 +313,12 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
     /// Stores the next revision, with its audit row (whose `before` and `after` are set to the
     /// stored and the new document); fails with [`StateError::StaleRevision`] when
     /// `expected_revision` is given and is not the stored one.
-    fn store_settings(&self, change: SettingsChange, actor: &Actor, audit: AuditRecord) -> impl Future<Output = Result<i64, StateError>> + Send;
+    fn store_settings(
+        &self,
+        change: SettingsChange,
+        actor: &Actor,
+        audit: AuditRecord,
+    ) -> impl Future<Output = Result<i64, StateError>> + Send;
     /// The document of one revision.
     fn settings_revision(&self, project_id: i64, revision: i64) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
     /// The revision whose recompute has finished (what reads compute with), 0 when the project
@@ -347,5 +363,8 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
         actor: &Actor,
         audit: AuditRecord,
     ) -> impl Future<Output = Result<bool, StateError>> + Send;
-    fn overrides(&self, project_id: i64, order_ids: &[i64]) -> impl Future<Output = Result<HashMap<i64, OrderOverride>, StateError>> + Send;
+    fn overrides(&self, project_id: i64, order_ids: &[i64])
+    -> impl Future<Output = Result<HashMap<i64, OrderOverride>, StateError>> + Send;
+    /// Every override of the project (few: people set them by hand).
+    fn project_overrides(&self, project_id: i64) -> impl Future<Output = Result<HashMap<i64, OrderOverride>, StateError>> + Send;
 }

@@ -35,6 +35,34 @@ macro_rules! audit_columns {
     };
 }
 
+macro_rules! override_columns {
+    ($tail:literal) => {
+        concat!(
+            "SELECT o.order_id, o.is_urgent_override, o.sla_profile_override, {micros:o.cycle_start_override} AS start_micros, \
+             {micros:o.cycle_end_override} AS end_micros, u.login, {micros:o.updated_at} AS updated_micros \
+             FROM order_overrides o LEFT JOIN users u ON u.id = o.updated_by WHERE o.project_id = $1",
+            $tail
+        )
+    };
+}
+
+fn add_overrides(found: &mut HashMap<i64, OrderOverride>, rows: Vec<Row>) -> Result<(), StateError> {
+    for row in rows {
+        found.insert(
+            row.get("order_id")?,
+            OrderOverride {
+                is_urgent: row.get("is_urgent_override")?,
+                sla_profile: row.get("sla_profile_override")?,
+                cycle_start: row.opt_instant("start_micros")?,
+                cycle_end: row.opt_instant("end_micros")?,
+                updated_by: row.get("login")?,
+                updated_at: row.opt_instant("updated_micros")?,
+            },
+        );
+    }
+    Ok(())
+}
+
 async fn write_audit(tx: &mut Tx, actor: &Actor, record: AuditRecord) -> Result<(), StateError> {
     let before = record.before.map(|v| v.to_string());
     let after = record.after.map(|v| v.to_string());
@@ -43,7 +71,17 @@ async fn write_audit(tx: &mut Tx, actor: &Actor, record: AuditRecord) -> Result<
             "INSERT INTO audit_log (project_id, user_id, actor, client_address, action, entity, entity_id, before_json, after_json) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, {json:$8}, {json:$9})"
         ),
-        args![record.project_id, actor.user_id, &actor.name, actor.address.clone(), record.action, record.entity, record.entity_id, before, after],
+        args![
+            record.project_id,
+            actor.user_id,
+            &actor.name,
+            actor.address.clone(),
+            record.action,
+            record.entity,
+            record.entity_id,
+            before,
+            after
+        ],
     )
     .await?;
     Ok(())
@@ -93,7 +131,11 @@ async fn memberships(reader: &mut Reader, user_ids: Option<&[i64]>) -> Result<Ha
     for row in rows {
         let role: String = row.get("role")?;
         let role = ProjectRole::parse(&role).ok_or_else(|| StateError::Corrupt(format!("project role `{role}` is not admin or viewer")))?;
-        by_user.entry(row.get("user_id")?).or_default().push(Membership { project_id: row.get("project_id")?, slug: row.get("slug")?, role });
+        by_user.entry(row.get("user_id")?).or_default().push(Membership {
+            project_id: row.get("project_id")?,
+            slug: row.get("slug")?,
+            role,
+        });
     }
     Ok(by_user)
 }
@@ -101,8 +143,11 @@ async fn memberships(reader: &mut Reader, user_ids: Option<&[i64]>) -> Result<Ha
 async fn set_memberships(tx: &mut Tx, user_id: i64, memberships: &[(i64, ProjectRole)]) -> Result<(), StateError> {
     tx.execute(sql!("DELETE FROM user_projects WHERE user_id = $1"), args![user_id]).await?;
     for (project_id, role) in memberships {
-        tx.execute(sql!("INSERT INTO user_projects (user_id, project_id, role) VALUES ($1, $2, $3)"), args![user_id, *project_id, role.as_str()])
-            .await?;
+        tx.execute(
+            sql!("INSERT INTO user_projects (user_id, project_id, role) VALUES ($1, $2, $3)"),
+            args![user_id, *project_id, role.as_str()],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -211,7 +256,14 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         self.user(id).await
     }
 
-    async fn create_token(&self, user_id: i64, name: &str, token_hash: &str, actor: &Actor, audit: AuditRecord) -> Result<ApiToken, StateError> {
+    async fn create_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &str,
+        actor: &Actor,
+        audit: AuditRecord,
+    ) -> Result<ApiToken, StateError> {
         let mut tx = self.db().begin().await?;
         let row = tx
             .fetch_one(
@@ -275,12 +327,21 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
 
     async fn record_login_failure(&self, login: &str, address: &str, at: Timestamp) -> Result<(), StateError> {
         self.db()
-            .execute(sql!("INSERT INTO login_failures (login, address, failed_at) VALUES (lower($1), $2, {at:$3})"), args![login, address, at])
+            .execute(
+                sql!("INSERT INTO login_failures (login, address, failed_at) VALUES (lower($1), $2, {at:$3})"),
+                args![login, address, at],
+            )
             .await?;
         Ok(())
     }
 
-    async fn login_failures(&self, login: &str, address: &str, pair_since: Timestamp, address_since: Timestamp) -> Result<LoginFailures, StateError> {
+    async fn login_failures(
+        &self,
+        login: &str,
+        address: &str,
+        pair_since: Timestamp,
+        address_since: Timestamp,
+    ) -> Result<LoginFailures, StateError> {
         let mut reader = self.db().reader().await?;
         let pair = reader
             .fetch_all(
@@ -317,9 +378,7 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         let before = before_id.unwrap_or(i64::MAX);
         let rows = match scope {
             AuditScope::All => {
-                self.db()
-                    .fetch_all(sql!(audit_columns!(" WHERE id < $1 ORDER BY id DESC LIMIT $2")), args![before, limit])
-                    .await?
+                self.db().fetch_all(sql!(audit_columns!(" WHERE id < $1 ORDER BY id DESC LIMIT $2")), args![before, limit]).await?
             }
             AuditScope::Projects(ids) => {
                 self.db()
@@ -387,7 +446,8 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
             tx.execute(sql!("UPDATE projects SET is_active = $1 WHERE id = $2"), args![active, project_id]).await?;
         }
         if let Some(cidrs) = change.allowed_cidrs {
-            tx.execute(sql!("UPDATE projects SET allowed_cidrs = $1 WHERE id = $2"), args![columns::join_cidrs(&cidrs), project_id]).await?;
+            tx.execute(sql!("UPDATE projects SET allowed_cidrs = $1 WHERE id = $2"), args![columns::join_cidrs(&cidrs), project_id])
+                .await?;
         }
         tx.execute(sql!("UPDATE projects SET updated_at = {now} WHERE id = $1"), args![project_id]).await?;
         write_audit(&mut tx, actor, audit).await?;
@@ -442,9 +502,10 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         // Serialises settings changes of one project.
         tx.fetch_optional(sql!("SELECT id FROM projects WHERE id = $1 {for_update}"), args![project_id]).await?;
         let stored = tx
-            .fetch_optional(sql!("SELECT revision, {text:settings_json} AS document FROM project_settings WHERE project_id = $1"), args![
-                project_id
-            ])
+            .fetch_optional(
+                sql!("SELECT revision, {text:settings_json} AS document FROM project_settings WHERE project_id = $1"),
+                args![project_id],
+            )
             .await?;
         let (current, before) = match stored {
             Some(row) => (row.get::<i64, _>("revision")?, Some(row.get::<String, _>("document")?)),
@@ -493,7 +554,10 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
     }
 
     async fn applied_revision(&self, project_id: i64) -> Result<i64, StateError> {
-        let row = self.db().fetch_optional(sql!("SELECT applied_revision FROM project_settings WHERE project_id = $1"), args![project_id]).await?;
+        let row = self
+            .db()
+            .fetch_optional(sql!("SELECT applied_revision FROM project_settings WHERE project_id = $1"), args![project_id])
+            .await?;
         Ok(row.map(|row| row.get(0)).transpose()?.unwrap_or(0))
     }
 
@@ -571,7 +635,14 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         .transpose()
     }
 
-    async fn put_override(&self, project_id: i64, order_id: i64, value: &OrderOverride, actor: &Actor, audit: AuditRecord) -> Result<(), StateError> {
+    async fn put_override(
+        &self,
+        project_id: i64,
+        order_id: i64,
+        value: &OrderOverride,
+        actor: &Actor,
+        audit: AuditRecord,
+    ) -> Result<(), StateError> {
         let mut tx = self.db().begin().await?;
         tx.execute(
             sql!(
@@ -590,7 +661,8 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
 
     async fn delete_override(&self, project_id: i64, order_id: i64, actor: &Actor, audit: AuditRecord) -> Result<bool, StateError> {
         let mut tx = self.db().begin().await?;
-        let deleted = tx.execute(sql!("DELETE FROM order_overrides WHERE project_id = $1 AND order_id = $2"), args![project_id, order_id]).await?;
+        let deleted =
+            tx.execute(sql!("DELETE FROM order_overrides WHERE project_id = $1 AND order_id = $2"), args![project_id, order_id]).await?;
         if deleted == 0 {
             return Ok(false);
         }
@@ -603,32 +675,15 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         let mut found = HashMap::new();
         let mut reader = self.db().reader().await?;
         for chunk in order_ids.chunks(10_000) {
-            let rows = reader
-                .fetch_all(
-                    sql!(
-                        "SELECT o.order_id, o.is_urgent_override, o.sla_profile_override, {micros:o.cycle_start_override} AS start_micros, \
-                         {micros:o.cycle_end_override} AS end_micros, u.login, {micros:o.updated_at} AS updated_micros \
-                         FROM order_overrides o LEFT JOIN users u ON u.id = o.updated_by \
-                         WHERE o.project_id = $1 AND o.order_id {ids:$2}"
-                    ),
-                    args![project_id, chunk],
-                )
-                .await?;
-            for row in rows {
-                found.insert(
-                    row.get("order_id")?,
-                    OrderOverride {
-                        is_urgent: row.get("is_urgent_override")?,
-                        sla_profile: row.get("sla_profile_override")?,
-                        cycle_start: row.opt_instant("start_micros")?,
-                        cycle_end: row.opt_instant("end_micros")?,
-                        updated_by: row.get("login")?,
-                        updated_at: row.opt_instant("updated_micros")?,
-                    },
-                );
-            }
+            let rows = reader.fetch_all(sql!(override_columns!(" AND o.order_id {ids:$2}")), args![project_id, chunk]).await?;
+            add_overrides(&mut found, rows)?;
         }
         Ok(found)
     }
-}
 
+    async fn project_overrides(&self, project_id: i64) -> Result<HashMap<i64, OrderOverride>, StateError> {
+        let mut found = HashMap::new();
+        add_overrides(&mut found, self.db().fetch_all(sql!(override_columns!("")), args![project_id]).await?)?;
+        Ok(found)
+    }
+}

@@ -179,7 +179,10 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
 
     async fn rename_status_group(&self, project_id: i64, group_id: u16, name: &str) -> Result<(), StateError> {
         self.db()
-            .execute(sql!("UPDATE status_group_dict SET name = $1 WHERE project_id = $2 AND group_id = $3"), args![name, project_id, group_id])
+            .execute(
+                sql!("UPDATE status_group_dict SET name = $1 WHERE project_id = $2 AND group_id = $3"),
+                args![name, project_id, group_id],
+            )
             .await?;
         Ok(())
     }
@@ -238,7 +241,8 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
                 .await?;
             }
             None => {
-                tx.execute(sql!("DELETE FROM order_marketing WHERE project_id = $1 AND order_id = $2"), args![project_id, order_id]).await?;
+                tx.execute(sql!("DELETE FROM order_marketing WHERE project_id = $1 AND order_id = $2"), args![project_id, order_id])
+                    .await?;
             }
         }
         tx.execute(
@@ -309,7 +313,14 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
         .transpose()
     }
 
-    async fn schedule_fetch(&self, project_id: i64, order_id: i64, reason: &str, due: Timestamp, refetch: bool) -> Result<bool, StateError> {
+    async fn schedule_fetch(
+        &self,
+        project_id: i64,
+        order_id: i64,
+        reason: &str,
+        due: Timestamp,
+        refetch: bool,
+    ) -> Result<bool, StateError> {
         let mut tx = self.db().begin().await?;
         tx.execute(
             sql!(
@@ -320,7 +331,10 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
         )
         .await?;
         let row = tx
-            .fetch_one(sql!("SELECT state FROM enrich_jobs WHERE project_id = $1 AND order_id = $2 {for_update}"), args![project_id, order_id])
+            .fetch_one(
+                sql!("SELECT state FROM enrich_jobs WHERE project_id = $1 AND order_id = $2 {for_update}"),
+                args![project_id, order_id],
+            )
             .await?;
         let pending = match JobState::parse(&row.get::<String, _>(0)?)? {
             JobState::Pending => {
@@ -379,13 +393,16 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
     }
 
     async fn job(&self, project_id: i64, order_id: i64) -> Result<Option<EnrichJob>, StateError> {
-        let row = self.db().fetch_optional(sql!(concat_jobs!(" WHERE project_id = $1 AND order_id = $2")), args![project_id, order_id]).await?;
+        let row =
+            self.db().fetch_optional(sql!(concat_jobs!(" WHERE project_id = $1 AND order_id = $2")), args![project_id, order_id]).await?;
         row.as_ref().map(job_from_row).transpose()
     }
 
     async fn dead_jobs(&self, project_id: i64) -> Result<Vec<EnrichJob>, StateError> {
-        let rows =
-            self.db().fetch_all(sql!(concat_jobs!(" WHERE project_id = $1 AND state = 'dead' ORDER BY order_id")), args![project_id]).await?;
+        let rows = self
+            .db()
+            .fetch_all(sql!(concat_jobs!(" WHERE project_id = $1 AND state = 'dead' ORDER BY order_id")), args![project_id])
+            .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -421,7 +438,10 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> EnrichStore for T {
     async fn cursor(&self, project_id: i64, name: CursorName) -> Result<Option<String>, StateError> {
         let row = self
             .db()
-            .fetch_optional(sql!("SELECT cursor_json FROM enrich_cursors WHERE project_id = $1 AND name = $2"), args![project_id, name.as_str()])
+            .fetch_optional(
+                sql!("SELECT cursor_json FROM enrich_cursors WHERE project_id = $1 AND name = $2"),
+                args![project_id, name.as_str()],
+            )
             .await?;
         row.map(|row| row.get(0)).transpose()
     }

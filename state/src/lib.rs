@@ -168,10 +168,18 @@ pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     fn derived_digest(&self, project_id: i64) -> impl Future<Output = Result<String, StateError>> + Send;
     /// Events stored for the project.
     fn event_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
+    /// Orders of the project with derived rows.
+    fn order_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
+    /// When the project's earliest order started (`None`: no orders yet).
+    fn earliest_order(&self, project_id: i64) -> impl Future<Output = Result<Option<Timestamp>, StateError>> + Send;
 }
 
 /// What each adapter writes its own way: the processor's reads of events and its commits.
 pub(crate) trait HotPath {
-    fn read_order_events(&self, project_id: i64, order_ids: &[i64]) -> impl Future<Output = Result<HashMap<i64, Vec<StatusEvent>>, StateError>> + Send;
+    fn read_order_events(
+        &self,
+        project_id: i64,
+        order_ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, Vec<StatusEvent>>, StateError>> + Send;
     fn commit_batch(&self, batch: CommitBatch) -> impl Future<Output = Result<(), StateError>> + Send;
 }

@@ -97,8 +97,10 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
                 args![project_id],
             )
             .await?;
-        row.map(|row| Ok(SettingsRecord { project_id: row.get("project_id")?, document: row.get("document")?, revision: row.get("revision")? }))
-            .transpose()
+        row.map(|row| {
+            Ok(SettingsRecord { project_id: row.get("project_id")?, document: row.get("document")?, revision: row.get("revision")? })
+        })
+        .transpose()
     }
 
     async fn add_webhook_counts(&self, counts: &[WebhookCount]) -> Result<(), StateError> {
@@ -147,9 +149,10 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
     async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
         let rows = self
             .db()
-            .fetch_all(sql!("SELECT partition_no, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2"), args![
-                group, topic
-            ])
+            .fetch_all(
+                sql!("SELECT partition_no, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2"),
+                args![group, topic],
+            )
             .await?;
         let pairs = rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect::<Result<Vec<(i64, i64)>, StateError>>()?;
         columns::consumer_offsets(pairs)
@@ -170,7 +173,9 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
         let rows = self
             .db()
             .fetch_all(
-                sql!("SELECT DISTINCT order_id FROM order_status_events WHERE project_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3"),
+                sql!(
+                    "SELECT DISTINCT order_id FROM order_status_events WHERE project_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3"
+                ),
                 args![project_id, after, limit],
             )
             .await?;
@@ -281,6 +286,22 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
         let row = self.db().fetch_one(sql!("SELECT count(*) FROM order_status_events WHERE project_id = $1"), args![project_id]).await?;
         let count: i64 = row.get(0)?;
         u64::try_from(count).map_err(|_| StateError::Corrupt(format!("event count {count} is negative")))
+    }
+
+    async fn order_count(&self, project_id: i64) -> Result<u64, StateError> {
+        let row = self.db().fetch_one(sql!("SELECT count(*) FROM orders_current WHERE project_id = $1"), args![project_id]).await?;
+        Ok(row.get::<i64, _>(0)?.max(0) as u64)
+    }
+
+    async fn earliest_order(&self, project_id: i64) -> Result<Option<Timestamp>, StateError> {
+        let row = self
+            .db()
+            .fetch_one(
+                sql!("SELECT {micros:min(started_at)} AS started_micros FROM orders_current WHERE project_id = $1"),
+                args![project_id],
+            )
+            .await?;
+        row.opt_instant("started_micros")
     }
 }
 

@@ -94,7 +94,9 @@ async fn settings_revisions_grow_by_one_and_every_change_is_audited<S: Inspect>(
     let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
     let other = store.create_project(new_project("beta")).await.expect("creating beta").id;
     store
-        .execute("INSERT INTO users (login, email, password_hash, is_owner) VALUES ('ops@example.com', 'ops@example.com', 'x', TRUE)".into())
+        .execute(
+            "INSERT INTO users (login, email, password_hash, is_owner) VALUES ('ops@example.com', 'ops@example.com', 'x', TRUE)".into(),
+        )
         .await;
     let user = store.integer("SELECT id FROM users WHERE login = 'ops@example.com'".into()).await;
 

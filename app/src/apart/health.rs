@@ -1,4 +1,5 @@
-//! `GET /healthz` of every service run apart, and `keycrm-analytics probe`, which container
+//! `GET /healthz` (the process answers) and `GET /readyz` (and its state database answers) of
+//! every service, the server they are served by, and `keycrm-analytics probe`, which container
 //! health checks run (the image has no curl).
 
 use std::net::SocketAddr;
@@ -7,14 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ksa_state::AdminStore;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::config::Config;
+
 /// `GET /healthz`: 200 with `{"status": "ok", "service": …}` and whatever `detail` adds.
-pub(super) fn route(
+pub(crate) fn route(
     service: &'static str,
     detail: Arc<dyn Fn() -> Value + Send + Sync>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -27,26 +31,40 @@ pub(super) fn route(
     })
 }
 
-/// Binds `listen`, tells `on_listening`, and serves `routes` until `shutdown` turns true.
-pub(super) async fn serve<F>(
+/// `GET /readyz`: 200 when the state database answers, 503 otherwise.
+pub(crate) fn ready_route<S: AdminStore>(state: S) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("readyz").and(warp::get()).then(move || {
+        let state = state.clone();
+        async move {
+            if ksa_query_api::ready(&state).await {
+                warp::reply::json(&json!({"status": "ready"})).into_response()
+            } else {
+                let body = json!({"status": "unavailable", "message": "the state database does not answer"});
+                warp::reply::with_status(warp::reply::json(&body), warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response()
+            }
+        }
+    })
+}
+
+/// Binds `listen`, tells `on_listening`, and serves `routes` (with the limits of
+/// `server.*`) until `shutdown` turns true.
+pub(crate) async fn serve<F>(
+    config: &Config,
     listen: &str,
     routes: F,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<tokio::task::JoinHandle<()>>
 where
     F: Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
 {
+    let limits = config.server.limits()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .run(),
-    );
+    let mut stop = shutdown;
+    let server = tokio::spawn(ksa_edge::serve(listener, routes, limits, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
     tracing::info!(%addr, "listening");
     on_listening(addr);
     Ok(server)

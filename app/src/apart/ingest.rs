@@ -12,23 +12,27 @@ use warp::Filter;
 
 use super::connect::WithBus;
 use super::health;
+use crate::config::Config;
 
-pub(super) struct IngestService<L> {
+pub(super) struct IngestService<'a, L> {
+    pub config: &'a Config,
     pub listen: String,
     pub shutdown: watch::Receiver<bool>,
     pub on_listening: L,
 }
 
-impl<L: FnOnce(SocketAddr) + Send> WithBus for IngestService<L> {
+impl<L: FnOnce(SocketAddr) + Send> WithBus for IngestService<'_, L> {
     async fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> anyhow::Result<()> {
-        let IngestService { listen, shutdown, on_listening } = self;
-        let ingest = Ingest::new(bus, state, IngestConfig::default());
+        let IngestService { config, listen, shutdown, on_listening } = self;
+        let ingest = Ingest::new(bus, state.clone(), IngestConfig::default());
         let routes = ksa_ingest::routes(ingest.clone())
             .or(health::route("ingest", Arc::new(|| serde_json::Value::Null)))
             .unify()
-            .recover(ksa_query_api::not_found)
+            .or(health::ready_route(state))
+            .unify()
+            .recover(ksa_query_api::recover)
             .unify();
-        let server = health::serve(&listen, routes, shutdown.clone(), on_listening).await?;
+        let server = health::serve(config, &listen, routes, shutdown.clone(), on_listening).await?;
 
         // Webhook counters go to the state database every few seconds and once at the end.
         let mut stop = shutdown;

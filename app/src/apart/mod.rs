@@ -22,6 +22,15 @@ use crate::config::Config;
 pub use connect::{open_facts, processor_config, require_outbox};
 pub use health::probe;
 
+/// `GET /healthz` and `GET /readyz` of a service that has no report of its own.
+pub fn health_routes<S: ksa_state::AdminStore>(
+    service: &'static str,
+    state: S,
+) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    health::route(service, std::sync::Arc::new(|| serde_json::Value::Null)).or(health::ready_route(state)).unify()
+}
+
 /// A service to run apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -30,7 +39,7 @@ pub enum Service {
     /// Events off the bus, facts and state out. `partitions` of `status-events` (all when
     /// `None`), one processor each; instances that run side by side need disjoint sets.
     Process { listen: String, partitions: Option<Vec<u32>> },
-    /// REST reads and the OpenAPI document.
+    /// The API behind a login: reads, administration and the OpenAPI document.
     QueryApi { listen: String },
 }
 
@@ -52,10 +61,12 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     match service {
-        Service::Ingest { listen } => connect::with_bus(config, ingest::IngestService { listen, shutdown, on_listening }).await,
+        Service::Ingest { listen } => connect::with_bus(config, ingest::IngestService { config, listen, shutdown, on_listening }).await,
         Service::Process { listen, partitions } => {
             connect::with_bus(config, process::ProcessService { config, listen, partitions, shutdown, on_listening }).await
         }
-        Service::QueryApi { listen } => query_api::run(config, &listen, shutdown, on_listening).await,
+        Service::QueryApi { listen } => {
+            connect::with_bus(config, query_api::QueryApiService { config, listen, shutdown, on_listening }).await
+        }
     }
 }

@@ -85,8 +85,9 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for ProcessService<'_, L> {
                 })
             })
         };
-        let routes = health::route("process", report).recover(ksa_query_api::not_found).unify();
-        let server = health::serve(&listen, routes, shutdown.clone(), on_listening).await?;
+        let routes =
+            health::route("process", report).or(health::ready_route(state.clone())).unify().recover(ksa_query_api::recover).unify();
+        let server = health::serve(config, &listen, routes, shutdown.clone(), on_listening).await?;
 
         let running: Vec<_> = processors.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
         let processing = async {

@@ -46,6 +46,22 @@ impl Reply {
     }
 }
 
+/// The API token to send to each server (by base URL), as [`remember_token`] was told.
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Requests from [`send`] to `/api` of `base_url` carry `token` from now on.
+pub fn remember_token(base_url: &str, token: &str) {
+    let mut tokens = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+    tokens.retain(|(url, _)| url != base_url);
+    tokens.push((base_url.to_owned(), token.to_owned()));
+}
+
+/// The token for a request to `url`, if it goes to `/api` of a server with one.
+fn token_for(url: &str) -> Option<String> {
+    let tokens = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+    tokens.iter().find(|(base, _)| url.strip_prefix(base.as_str()).is_some_and(|rest| rest.starts_with("/api/"))).map(|(_, t)| t.clone())
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("an HTTP client")
 }
@@ -55,9 +71,19 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     try_send(request).await.unwrap_or_else(|e| panic!("no answer: {e}"))
 }
 
-/// Sends the request; `Err` when the connection failed or broke before an answer.
+/// Sends the request (with the server's API token when it goes to `/api` and names none);
+/// `Err` when the connection failed or broke before an answer.
 pub async fn try_send(request: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
-    let response = request.send().await?;
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    if !request.headers().contains_key("authorization")
+        && !request.headers().contains_key("cookie")
+        && let Some(token) = token_for(request.url().as_str())
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.headers_mut().insert("authorization", value);
+    }
+    let response = client.execute(request).await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.bytes().await?;

@@ -115,6 +115,20 @@ pub fn run(command: &mut Command) -> Outcome {
     }
 }
 
+/// Runs `command` with `input` on its standard input.
+pub fn run_with_stdin(command: &mut Command, input: &str) -> Outcome {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting keycrm-analytics");
+    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("writing standard input");
+    let output = child.wait_with_output().expect("waiting for keycrm-analytics");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).expect("standard output is UTF-8"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// A file of the demo in `examples/`.
 pub fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("examples").join(name)

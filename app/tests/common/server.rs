@@ -25,6 +25,8 @@ pub struct Instance {
     data_dir: PathBuf,
     database_url: Option<String>,
     env: Vec<(String, String)>,
+    /// An owner's API token, made on first use (`user add` and `token create`).
+    token: std::sync::OnceLock<String>,
 }
 
 /// A project as `project add` printed it.
@@ -39,7 +41,7 @@ impl Instance {
     pub fn sqlite() -> Self {
         let ws = Workspace::new();
         let data_dir = ws.path("data");
-        Instance { ws, data_dir, database_url: None, env: Vec::new() }
+        Instance { ws, data_dir, database_url: None, env: Vec::new(), token: std::sync::OnceLock::new() }
     }
 
     /// State (and the outbox) in the PostgreSQL database at `url`, via `KSA__DATABASE__URL`.
@@ -96,15 +98,35 @@ impl Instance {
             .unwrap_or_else(|| panic!("`project settings` printed no revision:\n{}", outcome.stdout))
     }
 
+    /// The API token of an owner `tester`, made with the command line the first time: the test
+    /// client sends it on every `/api` request to a server of this instance.
+    pub fn api_token(&self) -> String {
+        self.token
+            .get_or_init(|| {
+                let mut add = self.command(["user", "add", "--login", "tester", "--role", "owner", "--password-stdin"]);
+                super::run_with_stdin(&mut add, "tester-password-1\n").assert_success();
+                let outcome = super::run(&mut self.command(["token", "create", "--login", "tester", "--name", "tests"]));
+                outcome.assert_success();
+                outcome
+                    .stdout
+                    .lines()
+                    .find(|line| line.starts_with("ksa_"))
+                    .unwrap_or_else(|| panic!("`token create` printed no token:\n{}", outcome.stdout))
+                    .to_owned()
+            })
+            .clone()
+    }
+
     /// Starts `run --listen 127.0.0.1:0` (plus `extra_env`) and waits until it listens.
     pub fn start(&self) -> Server {
         self.start_with(&[])
     }
 
     pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Server {
+        let token = self.api_token();
         let mut command = self.command(["run", "--listen", "127.0.0.1:0"]);
         command.envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        Server::spawn(command)
+        Server::spawn(command).with_token(token)
     }
 
     /// Starts `SERVICE --listen 127.0.0.1:0 [extra…]` (`ingest`, `process`, `query-api`) and
@@ -115,9 +137,14 @@ impl Instance {
 
     /// [`Instance::start_service`] with more environment for this one process.
     pub fn start_service_with(&self, service: &str, extra: &[&str], extra_env: &[(&str, &str)]) -> Server {
+        let token = (service == "query-api").then(|| self.api_token());
         let mut command = self.command([service, "--listen", "127.0.0.1:0"]);
         command.args(extra).envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        Server::spawn(command)
+        let server = Server::spawn(command);
+        match token {
+            Some(token) => server.with_token(token),
+            None => server,
+        }
     }
 
     /// The digest of a project's derived state, read from this instance's database while no
@@ -169,6 +196,12 @@ impl Server {
                 panic!("`run` did not say `{LISTENING}…` (exit: {status:?}); it said:\n{said}");
             }
         }
+    }
+
+    /// Sends `token` on every `/api` request the test client makes to this server.
+    fn with_token(self, token: String) -> Server {
+        super::http::remember_token(&self.base_url, &token);
+        self
     }
 
     pub fn pid(&self) -> u32 {

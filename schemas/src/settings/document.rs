@@ -81,8 +81,11 @@ impl ProjectSettings {
 }
 
 fn calendar(spec: &CalendarSpec) -> Value {
-    let weekly: Map<String, Value> =
-        WEEKDAYS.iter().zip(&spec.weekly).map(|(day, windows)| (day.to_string(), windows.iter().map(|w| w.to_string()).collect())).collect();
+    let weekly: Map<String, Value> = WEEKDAYS
+        .iter()
+        .zip(&spec.weekly)
+        .map(|(day, windows)| (day.to_string(), windows.iter().map(|w| w.to_string()).collect()))
+        .collect();
     let exceptions: Map<String, Value> =
         spec.exceptions.iter().map(|(date, windows)| (date.to_string(), windows.iter().map(|w| w.to_string()).collect())).collect();
     json!({ "weekly": weekly, "exceptions": exceptions })

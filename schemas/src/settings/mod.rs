@@ -422,10 +422,9 @@ impl RawSettings {
                 let terminal = set(terminal.clone());
                 (terminal.iter().copied().filter(|g| *g != 6).collect(), terminal.iter().copied().filter(|g| *g == 6).collect())
             }
-            (completion, cancellation, _) => (
-                completion.map_or(defaults.completion_groups.clone(), set),
-                cancellation.map_or(defaults.cancellation_groups.clone(), set),
-            ),
+            (completion, cancellation, _) => {
+                (completion.map_or(defaults.completion_groups.clone(), set), cancellation.map_or(defaults.cancellation_groups.clone(), set))
+            }
         };
         if let Some(group) = completion_groups.intersection(&cancellation_groups).next() {
             return Err(SettingsError::at("cancellation_groups", format!("group {group} cannot mean both completion and cancellation")));

@@ -205,7 +205,6 @@ macro_rules! executor_methods {
                 Split::Postgres(conn) => Row::Postgres(postgres_query(statement, args).fetch_one(conn).await?),
             })
         }
-
     };
 }
 
