@@ -194,12 +194,24 @@ pub struct ServerConfig {
     pub header_read_timeout_seconds: u64,
     /// Seconds a client has to send a request's body after its headers.
     pub body_read_timeout_seconds: u64,
+    /// Serve the web UI from this folder instead of the copy built into the binary (to work on
+    /// the UI without rebuilding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
     /// `public_url`, else `http://` and the listen address (without a trailing slash).
     pub fn public_url(&self, listen: &str) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned()
+    }
+
+    /// Where the web UI's files come from.
+    pub fn ui(&self) -> ksa_query_api::ui::UiSource {
+        match &self.ui_dir {
+            Some(dir) => ksa_query_api::ui::UiSource::Folder(dir.clone()),
+            None => ksa_query_api::ui::UiSource::Embedded,
+        }
     }
 
     /// The limits every service's server applies.
@@ -260,6 +272,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 30,
+            ui_dir: None,
         }
     }
 }
@@ -446,6 +459,7 @@ mod tests {
             "facts.clickhouse.password",
             "bus.partitions",
             "server.public_url",
+            "server.ui_dir",
             "auth.session_key",
         ];
         let missing: Vec<_> = settings.iter().map(String::as_str).chain(optional).filter(|key| !shown.iter().any(|s| s == key)).collect();

@@ -38,6 +38,9 @@ enum Command {
         /// Address to listen on; overrides server.listen.
         #[arg(long)]
         listen: Option<String>,
+        /// Serve the web UI from this folder (server.ui_dir), not the built-in copy.
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
     },
     /// Run only the webhook receiver: webhooks in, events onto the bus (bus.kind), on
     /// server.listen. One of the three services of `run`, run apart (docs/distributed.md).
@@ -58,6 +61,9 @@ enum Command {
     QueryApi {
         #[arg(long)]
         listen: Option<String>,
+        /// Serve the web UI from this folder (server.ui_dir), not the built-in copy.
+        #[arg(long)]
+        ui_dir: Option<PathBuf>,
     },
     /// Exit 0 when URL answers 2xx (for container health checks, e.g. http://127.0.0.1:8080/healthz).
     Probe { url: String },
@@ -339,7 +345,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     init_logging(&config);
     match cli.command {
-        Command::Run { listen } => {
+        Command::Run { listen, ui_dir } => {
+            if ui_dir.is_some() {
+                config.server.ui_dir = ui_dir;
+            }
             let listen = listen.unwrap_or_else(|| config.server.listen.clone());
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -360,7 +369,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Process { partitions, listen } => {
             run_apart(&config, Service::Process { listen: listen.unwrap_or_else(|| config.server.listen.clone()), partitions })
         }
-        Command::QueryApi { listen } => {
+        Command::QueryApi { listen, ui_dir } => {
+            if ui_dir.is_some() {
+                config.server.ui_dir = ui_dir;
+            }
             run_apart(&config, Service::QueryApi { listen: listen.unwrap_or_else(|| config.server.listen.clone()) })
         }
         Command::Probe { url } => ksa_app::apart::probe(&url),

@@ -66,6 +66,8 @@ async fn serve<B: Bus, S: StateStore>(
         .unify()
         .or(crate::apart::health_routes("run", state.clone()))
         .unify()
+        .or(ksa_query_api::ui::routes(config.server.ui()))
+        .unify()
         .recover(ksa_query_api::recover)
         .unify();
 

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod orders;
 pub mod routes;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -31,6 +31,8 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for QueryApiService<'_, L> {
             .unify()
             .or(health::ready_route(state))
             .unify()
+            .or(ksa_query_api::ui::routes(config.server.ui()))
+            .unify()
             .recover(ksa_query_api::recover)
             .unify();
         let server = health::serve(config, &listen, routes, shutdown, on_listening).await?;
