@@ -448,9 +448,22 @@ mod tests {
         assert_eq!(config.facts.clickhouse.url, "http://clickhouse:8123");
         assert!(config.database_url().starts_with("postgres://"));
 
-        let example: toml::Table = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let example: toml::Table = toml::from_str(&text).unwrap();
         let (mut shown, mut settings) = (Vec::new(), Vec::new());
         keys(&example, "", &mut shown);
+        // An optional setting may be shown commented out (`# public_url = "…"`), where a value
+        // would not suit every reader of the example.
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = format!("{name}.");
+            } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = "))
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                shown.push(format!("{section}{key}"));
+            }
+        }
         keys(&toml::Table::try_from(Config::default()).unwrap(), "", &mut settings);
         let optional = [
             "database.url",

@@ -47,7 +47,7 @@ fn migrate_applies_the_schema_to_a_fresh_postgres_database_once() {
     assert!(second.stdout.contains("0 migration(s) applied"), "{second:#?}");
     assert!(second.stdout.contains("7 already in place"), "{second:#?}");
     assert!(!second.stderr.contains('\u{1b}'), "no terminal colour codes in logs that go to a pipe: {second:#?}");
-    assert_eq!(scalar(&database.url, "SELECT count(*) FROM ksa_schema_migrations"), 6);
+    assert_eq!(scalar(&database.url, "SELECT count(*) FROM ksa_schema_migrations"), 7);
     assert!(!ws.path("data").exists(), "no SQLite file is made when a database is given");
 }
 

@@ -146,6 +146,35 @@ async fn webhook_with_an_unreadable_status_time_is_refused_with_400_naming_the_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_whose_status_change_is_implausibly_old_or_ahead_is_refused_naming_the_field_and_writes_nothing() {
+    let mut setup = Setup::start().await;
+    let url = setup.url();
+    let now = chrono::Utc::now();
+    for at in [now - chrono::Duration::days(6 * 366), now + chrono::Duration::days(2)] {
+        let body = status_change(510, 20, 2, &at.format("%Y-%m-%dT%H:%M:%S.000000Z").to_string());
+        let reply = setup.refused(&url, body).await;
+        reply.assert_error(400);
+        assert_eq!(reply.body["field"], "context.status_changed_at", "{reply:?}");
+    }
+    // Within the bounds: accepted.
+    let recent = (now - chrono::Duration::days(4 * 366)).format("%Y-%m-%dT%H:%M:%S.000000Z").to_string();
+    post_webhook(&setup.client, &url, status_change(510, 20, 2, &recent)).await.assert_accepted_as("accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_utf8_is_refused_with_400_and_writes_nothing() {
+    let mut setup = Setup::start().await;
+    let url = setup.url();
+    let mut body = a_status_change(511).into_bytes();
+    let at = body.iter().position(|b| *b == b'"').unwrap();
+    body.insert(at + 1, 0xff);
+    let request = setup.client.post(&url).header("content-type", "application/json").body(body);
+    let reply = setup.send_writing_nothing(request).await;
+    reply.assert_error(400);
+    assert!(reply.body["message"].as_str().unwrap().contains("UTF-8"), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_without_a_secret_is_refused_with_401_and_writes_nothing() {
     let mut setup = Setup::start().await;
     let url = setup.webhooks_url("shop");

@@ -13,6 +13,7 @@
 mod body;
 mod cidr;
 mod client;
+mod request;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use warp::Filter;
 pub use body::BodyTimedOut;
 pub use cidr::Cidr;
 pub use client::{ClientAddr, TrustedProxies, client_addr};
+pub use request::{percent_decode, read_limited};
 
 /// What one client may hold.
 #[derive(Clone, Debug)]

@@ -54,40 +54,30 @@ impl ProjectDirectory {
         ProjectDirectory { refresh, entries: RwLock::new((None, HashMap::new())), reloading: Mutex::new(()) }
     }
 
-    /// A known slug is trusted for `refresh`; an unknown one, or a secret that does not match,
-    /// triggers a reload at most once a second, so a project added or a secret rotated on a
-    /// running server works within a second.
+    /// A known slug is trusted for `refresh`; an unknown one triggers a reload at most once a
+    /// second, so a project added on a running server answers within a second. A secret that
+    /// does not match reads that one project again (one indexed lookup), so a rotated secret
+    /// works at once.
     pub async fn resolve<S: StateStore>(&self, state: &S, slug: &str, offered: Option<&str>, now: Timestamp) -> Resolved {
-        let stale_secret = |found: &Resolved| match (found, offered) {
-            (Resolved::Active(entry), Some(offered)) => !entry.accepts(offered, now),
-            _ => false,
+        let found = match self.cached(slug).await {
+            Some(found) => found,
+            None => self.reload(state, slug).await,
         };
-        if let Some(found) = self.cached(slug, false).await
-            && !stale_secret(&found)
-        {
-            return found;
+        match (&found, offered) {
+            (Resolved::Active(entry), Some(offered)) if !entry.accepts(offered, now) => self.reread(state, slug).await,
+            _ => found,
         }
+    }
+
+    async fn reload<S: StateStore>(&self, state: &S, slug: &str) -> Resolved {
         let _one_reload = self.reloading.lock().await;
-        if let Some(found) = self.cached(slug, true).await {
+        if let Some(found) = self.cached(slug).await {
             return found;
         }
         match state.projects().await {
             Ok(projects) => {
-                let map: HashMap<String, Arc<ProjectEntry>> = projects
-                    .into_iter()
-                    .filter(|p| p.is_active)
-                    .map(|p| {
-                        let allowed = p.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
-                        let entry = ProjectEntry {
-                            id: p.id,
-                            slug: p.slug.clone(),
-                            secret_digest: p.webhook_secret_hash,
-                            previous: p.previous_secret,
-                            allowed,
-                        };
-                        (p.slug, Arc::new(entry))
-                    })
-                    .collect();
+                let map: HashMap<String, Arc<ProjectEntry>> =
+                    projects.into_iter().filter(|p| p.is_active).map(|p| (p.slug.clone(), Arc::new(entry(p)))).collect();
                 let found = map.get(slug).cloned();
                 *self.entries.write().await = (Some(Instant::now()), map);
                 found.map_or(Resolved::Unknown, Resolved::Active)
@@ -96,16 +86,41 @@ impl ProjectDirectory {
         }
     }
 
-    /// The cached answer, when the cache is fresh enough to give one: within `refresh`, or
-    /// within a second when `recent` (a reload just happened or is not due yet).
-    async fn cached(&self, slug: &str, recent: bool) -> Option<Resolved> {
+    /// Reads one project again and puts it in the cache.
+    async fn reread<S: StateStore>(&self, state: &S, slug: &str) -> Resolved {
+        match state.project_by_slug(slug).await {
+            Ok(Some(project)) if project.is_active => {
+                let fresh = Arc::new(entry(project));
+                self.entries.write().await.1.insert(slug.to_owned(), fresh.clone());
+                Resolved::Active(fresh)
+            }
+            Ok(_) => {
+                self.entries.write().await.1.remove(slug);
+                Resolved::Unknown
+            }
+            Err(err) => Resolved::Unavailable(err),
+        }
+    }
+
+    /// The cached answer, when the cache is fresh enough to give one.
+    async fn cached(&self, slug: &str) -> Option<Resolved> {
         let entries = self.entries.read().await;
         let age = entries.0.map(|at| at.elapsed())?;
-        let miss_reload = MISS_RELOAD.min(self.refresh);
         match entries.1.get(slug) {
-            Some(entry) if (if recent { age < miss_reload } else { age < self.refresh }) => Some(Resolved::Active(entry.clone())),
-            None if age < miss_reload => Some(Resolved::Unknown),
+            Some(entry) if age < self.refresh => Some(Resolved::Active(entry.clone())),
+            None if age < MISS_RELOAD.min(self.refresh) => Some(Resolved::Unknown),
             _ => None,
         }
+    }
+}
+
+fn entry(project: ksa_state::Project) -> ProjectEntry {
+    let allowed = project.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
+    ProjectEntry {
+        id: project.id,
+        slug: project.slug,
+        secret_digest: project.webhook_secret_hash,
+        previous: project.previous_secret,
+        allowed,
     }
 }

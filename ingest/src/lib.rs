@@ -11,8 +11,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Buf;
+use futures_util::Stream;
 use ksa_bus::{AppendOutcome, Bus, BusError, NewRecord};
 use ksa_schemas::bus::{STATUS_EVENTS, StatusMessage, order_key, status_idempotency_key};
 use ksa_schemas::{Timestamp, WebhookError, WebhookOutcome, parse_webhook};
@@ -204,7 +204,7 @@ async fn answer<B: Bus, S: StateStore>(
     if declared.is_some_and(|n| n > limit as u64) {
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes"));
     }
-    let body = match read_limited(body, limit).await {
+    let body = match ksa_edge::read_limited(body, limit).await {
         Ok(Some(body)) => body,
         Ok(None) => return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes")),
         Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("the body could not be read: {err}")),
@@ -293,55 +293,9 @@ fn unavailable(reject: impl Fn(StatusCode, &'static str, String) -> Answer, mess
     answer
 }
 
-/// Reads the body, giving up (`None`) as soon as it exceeds `limit`.
-async fn read_limited(
-    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
-    limit: usize,
-) -> Result<Option<BytesMut>, warp::Error> {
-    let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if buf.len() + chunk.remaining() > limit {
-            return Ok(None);
-        }
-        buf.put(chunk);
-    }
-    Ok(Some(buf))
-}
-
 /// `token=` from a raw query string, percent-decoded.
 fn query_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(percent_decode)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                Err(_) => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(ksa_edge::percent_decode)
 }
 
 /// The wall clock, read at the edge: when a webhook was received.
@@ -358,6 +312,5 @@ mod tests {
         assert_eq!(query_token("a=1&token=ab%2Fc"), Some("ab/c".into()));
         assert_eq!(query_token("token=x"), Some("x".into()));
         assert_eq!(query_token("tok=x"), None);
-        assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -5,7 +5,7 @@
 --   global role becomes one flag, `is_owner` (the former `admin`); `token_version` grows when
 --   the user is disabled or their password or roles change, which ends their open sessions.
 -- * `user_projects.role` is `admin` or `viewer`; `analyst` becomes `viewer`.
--- * Personal API tokens, kept as SHA-256 digests; login failures, for throttling; every settings
+-- * Personal API tokens, kept as SHA-256 digests; login attempts, for throttling; every settings
 --   revision's document; the progress of a project's recompute.
 -- * The audit log records who acted (`actor`: a login, or `cli`) and from where.
 -- * Projects keep the last characters of their API token (shown in place of it), and the
@@ -42,14 +42,17 @@ CREATE TABLE api_tokens (
 );
 CREATE INDEX api_tokens_user_idx ON api_tokens (user_id);
 
--- Failed logins, for throttling per (login, address) and per address. `login` is lower-cased.
-CREATE TABLE login_failures (
-    login     TEXT        NOT NULL,
-    address   TEXT        NOT NULL,
-    failed_at TIMESTAMPTZ NOT NULL
+-- Login attempts, for throttling per (login, address) and per address. `login` is lower-cased.
+-- A success is kept as a row too: the pair's failures count only after its last success, while
+-- the address's count keeps every failure.
+CREATE TABLE login_attempts (
+    login        TEXT        NOT NULL,
+    address      TEXT        NOT NULL,
+    attempted_at TIMESTAMPTZ NOT NULL,
+    succeeded    BOOLEAN     NOT NULL
 );
-CREATE INDEX login_failures_pair_idx ON login_failures (login, address, failed_at);
-CREATE INDEX login_failures_address_idx ON login_failures (address, failed_at);
+CREATE INDEX login_attempts_pair_idx ON login_attempts (login, address, attempted_at);
+CREATE INDEX login_attempts_address_idx ON login_attempts (address, attempted_at);
 
 -- Every revision's settings document: reads use the revision whose recompute has finished.
 CREATE TABLE settings_history (

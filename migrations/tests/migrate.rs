@@ -64,6 +64,7 @@ ksa_testkit::on_both_databases!(
     concurrent_migrations_both_succeed_and_apply_each_version_once,
     enumerations_refuse_values_outside_their_list,
     group_level_limit_and_default_calendar_are_unique_although_their_key_is_null,
+    accounts_migration_keeps_users_memberships_and_what_refers_to_them,
 );
 
 async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
@@ -71,7 +72,7 @@ async fn fresh_database_gets_every_table_and_the_indexes_lookups_need(db: Db) {
     assert_eq!(report, MigrationReport { applied: all_versions(db.dialect()), already: vec![] });
 
     let mut expected: BTreeSet<String> = PROJECT_TABLES.iter().map(|t| t.to_string()).collect();
-    expected.extend(["projects", "users", "ksa_schema_migrations", "api_tokens", "login_failures"].map(String::from));
+    expected.extend(["projects", "users", "ksa_schema_migrations", "api_tokens", "login_attempts"].map(String::from));
     // The event path's tables: the outbox bus, consumer offsets and webhook counters.
     expected.extend(["bus_heads", "bus_log", "bus_idempotency", "consumer_offsets", "webhook_counters"].map(String::from));
     assert_eq!(db.tables().await, expected);
@@ -267,6 +268,56 @@ async fn group_level_limit_and_default_calendar_are_unique_although_their_key_is
          DO UPDATE SET preset = excluded.preset"
     ))
     .await;
+}
+
+/// 0007 rebuilds `users` and `user_projects` on SQLite, where dropping `users` would null or
+/// delete what refers to it: users become logins with an owner flag, `analyst` becomes
+/// `viewer`, and audit rows and overrides keep their user.
+async fn accounts_migration_keeps_users_memberships_and_what_refers_to_them(db: Db) {
+    let all = migrations(db.dialect());
+    let accounts = all.iter().position(|m| m.name == "accounts").expect("0007 accounts exists");
+    for migration in &all[..accounts] {
+        db.must(migration.sql).await;
+    }
+    let t = db.instant(CHANGED_AT);
+    for statement in [
+        "INSERT INTO projects (slug, name) VALUES ('p', 'P')".to_owned(),
+        "INSERT INTO users (email, display_name, password_hash, role) VALUES ('boss@example.com', 'Boss', 'h1', 'admin')".to_owned(),
+        "INSERT INTO users (email, display_name, password_hash, role) VALUES ('ann@example.com', 'Ann', 'h2', 'analyst')".to_owned(),
+        "INSERT INTO user_projects (user_id, project_id, role) SELECT id, 1, 'analyst' FROM users WHERE email = 'ann@example.com'"
+            .to_owned(),
+        "INSERT INTO user_projects (user_id, project_id, role) SELECT id, 1, 'admin' FROM users WHERE email = 'boss@example.com'"
+            .to_owned(),
+        "INSERT INTO audit_log (project_id, user_id, action, entity) SELECT 1, id, 'settings.update', 'project_settings' FROM users \
+         WHERE email = 'ann@example.com'"
+            .to_owned(),
+        "INSERT INTO audit_log (project_id, action, entity) VALUES (1, 'settings.update', 'project_settings')".to_owned(),
+        format!(
+            "INSERT INTO order_overrides (project_id, order_id, is_urgent_override, updated_by, updated_at) \
+             SELECT 1, 10, TRUE, id, {t} FROM users WHERE email = 'boss@example.com'"
+        ),
+        "INSERT INTO project_settings (project_id, settings_json, revision) VALUES (1, '{}', 3)".to_owned(),
+    ] {
+        db.must(&statement).await;
+    }
+
+    db.must(all[accounts].sql).await;
+
+    let ann = db.scalar("SELECT id FROM users WHERE login = 'ann@example.com' AND email = 'ann@example.com' AND NOT is_owner").await;
+    let boss = db.scalar("SELECT id FROM users WHERE login = 'boss@example.com' AND is_owner").await;
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM user_projects WHERE user_id = {ann} AND role = 'viewer'")).await, 1);
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM user_projects WHERE user_id = {boss} AND role = 'admin'")).await, 1);
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM audit_log WHERE user_id = {ann}")).await, 1, "the audit row keeps its user");
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_log WHERE actor = 'cli'").await, 1, "rows without a user were the command line's");
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM order_overrides WHERE updated_by = {boss}")).await, 1);
+    assert_eq!(db.scalar("SELECT applied_revision FROM project_settings WHERE project_id = 1").await, 3);
+    assert_eq!(db.scalar("SELECT count(*) FROM settings_history WHERE project_id = 1 AND revision = 3").await, 1);
+    // Logins are unique without regard to case.
+    let error = db
+        .execute("INSERT INTO users (login, password_hash) VALUES ('ANN@example.com', 'x')")
+        .await
+        .expect_err("a login that differs only in case must be refused");
+    assert!(is_unique_violation(&error), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------

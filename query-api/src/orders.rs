@@ -117,14 +117,7 @@ fn compute(events: Vec<StatusEvent>, order_id: i64, inputs: &Inputs, rules: &Pro
 /// `GET /api/orders`: newest change first.
 pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Response, ApiError> {
     let request = call.request;
-    let limit = match request.param("limit") {
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad("limit", format!("{text:?} is not a number from 1 to {MAX_LIMIT}")))?,
-        None => DEFAULT_LIMIT,
-    };
+    let limit = request.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = match request.param("cursor") {
         Some(text) => Some(parse_cursor(text).ok_or_else(|| ApiError::bad("cursor", "not a cursor this API returned"))?),
         None => None,

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
 use ksa_bus::Bus;
 use ksa_edge::ClientAddr;
 use ksa_state::{Project, StateStore};
@@ -167,6 +167,18 @@ impl Request {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// `limit` as a number from 1 to `max` (`default` when absent); 400 naming it otherwise.
+    pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.param("limit") {
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::bad("limit", format!("{text:?} is not a number from 1 to {max}"))),
+            None => Ok(default),
+        }
+    }
+
     /// The body as JSON of type `T`; 400 naming the field when it does not fit.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
@@ -245,22 +257,11 @@ pub fn routes<S: StateStore, B: Bus>(api: Arc<QueryApi<S, B>>) -> impl Filter<Ex
 }
 
 async fn read_body(body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send, limit: usize) -> Result<Bytes, ApiError> {
-    let mut body = std::pin::pin!(body);
-    let mut buffer = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body could not be read: {e}")))?;
-        if buffer.len() + chunk.remaining() > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes")));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            buffer.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
+    match ksa_edge::read_limited(body, limit).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over {limit} bytes"))),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body could not be read: {e}"))),
     }
-    Ok(buffer.freeze())
 }
 
 /// The query string as pairs; a parameter given twice is refused (which would count?).
@@ -279,40 +280,9 @@ fn url_pairs(raw: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name), percent_decode(value))
+            (ksa_edge::percent_decode(name), ksa_edge::percent_decode(value))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The route for a method and path: `Ok` with its parameters, or the error to answer (404, or
@@ -346,7 +316,7 @@ fn matches(pattern: &'static str, path: &str) -> Option<HashMap<&'static str, St
         match (wanted.next(), given.next()) {
             (None, None) => return Some(params),
             (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
-                params.insert(&w[1..w.len() - 1], percent_decode(g));
+                params.insert(&w[1..w.len() - 1], ksa_edge::percent_decode(g));
             }
             (Some(w), Some(g)) if w == g => {}
             _ => return None,
@@ -457,15 +427,32 @@ mod tests {
     }
 
     #[test]
-    fn every_route_is_listed_once_and_described_in_the_openapi_document() {
+    fn every_route_is_listed_once_and_described_in_the_openapi_document_with_its_role() {
         let mut seen = std::collections::HashSet::new();
         for route in ROUTES {
             assert!(seen.insert((route.method, route.path)), "{} {} is listed twice", route.method, route.path);
-            let described = OPENAPI.split("\n  /").any(|block| {
-                block.starts_with(&format!("{}:", route.path.trim_start_matches('/')))
-                    && block.contains(&format!("\n    {}:", route.method.to_ascii_lowercase()))
-            });
-            assert!(described, "{} {} is not described in docs/openapi.yaml", route.method, route.path);
+            let block = OPENAPI
+                .split("\n  /")
+                .find(|block| block.starts_with(&format!("{}:", route.path.trim_start_matches('/'))))
+                .unwrap_or_else(|| panic!("{} is not described in docs/openapi.yaml", route.path));
+            let method = block
+                .split_once(&format!("\n    {}:", route.method.to_ascii_lowercase()))
+                .unwrap_or_else(|| panic!("{} {} is not described in docs/openapi.yaml", route.method, route.path))
+                .1;
+            let role = match route.access {
+                Access::Open => "open",
+                Access::Signed => "signed",
+                Access::Viewer => "viewer",
+                Access::Admin => "admin",
+                Access::Owner => "owner",
+            };
+            let head: Vec<&str> = method.lines().take(4).collect();
+            assert!(
+                head.iter().any(|line| line.trim() == format!("x-required-role: {role}")),
+                "{} {} must say `x-required-role: {role}` in docs/openapi.yaml",
+                route.method,
+                route.path
+            );
         }
     }
 
@@ -475,7 +462,5 @@ mod tests {
         assert_eq!(q["q"], "10+1");
         assert_eq!(q["as_of"], "2026-01-01T00:00:00+02:00");
         assert!(parse_query("limit=1&limit=2").is_err());
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("a%zz"), "a%zz");
     }
 }

@@ -23,11 +23,14 @@ pub enum UiSource {
 
 /// `GET` of every path that is not `/api`, `/webhooks` or a health check.
 pub fn routes(source: UiSource) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::get().and(warp::path::full()).and_then(move |path: warp::path::FullPath| {
+    // The method is checked inside: `warp::get()` would turn a POST to a mistyped address into
+    // a 405 instead of the 404 it is.
+    warp::method().and(warp::path::full()).and_then(move |method: warp::http::Method, path: warp::path::FullPath| {
         let source = source.clone();
         async move {
             let path = path.as_str().trim_start_matches('/');
-            if path.starts_with("api/") || path == "api" || path.starts_with("webhooks/") {
+            let api = path.starts_with("api/") || path == "api" || path.starts_with("webhooks/");
+            if api || method != warp::http::Method::GET {
                 return Err(warp::reject::not_found());
             }
             let wanted = if path.is_empty() { "index.html" } else { path };

@@ -210,7 +210,7 @@ pub struct OrderOverride {
 /// Failed logins in the throttling windows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoginFailures {
-    /// Of this login from this address, oldest first.
+    /// Of this login from this address since its last success, oldest first.
     pub pair: Vec<Timestamp>,
     /// From this address, any login, oldest first.
     pub address: Vec<Timestamp>,
@@ -257,8 +257,17 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StateError>> + Send;
 
     // --- login throttling -----------------------------------------------------------------
-    fn record_login_failure(&self, login: &str, address: &str, at: Timestamp) -> impl Future<Output = Result<(), StateError>> + Send;
-    /// Failures of the pair since `pair_since` and of the address since `address_since`.
+    /// Records a login attempt; a success also forgets every attempt before `forget_before`.
+    fn record_login(
+        &self,
+        login: &str,
+        address: &str,
+        at: Timestamp,
+        succeeded: bool,
+        forget_before: Timestamp,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+    /// The pair's failures since `pair_since` and after its last success, and the address's
+    /// failures since `address_since`.
     fn login_failures(
         &self,
         login: &str,
@@ -266,13 +275,6 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
         pair_since: Timestamp,
         address_since: Timestamp,
     ) -> impl Future<Output = Result<LoginFailures, StateError>> + Send;
-    /// Forgets the pair's failures (a successful login), and everybody's before `older_than`.
-    fn clear_login_failures(
-        &self,
-        login: &str,
-        address: &str,
-        older_than: Timestamp,
-    ) -> impl Future<Output = Result<(), StateError>> + Send;
 
     // --- audit ----------------------------------------------------------------------------
     /// Writes one row on its own (changes made through this trait write theirs themselves).
@@ -306,8 +308,6 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
         actor: &Actor,
         audit: AuditRecord,
     ) -> impl Future<Output = Result<(), StateError>> + Send;
-    /// The previous webhook secret's digest while its grace period lasts.
-    fn previous_webhook_secret(&self, project_id: i64, now: Timestamp) -> impl Future<Output = Result<Option<String>, StateError>> + Send;
 
     // --- settings -------------------------------------------------------------------------
     /// Stores the next revision, with its audit row (whose `before` and `after` are set to the

@@ -325,14 +325,24 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         Ok(true)
     }
 
-    async fn record_login_failure(&self, login: &str, address: &str, at: Timestamp) -> Result<(), StateError> {
-        self.db()
-            .execute(
-                sql!("INSERT INTO login_failures (login, address, failed_at) VALUES (lower($1), $2, {at:$3})"),
-                args![login, address, at],
-            )
-            .await?;
-        Ok(())
+    async fn record_login(
+        &self,
+        login: &str,
+        address: &str,
+        at: Timestamp,
+        succeeded: bool,
+        forget_before: Timestamp,
+    ) -> Result<(), StateError> {
+        let mut tx = self.db().begin().await?;
+        tx.execute(
+            sql!("INSERT INTO login_attempts (login, address, attempted_at, succeeded) VALUES (lower($1), $2, {at:$3}, $4)"),
+            args![login, address, at, succeeded],
+        )
+        .await?;
+        if succeeded {
+            tx.execute(sql!("DELETE FROM login_attempts WHERE attempted_at < {at:$1}"), args![forget_before]).await?;
+        }
+        tx.commit().await
     }
 
     async fn login_failures(
@@ -346,26 +356,24 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         let pair = reader
             .fetch_all(
                 sql!(
-                    "SELECT {micros:failed_at} FROM login_failures WHERE login = lower($1) AND address = $2 \
-                     AND failed_at >= {at:$3} ORDER BY failed_at"
+                    "SELECT {micros:f.attempted_at} FROM login_attempts f WHERE f.login = lower($1) AND f.address = $2 \
+                     AND NOT f.succeeded AND f.attempted_at >= {at:$3} AND NOT EXISTS (SELECT 1 FROM login_attempts s \
+                     WHERE s.login = f.login AND s.address = f.address AND s.succeeded AND s.attempted_at >= f.attempted_at) \
+                     ORDER BY f.attempted_at"
                 ),
                 args![login, address, pair_since],
             )
             .await?;
         let by_address = reader
             .fetch_all(
-                sql!("SELECT {micros:failed_at} FROM login_failures WHERE address = $1 AND failed_at >= {at:$2} ORDER BY failed_at"),
+                sql!(
+                    "SELECT {micros:attempted_at} FROM login_attempts WHERE address = $1 AND NOT succeeded \
+                     AND attempted_at >= {at:$2} ORDER BY attempted_at"
+                ),
                 args![address, address_since],
             )
             .await?;
         Ok(LoginFailures { pair: micros_list(pair)?, address: micros_list(by_address)? })
-    }
-
-    async fn clear_login_failures(&self, login: &str, address: &str, older_than: Timestamp) -> Result<(), StateError> {
-        let mut tx = self.db().begin().await?;
-        tx.execute(sql!("DELETE FROM login_failures WHERE login = lower($1) AND address = $2"), args![login, address]).await?;
-        tx.execute(sql!("DELETE FROM login_failures WHERE failed_at < {at:$1}"), args![older_than]).await?;
-        tx.commit().await
     }
 
     async fn audit(&self, actor: &Actor, record: AuditRecord) -> Result<(), StateError> {
@@ -483,17 +491,6 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         .await?;
         write_audit(&mut tx, actor, audit).await?;
         tx.commit().await
-    }
-
-    async fn previous_webhook_secret(&self, project_id: i64, now: Timestamp) -> Result<Option<String>, StateError> {
-        let row = self
-            .db()
-            .fetch_optional(
-                sql!("SELECT webhook_secret_prev_hash FROM projects WHERE id = $1 AND webhook_secret_prev_until > {at:$2}"),
-                args![project_id, now],
-            )
-            .await?;
-        Ok(row.map(|row| row.get::<Option<String>, _>(0)).transpose()?.flatten())
     }
 
     async fn store_settings(&self, change: SettingsChange, actor: &Actor, audit: AuditRecord) -> Result<i64, StateError> {

@@ -55,6 +55,11 @@ impl Instance {
         self
     }
 
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The embedded SQLite state file.
     pub fn state_db(&self) -> PathBuf {
         self.data_dir.join("state.db")
@@ -115,6 +120,34 @@ impl Instance {
                     .to_owned()
             })
             .clone()
+    }
+
+    /// `user add --login LOGIN --role ROLE [--projects P]` with `password` on standard input.
+    pub fn add_user(&self, login: &str, role: &str, projects: &[&str], password: &str) {
+        let mut command = self.command(["user", "add", "--login", login, "--role", role, "--password-stdin"]);
+        if !projects.is_empty() {
+            command.args(["--projects", &projects.join(",")]);
+        }
+        super::run_with_stdin(&mut command, &format!("{password}\n")).assert_success();
+    }
+
+    /// `token create --login LOGIN`: the token it printed.
+    pub fn token(&self, login: &str) -> String {
+        let outcome = super::run(&mut self.command(["token", "create", "--login", login, "--name", "tests"]));
+        outcome.assert_success();
+        outcome
+            .stdout
+            .lines()
+            .find(|line| line.starts_with("ksa_"))
+            .unwrap_or_else(|| panic!("no token printed:\n{}", outcome.stdout))
+            .to_owned()
+    }
+
+    /// Starts `run` without giving the test client a token: every request says who it is.
+    pub fn start_bare(&self, extra_env: &[(&str, &str)]) -> Server {
+        let mut command = self.command(["run", "--listen", "127.0.0.1:0"]);
+        command.envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        Server::spawn(command)
     }
 
     /// Starts `run --listen 127.0.0.1:0` (plus `extra_env`) and waits until it listens.

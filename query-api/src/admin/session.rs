@@ -49,12 +49,12 @@ pub async fn login<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respo
         }
     };
     let Some(user) = user else {
-        state.record_login_failure(&login, &address, at).await?;
+        state.record_login(&login, &address, at, false, at).await?;
         tracing::info!(client = %address, "failed login");
         // The same answer for an unknown login, a wrong password and a disabled user.
         return Err(ApiError::unauthorized("wrong login or password").with_field("password"));
     };
-    state.clear_login_failures(&login, &address, Timestamp::from_micros(at.as_micros() - 86_400_000_000)).await?;
+    state.record_login(&login, &address, at, true, Timestamp::from_micros(at.as_micros() - 86_400_000_000)).await?;
     let config = &call.api.config.auth;
     let token =
         config.session_key.sign(Session { user_id: user.id, token_version: user.token_version }, unix_seconds(at), config.session_lifetime);

@@ -150,36 +150,34 @@ pub(crate) enum Tx {
     Postgres { tx: sqlx::Transaction<'static, Postgres> },
 }
 
+/// Binds `args` to `query`, whichever database's it is.
+macro_rules! bind_all {
+    ($query:expr, $args:expr, $ids:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Int(v) => query.bind(v),
+                Arg::Real(v) => query.bind(v),
+                Arg::Text(v) => query.bind(v),
+                Arg::Bool(v) => query.bind(v),
+                Arg::Bytes(v) => query.bind(v),
+                Arg::Ids(ids) => query.bind($ids(ids)),
+            };
+        }
+        query
+    }};
+}
+
+/// SQLite has no arrays: a list travels as a JSON array, read with `json_each`.
 fn sqlite_query(statement: &'static Statement, args: Vec<Arg>) -> Query<'static, Sqlite, SqliteArguments> {
-    let mut query = sqlx::query(statement.text(Dialect::Sqlite));
-    for arg in args {
-        query = match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::Real(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-            Arg::Bool(v) => query.bind(v),
-            Arg::Bytes(v) => query.bind(v),
-            Arg::Ids(ids) => query.bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())),
-        };
-    }
-    query
+    bind_all!(sqlx::query(statement.text(Dialect::Sqlite)), args, |ids: Vec<i64>| serde_json::to_string(&ids)
+        .unwrap_or_else(|_| "[]".into()))
 }
 
 fn postgres_query(statement: &'static Statement, args: Vec<Arg>) -> Query<'static, Postgres, PgArguments> {
     let ids = args.iter().any(|a| matches!(a, Arg::Ids(_)));
     // A list's plan depends on its length: plan each such statement for its own list.
-    let mut query = sqlx::query(statement.text(Dialect::Postgres)).persistent(!ids);
-    for arg in args {
-        query = match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::Real(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-            Arg::Bool(v) => query.bind(v),
-            Arg::Bytes(v) => query.bind(v),
-            Arg::Ids(ids) => query.bind(ids),
-        };
-    }
-    query
+    bind_all!(sqlx::query(statement.text(Dialect::Postgres)).persistent(!ids), args, |ids: Vec<i64>| ids)
 }
 
 /// The same four calls on a pool and on a transaction.
@@ -216,8 +214,8 @@ enum Split<'a> {
 impl Tx {
     fn split(&mut self) -> Split<'_> {
         match self {
-            Tx::Sqlite { tx, .. } => Split::Sqlite(&mut **tx),
-            Tx::Postgres { tx } => Split::Postgres(&mut **tx),
+            Tx::Sqlite { tx, .. } => Split::Sqlite(tx),
+            Tx::Postgres { tx } => Split::Postgres(tx),
         }
     }
 
@@ -286,8 +284,8 @@ enum ReaderConn {
 impl Reader {
     fn split(&mut self) -> Split<'_> {
         match &mut self.conn {
-            ReaderConn::Sqlite(conn) => Split::Sqlite(&mut **conn),
-            ReaderConn::Postgres(conn) => Split::Postgres(&mut **conn),
+            ReaderConn::Sqlite(conn) => Split::Sqlite(conn),
+            ReaderConn::Postgres(conn) => Split::Postgres(conn),
         }
     }
 
