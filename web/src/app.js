@@ -49,7 +49,9 @@ export function App() {
       const { path, query } = current();
       if (path !== '/login') navigate('/login', { next: path + (Object.keys(query).length ? '?' + new URLSearchParams(query) : '') }, { replace: true });
     });
-    api.me().then(setMe, () => setMe(null));
+    // On the login page nobody is signed in yet (or wants to sign in again): no need to ask.
+    if (current().path === '/login') setMe(null);
+    else api.me().then(setMe, () => setMe(null));
   }, []);
   useEffect(() => {
     if (me) capabilities().then(setFeatures);

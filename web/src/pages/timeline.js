@@ -47,10 +47,10 @@ function TimelineBody({ order, names, zone }) {
       <div><span class="muted">${t('order.status')}</span> ${groupName(names, order.current_group_id)} › ${statusName(names, order.current_status_id)}</div>
       <div><${SlaBadge} state=${order.sla} /> <${UrgencyBadge} urgency=${order.urgency} source=${order.urgency_source} />
         <span class="muted small"> ${urgencyWhy(order.urgency_source)}</span>
-        ${order.sla_profile && order.sla_profile !== order.urgency && html` <span class="muted small">${t('timeline.grid', { grid: t('grid.' + order.sla_profile) })}</span>`}</div>
+        ${order.sla_profile && (order.sla_profile === 'urgent') !== (order.urgency === 'urgent') && html` <span class="muted small">${t('timeline.grid', { grid: t('grid.' + order.sla_profile) })}</span>`}</div>
       <div><span class="muted">${t('order.created')}</span> ${dateTime(order.started_at, zone)}
-        · <span class="muted">${t('order.changed')}</span> ${dateTime(order.last_changed_at, zone)}
-        · <span class="muted">${t('timeline.as_of')}</span> ${dateTime(order.as_of, zone)}</div>
+        ${' · '}<span class="muted">${t('order.changed')}</span> ${dateTime(order.last_changed_at, zone)}
+        ${' · '}<span class="muted">${t('timeline.as_of')}</span> ${dateTime(order.as_of, zone)}</div>
       ${order.untracked_seconds > 0 && html`<div class="muted small">${t('timeline.untracked', { d: duration(order.untracked_seconds) })}</div>`}
       ${order.history_truncated && html`<div class="muted small">${t('timeline.truncated')}</div>`}
     </div>
@@ -107,7 +107,7 @@ function Gantt({ order, names, zone }) {
   const w = (a, b) => `${Math.max(0.2, ((b - a) / span) * 100).toFixed(3)}%`;
   const rows = [...new Set(intervals.map((i) => i.group_id))].sort((a, b) => a - b);
   return html`<div class="gantt" role="img" aria-label=${t('timeline.gantt')}>
-    <div class="gantt-axis">${ticks(from, to).map((at) => html`<span style=${'left:' + x(at)}>${dateTime(at, zone)}</span>`)}</div>
+    <div class="gantt-axis">${ticks(from, to).filter((at) => (at - from) / span < 0.86).map((at) => html`<span style=${'left:' + x(at)}>${dateTime(at, zone)}</span>`)}</div>
     ${rows.map((group) => html`<div class="gantt-row" data-group-id=${group}>
       <div class="gantt-label">${groupName(names, group)}</div>
       <div class="gantt-track">

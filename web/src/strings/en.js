@@ -175,6 +175,7 @@ export default {
   'sla.grid_groups': 'Group limits (working time)',
   'sla.grid_statuses': 'Status limits',
   'sla.hint': 'As hh:mm; hours may exceed 24 (36:30). Empty means no limit.',
+  'sla.near_threshold': 'Near-limit threshold',
   'sla.near_percent': 'share of the limit',
   'sla.near_before': 'this long before the limit (hh:mm)',
   'sla.pick_status': 'pick a status',

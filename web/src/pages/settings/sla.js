@@ -29,7 +29,7 @@ export function SlaEditor({ slug, names }) {
               placeholder=${t('hint.hhmm')} inputmode="numeric" aria-label=${`${groupName(names, id)}, ${t('grid.' + grid)}`}
               onInput=${(v) => update((d) => setLimit(d.sla[grid], String(id), v))} /></td>`)}</tr>`)}</tbody></table>
       </fieldset>
-      <fieldset><legend>${t('sla.near')}</legend>
+      <fieldset><legend>${t('sla.near_threshold')}</legend>
         <div class="row">
           <label class="check"><input type="radio" name="near-mode" checked=${mode === 'percent'}
             onChange=${() => update((d) => { d.sla.near = { percent: 80 }; })} /> ${t('sla.near_percent')}</label>
