@@ -21,6 +21,7 @@ export class ApiError extends Error {
   }
 }
 
+/** @type {(error: ApiError) => void} */
 let unauthorized = () => {};
 
 /** What happens when the session has ended (the app shows the login page). */

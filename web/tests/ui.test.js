@@ -3,7 +3,7 @@
 // into KSA_UI_SHOTS; every test fails on a console error or a failed request it did not expect.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -95,6 +95,18 @@ async function webhook(order, group, status, changedAt, createdAt) {
 }
 
 const ago = (minutes) => new Date(Date.now() - minutes * 60_000).toISOString().replace(/\.\d+Z$/, '.000000Z');
+
+test('strings: both languages have the same keys, and every key the code names exists', async () => {
+  const uk = (await import('../src/strings/uk.js')).default;
+  const en = (await import('../src/strings/en.js')).default;
+  assert.deepEqual(Object.keys(en).sort(), Object.keys(uk).sort());
+  const src = new URL('../src/', import.meta.url);
+  const files = readdirSync(src, { recursive: true }).filter((f) => String(f).endsWith('.js'));
+  for (const file of files) {
+    const text = readFileSync(new URL(String(file), src), 'utf8');
+    for (const [, key] of text.matchAll(/\bt\('([a-z_.]+)'[,)]/g)) assert.ok(key in uk, `${file} names a string ${key} that uk.js lacks`);
+  }
+});
 
 test('login: a wrong password is said beside it, throttling says how long to wait, Enter logs in', async (t) => {
   const page = await session(t, { expect: ['401 GET /api/me', '401 POST /api/auth/login', '429 POST /api/auth/login'] });

@@ -67,7 +67,6 @@ function Calendar({ path, cal, error, update }) {
       <strong>${day}</strong>
       <${Field} path=${`${path}.exceptions.${day}`} value=${windows.join(', ')} error=${error} placeholder=${t('hours.closed')}
         aria-label=${day} onInput=${(v) => update((c) => { c.exceptions[day] = v.split(',').map((s) => s.trim()).filter(Boolean); })} />
-      <span class="muted small">${windows.length ? '' : t('hours.closed')}</span>
       <button type="button" class="link" onClick=${() => update((c) => { delete c.exceptions[day]; })}>${t('action.remove')}</button>
     </div>`)}
     <div class="row">
