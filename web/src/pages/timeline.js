@@ -56,19 +56,9 @@ function TimelineBody({ order, names, zone }) {
     </div>
     <${Gantt} order=${order} names=${names} zone=${zone} />
     <h3>${t('timeline.groups')}</h3>
-    <table class="totals" data-totals="groups">
-      <thead><tr><th>${t('col.group')}</th><th>${t('time.working')}</th><th>${t('time.wall')}</th><th>${t('time.limit')}</th><th>${t('time.visits')}</th><th>SLA</th></tr></thead>
-      <tbody>${groups.map(([id, g]) => html`<tr data-group-id=${id}>
-        <td>${groupName(names, id)}</td><td class="num">${duration(g.working_seconds)}</td><td class="num">${duration(g.wall_seconds)}</td>
-        <td class="num">${g.limit_seconds ? duration(g.limit_seconds) : '—'}</td><td class="num">${g.visits}</td><td><${SlaBadge} state=${g.sla} /></td></tr>`)}</tbody>
-    </table>
+    <${Totals} kind="groups" head=${t('col.group')} rows=${groups} name=${(id) => groupName(names, id)} />
     <h3>${t('timeline.statuses')}</h3>
-    <table class="totals" data-totals="statuses">
-      <thead><tr><th>${t('col.status')}</th><th>${t('time.working')}</th><th>${t('time.wall')}</th><th>${t('time.limit')}</th><th>${t('time.visits')}</th><th>SLA</th></tr></thead>
-      <tbody>${statuses.map(([id, s]) => html`<tr data-status-id=${id}>
-        <td>${statusName(names, id)}</td><td class="num">${duration(s.working_seconds)}</td><td class="num">${duration(s.wall_seconds)}</td>
-        <td class="num">${s.limit_seconds ? duration(s.limit_seconds) : '—'}</td><td class="num">${s.visits}</td><td><${SlaBadge} state=${s.sla} /></td></tr>`)}</tbody>
-    </table>
+    <${Totals} kind="statuses" head=${t('col.status')} rows=${statuses} name=${(id) => statusName(names, id)} />
     ${cycles.length > 0 && html`<h3>${t('timeline.cycles')}</h3>
     <table class="totals" data-totals="cycles">
       <thead><tr><th>${t('col.cycle')}</th><th>${t('time.working')}</th><th>${t('time.wall')}</th><th>${t('col.started')}</th><th>${t('col.state')}</th></tr></thead>
@@ -83,6 +73,17 @@ function TimelineBody({ order, names, zone }) {
           <td>${statusName(names, i.status_id)}</td><td>${dateTime(i.entered_at, zone)}</td><td>${i.left_at ? dateTime(i.left_at, zone) : t('interval.open')}</td>
           <td class="num">${duration(i.working_seconds)}</td><td class="num">${duration(i.wall_seconds)}</td></tr>`)}</tbody>
       </table></details>`;
+}
+
+/** Totals per group or per status: working and wall time, limit, visits and SLA. */
+function Totals({ kind, head, rows, name }) {
+  const key = kind === 'groups' ? 'data-group-id' : 'data-status-id';
+  return html`<table class="totals" data-totals=${kind}>
+    <thead><tr><th>${head}</th><th>${t('time.working')}</th><th>${t('time.wall')}</th><th>${t('time.limit')}</th><th>${t('time.visits')}</th><th>SLA</th></tr></thead>
+    <tbody>${rows.map(([id, g]) => html`<tr ...${{ [key]: id }}>
+      <td>${name(id)}</td><td class="num">${duration(g.working_seconds)}</td><td class="num">${duration(g.wall_seconds)}</td>
+      <td class="num">${g.limit_seconds ? duration(g.limit_seconds) : '—'}</td><td class="num">${g.visits}</td><td><${SlaBadge} state=${g.sla} /></td></tr>`)}</tbody>
+  </table>`;
 }
 
 /** Ticks for a span: about five, at round hours or days. */
