@@ -128,8 +128,9 @@ test('login: a wrong password is said beside it, throttling says how long to wai
   const throttle = await page.textContent('[data-error-for=throttle]');
   assert.match(throttle, /\d+ (хв|с)/, 'the throttling message names the wait');
   await shot(page, 'login-throttled');
-  await page.reload();
+  assert.ok(await page.isDisabled('button[type=submit]'), 'the throttled login waits');
   await page.fill('input[name=login]', 'admin');
+  assert.ok(await page.isEnabled('button[type=submit]'), 'another login need not wait');
   await page.fill('input[name=password]', PASSWORDS.admin);
   await page.press('input[name=password]', 'Enter');
   await page.waitForURL(BASE + '/p/shop');
