@@ -1,0 +1,76 @@
+// The dashboard's filter bar and KPI tiles, against the parameters of issue 14: every filter
+// is a query parameter of the page and of `/api/orders` and `/api/orders/kpis` alike, so the
+// tiles count the whole filtered set and the URL is the view.
+import { html, useEffect } from '../lib.js';
+import { api } from '../api.js';
+import { t } from '../i18n.js';
+import { duration, number } from '../format.js';
+import { groupName, kpiCount } from '../project.js';
+import { setQuery } from '../router.js';
+import { useData } from '../ui.js';
+
+/** The filters of `/api/orders` (issue 14 §1), as the page's URL names them too. */
+export const FILTER_KEYS = ['q', 'group', 'status', 'urgency', 'sla', 'overdue', 'open', 'created_from', 'created_to',
+  'changed_from', 'changed_to', 'cycle', 'cycle_state'];
+
+const SORTS = ['-changed', 'changed', '-created', 'created', '-working', 'working', '-wall', 'wall', 'id', '-id'];
+
+export function FilterBar({ query, names }) {
+  const set = (key) => (event) => {
+    const target = event.target;
+    const value = target.type === 'checkbox' ? (target.checked ? 'true' : undefined) : target.value || undefined;
+    setQuery({ [key]: value, order: undefined });
+  };
+  const search = (event) => {
+    event.preventDefault();
+    const value = new FormData(event.currentTarget).get('q');
+    setQuery({ q: String(value || '') || undefined, order: undefined });
+  };
+  const select = (key, options, label) => html`<label><span>${label}</span>
+    <select name=${key} value=${query[key] || ''} onChange=${set(key)}>
+      <option value="">${t('filter.any')}</option>
+      ${options.map(([value, text]) => html`<option value=${value}>${text}</option>`)}
+    </select></label>`;
+  const groups = names ? [...names.groups.values()].map((g) => [String(g.id), g.name]) : [];
+  const statuses = names ? [...names.statuses.values()].map((s) => [String(s.id), s.name]) : [];
+  const active = FILTER_KEYS.some((k) => query[k]) || query.sort;
+  return html`<div class="filter-bar" role="search">
+    <form onSubmit=${search} class="search"><label><span>${t('filter.q')}</span>
+      <input name="q" type="search" inputmode="numeric" value=${query.q || ''} placeholder=${t('filter.q_hint')} /></label></form>
+    ${select('group', groups.map(([id]) => [id, groupName(names, id)]), t('filter.group'))}
+    ${statuses.length > 0 && select('status', statuses, t('filter.status'))}
+    ${select('urgency', ['urgent', 'normal', 'pending'].map((u) => [u, t('urgency.' + u)]), t('filter.urgency'))}
+    ${select('sla', ['ok', 'near', 'over', 'none'].map((s) => [s, t('sla.' + s)]), t('filter.sla'))}
+    ${select('open', [['true', t('filter.open')], ['false', t('filter.closed')]], t('filter.state'))}
+    <label class="check"><input type="checkbox" name="overdue" checked=${query.overdue === 'true'} onChange=${set('overdue')} /> ${t('filter.overdue')}</label>
+    <label><span>${t('filter.created_from')}</span><input type="date" name="created_from" value=${query.created_from || ''} onChange=${set('created_from')} /></label>
+    <label><span>${t('filter.created_to')}</span><input type="date" name="created_to" value=${query.created_to || ''} onChange=${set('created_to')} /></label>
+    <label><span>${t('filter.sort')}</span>
+      <select name="sort" value=${query.sort || '-changed'} onChange=${(e) => setQuery({ sort: e.target.value === '-changed' ? undefined : e.target.value })}>
+        ${SORTS.map((s) => html`<option value=${s}>${t('sort.' + s)}</option>`)}
+      </select></label>
+    ${active && html`<button type="button" class="chip" onClick=${() => setQuery(Object.fromEntries([...FILTER_KEYS, 'sort'].map((k) => [k, undefined])))}>${t('filter.clear')}</button>`}
+  </div>`;
+}
+
+/** KPIs over the whole filtered set, refreshed at most every 5 s while live. */
+export function KpiTiles({ params, live }) {
+  const key = JSON.stringify(params);
+  const { data, reload } = useData((signal) => api.kpis(params, signal), [key]);
+  useEffect(() => {
+    if (!live) return undefined;
+    const timer = setInterval(() => document.visibilityState === 'visible' && reload(), 5000);
+    return () => clearInterval(timer);
+  }, [reload, live]);
+  if (!data) return html`<div class="kpis placeholder"></div>`;
+  const tile = (label, value, cls = '') => html`<div class=${'kpi ' + cls}><div class="kpi-value">${value}</div><div class="kpi-label">${label}</div></div>`;
+  const cycles = data.cycles ? Object.entries(data.cycles) : [];
+  return html`<div class="kpis" data-kpis>
+    ${tile(t('kpi.orders'), number(kpiCount(data, 'count')))}
+    ${tile(t('urgency.urgent'), number(kpiCount(data, 'urgent')))}
+    ${tile(t('kpi.overdue'), number(kpiCount(data, 'overdue')), 'sla-over')}
+    ${['over', 'near', 'ok'].map((s) => tile(t('sla.' + s), number(kpiCount(data, 'sla.' + s)), 'sla-' + s))}
+    ${cycles.slice(0, 2).map(([id, c]) => tile(t('kpi.cycle_median', { title: c.title || id }),
+      duration(c.working_seconds ? c.working_seconds.median : c.median_working_seconds)))}
+  </div>`;
+}

@@ -1,0 +1,419 @@
+// The web UI in a real browser: Debian's chromium, headless, driven by playwright-core, against
+// a server that scripts/ui-test started with a generated project. Every page is photographed
+// into KSA_UI_SHOTS; every test fails on a console error or a failed request it did not expect.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests with scripts/ui-test`);
+  return value;
+};
+const BASE = env('KSA_UI_BASE');
+const SECRET = env('KSA_UI_SECRET');
+const SHOTS = env('KSA_UI_SHOTS');
+const PASSWORDS = { admin: env('KSA_UI_ADMIN_PASSWORD'), viewer: env('KSA_UI_VIEWER_PASSWORD') };
+const FIXTURE = JSON.parse(readFileSync(new URL('../../fixtures/keycrm/webhook_status_change.json', import.meta.url), 'utf8'));
+
+/** @type {import('playwright-core').Browser} */
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.KSA_UI_CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * A browser page that records what went wrong: console errors, page errors and failed requests,
+ * except those `expect` allows (a request as `STATUS METHOD path-prefix`).
+ */
+async function session(t, { expect = [], viewport = { width: 1440, height: 900 } } = {}) {
+  const context = await browser.newContext({ viewport, locale: 'uk-UA' });
+  const page = await context.newPage();
+  const problems = [];
+  const allowed = (text) => expect.some((e) => text.startsWith(e));
+  page.on('console', (m) => {
+    // A failed fetch is logged by the browser too; it is judged by its response below.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => {
+    const why = r.failure()?.errorText || '';
+    if (!why.includes('ERR_ABORTED')) problems.push(`request failed: ${r.method()} ${r.url()} ${why}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() < 400) return;
+    const url = new URL(r.url());
+    const text = `${r.status()} ${r.request().method()} ${url.pathname}`;
+    if (!allowed(text)) problems.push(`response: ${text}`);
+  });
+  page.on('dialog', (d) => d.accept());
+  t.after(async () => {
+    await context.close();
+    assert.deepEqual(problems, [], 'the page had errors');
+  });
+  return page;
+}
+
+async function login(page, who) {
+  await page.goto(BASE + '/login');
+  await page.fill('input[name=login]', who);
+  await page.fill('input[name=password]', PASSWORDS[who]);
+  await page.press('input[name=password]', 'Enter');
+  await page.waitForSelector('.topbar');
+}
+
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png` });
+
+/** Seconds as the UI shows them (`2 д 04:30`). */
+function duration(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  const days = Math.floor(minutes / 1440);
+  const clock = `${String(Math.floor((minutes % 1440) / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
+  return days ? `${days} д ${clock}` : clock;
+}
+
+/** Posts a status change of `order` to the project's webhook, as KeyCRM would. */
+async function webhook(order, group, status, changedAt, createdAt) {
+  const body = structuredClone(FIXTURE);
+  Object.assign(body.context, {
+    id: order, status_group_id: group, status_id: status, status_changed_at: changedAt, created_at: createdAt,
+    ordered_at: createdAt, updated_at: changedAt,
+  });
+  const response = await fetch(`${BASE}/webhooks/keycrm/shop?token=${SECRET}`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 202, await response.text());
+}
+
+const ago = (minutes) => new Date(Date.now() - minutes * 60_000).toISOString().replace(/\.\d+Z$/, '.000000Z');
+
+test('strings: both languages have the same keys, and every key the code names exists', async () => {
+  const uk = (await import('../src/strings/uk.js')).default;
+  const en = (await import('../src/strings/en.js')).default;
+  assert.deepEqual(Object.keys(en).sort(), Object.keys(uk).sort());
+  const src = new URL('../src/', import.meta.url);
+  const files = readdirSync(src, { recursive: true }).filter((f) => String(f).endsWith('.js'));
+  for (const file of files) {
+    const text = readFileSync(new URL(String(file), src), 'utf8');
+    for (const [, key] of text.matchAll(/\bt\('([a-z_.]+)'[,)]/g)) assert.ok(key in uk, `${file} names a string ${key} that uk.js lacks`);
+  }
+});
+
+test('login: a wrong password is said beside it, throttling says how long to wait, Enter logs in', async (t) => {
+  const page = await session(t, { expect: ['401 GET /api/me', '401 POST /api/auth/login', '429 POST /api/auth/login'] });
+  await page.goto(BASE + '/p/shop');
+  await page.waitForURL(/\/login\?next=/);
+  await shot(page, 'login');
+  await page.fill('input[name=login]', 'admin');
+  await page.fill('input[name=password]', 'not the password');
+  await page.press('input[name=password]', 'Enter');
+  await page.waitForSelector('[data-error-for=password]');
+  await shot(page, 'login-error');
+  for (let i = 0; i < 6; i++) {
+    await page.fill('input[name=login]', 'ghost');
+    await page.fill('input[name=password]', 'wrong');
+    await page.click('button[type=submit]:not([disabled])');
+    await page.waitForSelector('[data-error-for=password], [data-error-for=throttle]');
+    if (await page.$('[data-error-for=throttle]')) break;
+  }
+  const throttle = await page.textContent('[data-error-for=throttle]');
+  assert.match(throttle, /\d+ (хв|с)/, 'the throttling message names the wait');
+  await shot(page, 'login-throttled');
+  assert.ok(await page.isDisabled('button[type=submit]'), 'the throttled login waits');
+  await page.fill('input[name=login]', 'admin');
+  assert.ok(await page.isEnabled('button[type=submit]'), 'another login need not wait');
+  await page.fill('input[name=password]', PASSWORDS.admin);
+  await page.press('input[name=password]', 'Enter');
+  await page.waitForURL(BASE + '/p/shop');
+  await page.waitForSelector('[data-order-id]');
+});
+
+test('projects: a card per project; picking one opens its dashboard with a card per order and more on scroll', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.waitForSelector('[data-project=shop]');
+  await shot(page, 'projects');
+  await page.click('[data-project=shop]');
+  await page.waitForURL(BASE + '/p/shop');
+  await page.waitForSelector('[data-order-id]');
+  const all = (await (await page.request.get(BASE + '/api/orders?project=shop&limit=500')).json()).orders.length;
+  assert.ok(all > 50, `the generated project has more than a page of orders (${all})`);
+  assert.equal(await page.locator('[data-order-id]').count(), 50);
+  await shot(page, 'dashboard');
+  await page.locator('.sentinel').scrollIntoViewIfNeeded();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-order-id]').length === n, all);
+  const ids = await page.$$eval('[data-order-id]', (cards) => cards.map((c) => c.dataset.orderId));
+  assert.equal(new Set(ids).size, ids.length, 'no order shows twice');
+  const text = await page.textContent('[data-order-id]');
+  assert.match(text, /\d{2}\.\d{2}\.20\d{2}/, 'dates carry their year');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, 'dashboard-phone');
+});
+
+test('live: a webhook posted while the dashboard is open appears and patches its card without a reload', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/p/shop');
+  await page.waitForSelector('[data-order-id]');
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await webhook(990001, 1, 1, ago(180), ago(185));
+  const card = await page.waitForSelector('[data-order-id="990001"]', { timeout: 10_000 });
+  assert.match(await card.textContent(), /Статус 1|Новий/);
+  await webhook(990001, 3, 7, ago(60), ago(185));
+  await page.waitForFunction(() => document.querySelector('[data-order-id="990001"] .status')?.textContent.includes('Виробництво'), null, { timeout: 10_000 });
+  assert.ok(await card.evaluate((node) => node.isConnected), 'the same card element was patched, not replaced');
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page did not reload');
+  await shot(page, 'dashboard-live');
+});
+
+test('timeline: the panel shows a known order’s intervals and totals; its state is in the URL and back closes it', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/p/shop');
+  await page.click('[data-order-id="990001"] .order-id');
+  await page.waitForURL(/order=990001/);
+  await page.waitForSelector('[data-timeline="990001"] [data-totals=groups]');
+  const timeline = await (await page.request.get(BASE + '/api/orders/990001/timeline?project=shop')).json();
+  assert.equal(await page.locator('[data-timeline="990001"] [data-interval]').count(), timeline.intervals.length);
+  assert.equal(timeline.intervals.length, 2);
+  const row = page.locator('[data-totals=groups] tr[data-group-id="1"] td');
+  assert.equal(await row.nth(2).textContent(), '02:00', 'two hours of wall time in the first group');
+  assert.equal(await row.nth(1).textContent(), duration(timeline.groups['1'].working_seconds));
+  await shot(page, 'timeline');
+  await page.goBack();
+  await page.waitForFunction(() => !document.querySelector('[data-timeline]'));
+  assert.ok(!page.url().includes('order='));
+  await page.goForward();
+  await page.waitForSelector('[data-timeline="990001"]');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('[data-timeline]'));
+  await page.locator('[data-order-id="990001"]').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-timeline="990001"] [data-override]');
+});
+
+test('as of: an instant freezes the view in the URL, and back returns to live', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/p/shop');
+  await page.waitForSelector('[data-live=polling], [data-live=live]');
+  const local = await page.evaluate(() => {
+    const d = new Date(Date.now() - 86_400_000);
+    const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Kyiv', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(d).map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  });
+  await page.fill('input[name=as_of]', local);
+  await page.waitForURL(/as_of=/);
+  await page.waitForSelector('[data-live=paused]');
+  await page.waitForSelector('[data-order-id]');
+  assert.equal(await page.$('[data-order-id="990001"]'), null, 'an order that began after the instant is not shown');
+  await page.goBack();
+  await page.waitForSelector('[data-live=polling], [data-live=live]');
+  assert.ok(!page.url().includes('as_of'));
+});
+
+/** Opens a settings tab, changes it with `edit`, saves and waits for the recompute. */
+async function saveTab(page, tab, edit) {
+  await page.goto(`${BASE}/p/shop/settings?tab=${tab}`);
+  await page.waitForSelector('form.settings-form');
+  await edit();
+  await page.click('form.settings-form button[type=submit]');
+}
+
+async function expectSaved(page) {
+  await page.waitForSelector('[data-recompute=done]', { timeout: 20_000 });
+}
+
+async function expectFieldError(page, field) {
+  const error = await page.waitForSelector(`[data-error-for="${field}"]`);
+  assert.ok((await error.textContent()).length > 3);
+}
+
+const SETTINGS_422 = ['422 PUT /api/settings'];
+
+test('settings: SLA limits round-trip, and a bad limit is named beside its field', async (t) => {
+  const page = await session(t, { expect: SETTINGS_422 });
+  await login(page, 'admin');
+  await saveTab(page, 'sla', () => page.fill('[data-field="sla.normal.1"]', '07:30'));
+  await expectSaved(page);
+  await page.reload();
+  assert.equal(await page.inputValue('[data-field="sla.normal.1"]'), '07:30');
+  await shot(page, 'settings-sla');
+  await page.fill('[data-field="sla.urgent.2"]', '25:99');
+  await page.click('form.settings-form button[type=submit]');
+  await expectFieldError(page, 'sla.urgent.2');
+  await shot(page, 'settings-sla-error');
+});
+
+test('settings: working hours round-trip (several windows, overnight, holidays), and a bad window is named', async (t) => {
+  const page = await session(t, { expect: SETTINGS_422 });
+  await login(page, 'admin');
+  await saveTab(page, 'hours', async () => {
+    const calendar = page.locator('[data-calendar="calendars.default"]');
+    await calendar.locator('[data-field="calendars.default.weekly.mon[0]"]').fill('08:00-12:00');
+    await calendar.locator('tr', { hasText: 'Пн' }).getByRole('button', { name: '+' }).click();
+    await page.fill('[data-field="calendars.default.weekly.mon[1]"]', '22:00-06:00');
+    await page.fill('input[name="calendars.default.new-exception"]', '2026-12-31');
+    await calendar.getByRole('button', { name: 'Додати дату' }).click();
+  });
+  await expectSaved(page);
+  await page.reload();
+  assert.equal(await page.inputValue('[data-field="calendars.default.weekly.mon[1]"]'), '22:00-06:00');
+  assert.ok(await page.$('[data-calendar="calendars.default"] [data-exception="2026-12-31"]'));
+  await shot(page, 'settings-hours');
+  await page.fill('[data-field="calendars.default.weekly.tue[0]"]', '25:00-18:00');
+  await page.click('form.settings-form button[type=submit]');
+  await expectFieldError(page, 'calendars.default.weekly.tue[0]');
+});
+
+test('settings: cycles round-trip, and a repeated id is named', async (t) => {
+  const page = await session(t, { expect: SETTINGS_422 });
+  await login(page, 'admin');
+  await saveTab(page, 'cycles', () => page.fill('[data-field="cycles[0].title"]', 'до доставки'));
+  await expectSaved(page);
+  await page.reload();
+  assert.equal(await page.inputValue('[data-field="cycles[0].title"]'), 'до доставки');
+  await shot(page, 'settings-cycles');
+  await page.fill('[data-field="cycles[1].id"]', await page.inputValue('[data-field="cycles[0].id"]'));
+  await page.click('form.settings-form button[type=submit]');
+  await expectFieldError(page, 'cycles[1].id');
+});
+
+test('settings: completion and cancellation groups round-trip, and a group in both is named', async (t) => {
+  const page = await session(t, { expect: SETTINGS_422 });
+  await login(page, 'admin');
+  await saveTab(page, 'terminal', () => page.check('input[name="cancellation_groups.4"]'));
+  await expectSaved(page);
+  await page.reload();
+  assert.ok(await page.isChecked('input[name="cancellation_groups.4"]'));
+  await shot(page, 'settings-terminal');
+  await page.uncheck('input[name="cancellation_groups.4"]');
+  await page.check('input[name="cancellation_groups.5"]');
+  await page.click('form.settings-form button[type=submit]');
+  await expectFieldError(page, 'cancellation_groups');
+  await page.uncheck('input[name="cancellation_groups.5"]');
+  await page.click('form.settings-form button[type=submit]');
+  await expectSaved(page);
+});
+
+test('settings: urgency rules round-trip, and an offer id that is not a number is named', async (t) => {
+  const page = await session(t, { expect: SETTINGS_422 });
+  await login(page, 'admin');
+  let index = 0;
+  await saveTab(page, 'urgency', async () => {
+    index = await page.locator('[data-rule]').count();
+    await page.getByRole('button', { name: 'Додати правило' }).click();
+    await page.fill(`[data-field="urgency_rules[${index}].match_value"]`, 'UI-TEST-SKU');
+    await page.fill(`[data-field="urgency_rules[${index}].name"]`, 'тест');
+  });
+  await expectSaved(page);
+  await page.reload();
+  assert.equal(await page.inputValue(`[data-field="urgency_rules[${index}].match_value"]`), 'UI-TEST-SKU');
+  await shot(page, 'settings-urgency');
+  await page.selectOption(`[data-field="urgency_rules[${index}].match_type"]`, 'offer_id');
+  await page.click('form.settings-form button[type=submit]');
+  await expectFieldError(page, `urgency_rules[${index}].match_value`);
+});
+
+test('settings: the project, its write-only token, group names and a rotated webhook URL shown once', async (t) => {
+  const page = await session(t, { expect: ['400 PATCH /api/projects/shop'] });
+  await login(page, 'admin');
+  await page.goto(`${BASE}/p/shop/settings?tab=project`);
+  await page.waitForSelector('[data-token-state=unset]');
+  await page.fill('[data-field="name"]', 'Майстерня UI');
+  await page.fill('[data-field="keycrm.token"]', 'secret-token-7777');
+  await page.click('form[data-part=project] button[type=submit]');
+  await page.waitForSelector('[data-token-state=set]');
+  await page.reload();
+  assert.equal(await page.inputValue('[data-field="name"]'), 'Майстерня UI');
+  assert.equal(await page.inputValue('[data-field="keycrm.token"]'), '', 'the token is never shown back');
+  assert.match(await page.textContent('[data-token-state]'), /7777/);
+  await page.fill('[data-field="groups.4"]', 'Відправка');
+  await page.click('form[data-part=groups] button[type=submit]');
+  await page.waitForSelector('form[data-part=groups] [role=status]');
+  await page.reload();
+  assert.equal(await page.inputValue('[data-field="groups.4"]'), 'Відправка');
+  await page.getByRole('button', { name: 'Змінити секрет' }).click();
+  const url = await page.inputValue('.shown-once input');
+  assert.match(url, /\/webhooks\/keycrm\/shop\?token=[0-9a-f]{64}$/);
+  await shot(page, 'settings-project');
+  await page.fill('[data-field="keycrm.base_url"]', 'ftp://example');
+  await page.click('form[data-part=project] button[type=submit]');
+  await expectFieldError(page, 'keycrm.base_url');
+  await page.fill('[data-field="groups.4"]', 'Доставка');
+  await page.click('form[data-part=groups] button[type=submit]');
+  await page.waitForSelector('form[data-part=groups] [role=status]');
+});
+
+test('a viewer sees no settings and no override switch, and the API refuses them anyway', async (t) => {
+  const page = await session(t);
+  await login(page, 'viewer');
+  await page.goto(BASE + '/p/shop?order=990001');
+  await page.waitForSelector('[data-timeline="990001"] [data-totals=groups]');
+  assert.equal(await page.$('[data-override]'), null, 'no override editor');
+  assert.equal(await page.locator('.main-nav a', { hasText: 'Налаштування' }).count(), 0, 'no settings link');
+  assert.equal(await page.locator('.main-nav a', { hasText: 'Користувачі' }).count(), 0, 'no users link');
+  await shot(page, 'viewer-dashboard');
+  await page.goto(BASE + '/p/shop/settings');
+  await page.waitForSelector('h1');
+  assert.equal(await page.$('form.settings-form'), null);
+  const origin = { origin: BASE };
+  const sla = await page.request.put(BASE + '/api/settings/sla?project=shop', { data: { sla: {} }, headers: origin });
+  assert.equal(sla.status(), 403);
+  const read = await page.request.get(BASE + '/api/settings?project=shop');
+  assert.equal(read.status(), 403);
+  const override = await page.request.put(BASE + '/api/orders/990001/override?project=shop', { data: { is_urgent: true }, headers: origin });
+  assert.equal(override.status(), 403);
+});
+
+test('an admin overrides an order’s urgency from the panel', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/p/shop?order=990001');
+  await page.waitForSelector('[data-override]');
+  await page.selectOption('[data-override] select[name=is_urgent]', 'true');
+  await page.click('[data-override] button[type=submit]');
+  await page.waitForSelector('[data-order-id="990001"] .urgency-urgent', { timeout: 15_000 });
+  await page.selectOption('[data-override] select[name=is_urgent]', '');
+  await page.click('[data-override] button[type=submit]');
+  await page.waitForSelector('[data-override] [role=status]');
+});
+
+test('users, my account and the audit log work; English and the light theme by a switch', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/users');
+  await page.waitForSelector('[data-users]');
+  await page.fill('input[name=new_login]', 'ops');
+  await page.selectOption('select[name="role.shop"]', 'viewer');
+  await page.click('form.add-user button[type=submit]');
+  await page.waitForSelector('[data-user=ops]');
+  assert.ok((await page.inputValue('.shown-once input')).length >= 12, 'the generated password is shown once');
+  await shot(page, 'users');
+  await page.goto(BASE + '/account');
+  await page.fill('input[name=token_name]', 'ui test');
+  await page.click('[data-tokens] button[type=submit]');
+  await page.waitForSelector('[data-token="ui test"]');
+  assert.match(await page.inputValue('.shown-once input'), /^ksa_/);
+  await shot(page, 'account');
+  await page.goto(BASE + '/audit');
+  await page.waitForSelector('[data-audit] tr[data-audit-id]');
+  await shot(page, 'audit');
+  await page.goto(BASE + '/p/shop');
+  await page.click('.tools button:has-text("EN")');
+  await page.click('.tools button[aria-label="Тема"], .tools button[aria-label="Theme"]');
+  await page.waitForSelector('html[lang=en][data-theme=light]');
+  await page.waitForSelector('[data-order-id]');
+  assert.match(await page.textContent('.main-nav'), /Orders/);
+  await shot(page, 'dashboard-en-light');
+});
