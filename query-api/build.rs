@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let web = manifest.join("..").join("web");
-    println!("cargo:rerun-if-changed={}", web.display());
     let mut files = Vec::new();
     collect(&web, &web, &mut files);
     files.sort();
@@ -20,6 +19,9 @@ fn main() {
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) {
+    if dir == root {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -29,8 +31,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) {
             continue;
         }
         if path.is_dir() {
+            // A file added to or removed from a folder of the UI rebuilds the table.
+            println!("cargo:rerun-if-changed={}", path.display());
             collect(root, &path, files);
         } else if let Ok(relative) = path.strip_prefix(root) {
+            println!("cargo:rerun-if-changed={}", path.display());
             let relative = relative.to_string_lossy().replace('\\', "/");
             files.push((relative, path.display().to_string()));
         }
