@@ -191,3 +191,51 @@ proptest! {
         prop_assert_eq!(original, shuffled);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The instant a span of working time ends is the first at which that much has passed, on
+    /// any calendar, in or outside the compiled span.
+    #[test]
+    fn the_instant_after_some_working_time_is_the_first_that_has_it(
+        spec in calendar(), tz in zone(), start in instant(), working in 0i64..(40 * 60 * MINUTE), outside in any::<bool>()
+    ) {
+        let clock = if outside { WorkingClock::new(WorkCalendar::new(&spec, tz), NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(), NaiveDate::from_ymd_opt(2030, 1, 2).unwrap()) } else { compiled(&spec, tz) };
+        match clock.instant_after(start, working) {
+            Some(end) => {
+                prop_assert_eq!(clock.working_micros(start, end), working);
+                if working > 0 {
+                    prop_assert!(clock.working_micros(start, Timestamp::from_micros(end.as_micros() - 1)) < working);
+                }
+            }
+            None => prop_assert!(clock.working_micros(start, Timestamp::from_micros(start.as_micros() + 400 * DAY)) < working),
+        }
+    }
+
+    /// Segments tile the span in order, alternate, and their working part is the working time.
+    #[test]
+    fn segments_tile_the_span_and_add_up_to_its_working_time(spec in calendar(), tz in zone(), a in instant(), length in 0i64..(20 * DAY)) {
+        let clock = compiled(&spec, tz);
+        let b = Timestamp::from_micros(a.as_micros() + length);
+        let segments = clock.segments(a, b);
+        let mut at = a;
+        let mut working = 0;
+        for (i, (from, to, is_working)) in segments.iter().enumerate() {
+            prop_assert_eq!(*from, at);
+            prop_assert!(to > from);
+            if i > 0 {
+                prop_assert_ne!(segments[i - 1].2, *is_working);
+            }
+            if *is_working {
+                working += to.as_micros() - from.as_micros();
+            }
+            at = *to;
+        }
+        prop_assert_eq!(at, if length == 0 { a } else { b });
+        prop_assert_eq!(working, clock.working_micros(a, b));
+        if let (Some(ca), Some(cb)) = (clock.cumulative(a), clock.cumulative(b)) {
+            prop_assert_eq!(cb - ca, clock.working_micros(a, b));
+        }
+    }
+}
