@@ -112,6 +112,12 @@ impl WorkCalendar {
     }
 }
 
+/// The first instant of a local date in `tz`: its midnight, or, where midnight falls into a
+/// spring-forward gap, the end of the gap (DOMAIN.md's rule for window edges).
+pub fn start_of_day(tz: Tz, date: NaiveDate) -> Timestamp {
+    Timestamp::from_micros(WorkCalendar::new(&CalendarSpec::always_open(), tz).to_utc(date, 0, Edge::Opens))
+}
+
 /// Sorts windows and merges those that overlap or touch.
 fn merge(windows: &mut Vec<(i64, i64)>) {
     windows.sort_unstable();

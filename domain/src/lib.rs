@@ -3,12 +3,14 @@
 
 pub mod clock;
 pub mod cycles;
+pub mod quantile;
+pub mod row;
 pub mod rules;
 pub mod sla;
 pub mod timeline;
 pub mod urgency;
 
-pub use clock::{WorkCalendar, WorkingClock};
+pub use clock::{WorkCalendar, WorkingClock, start_of_day};
 pub use rules::ProjectRules;
 pub use sla::{SlaProfile, SlaState};
 pub use timeline::{Elapsed, OrderOverrides, OrderTimeline, compute_timeline};

@@ -239,3 +239,63 @@ proptest! {
         }
     }
 }
+
+/// Rules with SLA limits on both grids, per group and per status, and a near threshold.
+fn rules_with_limits(near_percent: bool) -> ProjectRules {
+    let mut rules = project_rules();
+    let settings = &mut rules.settings;
+    settings.sla.near = if near_percent {
+        ksa_schemas::settings::NearThreshold::Percent(70.0)
+    } else {
+        ksa_schemas::settings::NearThreshold::BeforeSeconds(1800)
+    };
+    for (group, hours) in [(1u16, 2i64), (2, 5), (3, 3), (4, 30)] {
+        settings.sla.normal.groups.insert(group, hours * 3600);
+        settings.sla.urgent.groups.insert(group, hours * 1200);
+    }
+    settings.sla.normal.statuses.insert(21, 3600);
+    settings.sla.normal.statuses.insert(30, 7200);
+    ProjectRules::new(rules.settings.clone(), NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// A row made at the latest event and measured later equals the row of the timeline
+    /// computed at that later instant: totals, states, cycles and the next SLA change.
+    #[test]
+    fn a_row_measured_later_equals_the_timeline_computed_then(
+        events in prop::collection::vec(event(), 1..10),
+        later in 0i64..(10 * DAY),
+        urgent in any::<bool>(),
+        near_percent in any::<bool>(),
+    ) {
+        use ksa_domain::row::{order_row, row_at};
+        use ksa_schemas::row::UrgencySource;
+        let rules = rules_with_limits(near_percent);
+        let urgency = if urgent { Urgency::Urgent } else { Urgency::Normal };
+        let overrides = OrderOverrides::default();
+        let latest = events.iter().map(|e| e.changed_at).max().unwrap();
+        let at_latest = compute_timeline(&events, urgency, &overrides, &rules, latest).unwrap();
+        let row = order_row(&at_latest, &rules, UrgencySource::Items, 1);
+        let as_of = Timestamp::from_micros(latest.as_micros() + later);
+        let measured = row_at(&row, as_of, &rules).unwrap();
+        let then = order_row(&compute_timeline(&events, urgency, &overrides, &rules, as_of).unwrap(), &rules, UrgencySource::Items, 1);
+        let mut expected = then.clone();
+        expected.crossings = measured.crossings.clone();
+        prop_assert_eq!(&measured, &expected);
+        prop_assert_eq!(&measured.sla_next, &then.sla_next);
+        // The state the next change names is the state at that instant.
+        if let Some(next) = &measured.sla_next {
+            let at = row_at(&row, next.at, &rules).unwrap();
+            let scope = if next.scope == "group" { at.groups[&at.current_group_id].sla } else { at.statuses[&at.current_status_id].sla };
+            prop_assert_eq!(scope, next.state);
+            let before = row_at(&row, Timestamp::from_micros(next.at.as_micros() - 1), &rules).unwrap();
+            let earlier = if next.scope == "group" { before.groups[&before.current_group_id].sla } else { before.statuses[&before.current_status_id].sla };
+            prop_assert!(earlier < next.state);
+        }
+        // The row survives its JSON: what the processor stores is what readers measure.
+        let stored: ksa_schemas::row::OrderRow = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        prop_assert_eq!(&stored, &row);
+    }
+}

@@ -70,7 +70,9 @@ INSERT INTO settings_history (project_id, revision, settings_json, actor, create
 ALTER TABLE project_settings ADD COLUMN applied_revision BIGINT NOT NULL DEFAULT 0;
 UPDATE project_settings SET applied_revision = revision;
 
--- A project's recompute after a settings change: one row per project, the latest.
+-- A project's recompute after a settings change: one row per project, the latest. `row_format` is
+-- the shape of the derived rows it wrote (`ksa_schemas::row::ROW_FORMAT`): a project whose rows are
+-- older is recomputed once.
 CREATE TABLE recomputes (
     project_id   BIGINT      NOT NULL PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
     revision     BIGINT      NOT NULL,
@@ -78,6 +80,7 @@ CREATE TABLE recomputes (
     orders_total BIGINT      NOT NULL DEFAULT 0 CHECK (orders_total >= 0),
     orders_done  BIGINT      NOT NULL DEFAULT 0 CHECK (orders_done >= 0),
     error        TEXT,
+    row_format   BIGINT      NOT NULL DEFAULT 0,
     started_at   TIMESTAMPTZ NOT NULL,
     updated_at   TIMESTAMPTZ NOT NULL
 );

@@ -99,7 +99,9 @@ INSERT INTO settings_history (project_id, revision, settings_json, actor, create
 ALTER TABLE project_settings ADD COLUMN applied_revision INTEGER NOT NULL DEFAULT 0;
 UPDATE project_settings SET applied_revision = revision;
 
--- A project's recompute after a settings change: one row per project, the latest.
+-- A project's recompute after a settings change: one row per project, the latest. `row_format` is
+-- the shape of the derived rows it wrote (`ksa_schemas::row::ROW_FORMAT`): a project whose rows are
+-- older is recomputed once.
 CREATE TABLE recomputes (
     project_id   INTEGER NOT NULL PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
     revision     INTEGER NOT NULL,
@@ -107,6 +109,7 @@ CREATE TABLE recomputes (
     orders_total INTEGER NOT NULL DEFAULT 0 CHECK (orders_total >= 0),
     orders_done  INTEGER NOT NULL DEFAULT 0 CHECK (orders_done >= 0),
     error        TEXT,
+    row_format   INTEGER NOT NULL DEFAULT 0,
     started_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 ) STRICT;

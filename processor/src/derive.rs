@@ -1,15 +1,14 @@
 //! The processor's pure step: an order's events and its project's rules in, derived rows out.
 //! No IO here; `processor::run` is the edge that feeds it.
 
-use std::collections::BTreeMap;
-
-use ksa_domain::timeline::{DELIVERY_GROUP, StageTotal};
-use ksa_domain::{OrderOverrides, OrderTimeline, ProjectRules, SlaProfile, Urgency, compute_timeline};
+pub use ksa_domain::row::OrderInputs;
+use ksa_domain::row::{order_row, timeline_at};
+use ksa_domain::timeline::DELIVERY_GROUP;
+use ksa_domain::{OrderTimeline, ProjectRules};
 use ksa_schemas::derived::{CycleRow, DerivedOrder};
 use ksa_schemas::facts::FactBatch;
 use ksa_schemas::settings::{CycleEnd, CycleStart, Occurrence};
 use ksa_schemas::{StatusEvent, Timestamp};
-use serde::Serialize;
 
 use crate::facts::append_order_facts;
 
@@ -22,13 +21,12 @@ use crate::facts::append_order_facts;
 pub fn derive_order(
     project_id: i64,
     events: &[StatusEvent],
-    urgency: Urgency,
-    overrides: &OrderOverrides,
+    inputs: &OrderInputs,
     rules: &ProjectRules,
     settings_revision: i64,
 ) -> Option<DerivedOrder> {
-    let timeline = timeline_as_of_latest(events, urgency, overrides, rules)?;
-    Some(rows(project_id, &timeline, rules, settings_revision))
+    let timeline = timeline_as_of_latest(events, inputs, rules)?;
+    Some(rows(project_id, &timeline, inputs, rules, settings_revision))
 }
 
 /// [`derive_order`], and the order's fact rows from the same timeline appended to `facts`
@@ -36,53 +34,33 @@ pub fn derive_order(
 pub fn derive_order_with_facts(
     project_id: i64,
     events: &[StatusEvent],
-    urgency: Urgency,
-    overrides: &OrderOverrides,
+    inputs: &OrderInputs,
     rules: &ProjectRules,
     settings_revision: i64,
     facts: &mut FactBatch,
 ) -> Option<DerivedOrder> {
-    let timeline = timeline_as_of_latest(events, urgency, overrides, rules)?;
+    let timeline = timeline_as_of_latest(events, inputs, rules)?;
     append_order_facts(facts, project_id, &timeline, rules, settings_revision);
-    Some(rows(project_id, &timeline, rules, settings_revision))
+    Some(rows(project_id, &timeline, inputs, rules, settings_revision))
 }
 
-fn timeline_as_of_latest(
-    events: &[StatusEvent],
-    urgency: Urgency,
-    overrides: &OrderOverrides,
-    rules: &ProjectRules,
-) -> Option<OrderTimeline> {
+fn timeline_as_of_latest(events: &[StatusEvent], inputs: &OrderInputs, rules: &ProjectRules) -> Option<OrderTimeline> {
     let latest = events.iter().map(|e| e.changed_at).max()?;
-    compute_timeline(events, urgency, overrides, rules, latest)
+    timeline_at(events, inputs, rules, latest)
 }
 
-/// The part of the analyzer's object that has no column or table of its own in state: per-group
-/// and per-status totals, the SLA profile applied, whether history is truncated, and the
-/// instant it was computed as of. Intervals are facts (`status_intervals`), cycles have their
-/// table, the rest are columns; read paths recompute the whole object from events.
+/// The order's columns, its cycles' rows, and its dashboard row ([`OrderRow`]) as the
+/// `derived_json` document: what every reader of derived state measures at its own instant
+/// (per-group and per-status totals with limits and states, cycles, urgency and why, and the
+/// instants at which its SLA states change if no event arrives). Intervals are facts
+/// (`status_intervals`), not part of it.
 ///
-/// Group totals were a table of their own (`order_group_totals`, one row per group the order
-/// visited), which live processing deleted and wrote again for almost every event: a quarter of
-/// PostgreSQL's time (BENCHMARKS.md). Nothing read them by SQL, so they travel in this document.
-#[derive(Serialize)]
-struct DerivedDocument<'a> {
-    groups: &'a BTreeMap<u16, StageTotal>,
-    statuses: &'a BTreeMap<i64, StageTotal>,
-    sla_profile: SlaProfile,
-    history_truncated: bool,
-    as_of: Timestamp,
-}
-
-fn rows(project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) -> DerivedOrder {
-    let document = DerivedDocument {
-        groups: &timeline.groups,
-        statuses: &timeline.statuses,
-        sla_profile: timeline.sla_profile,
-        history_truncated: timeline.history_truncated,
-        as_of: timeline.as_of,
-    };
-    let derived_json = serde_json::to_string(&document).unwrap_or_else(|_| "{}".into());
+/// Group totals were a table of their own (`order_group_totals`), which live processing
+/// deleted and wrote again for almost every event: a quarter of PostgreSQL's time
+/// (BENCHMARKS.md). Nothing read them by SQL, so they travel in this document.
+fn rows(project_id: i64, timeline: &OrderTimeline, inputs: &OrderInputs, rules: &ProjectRules, settings_revision: i64) -> DerivedOrder {
+    let row = order_row(timeline, rules, inputs.effective_source(), settings_revision);
+    let derived_json = serde_json::to_string(&row).unwrap_or_else(|_| "{}".into());
     let to_delivery = rules
         .settings
         .cycles
@@ -144,9 +122,14 @@ pub fn rules_for(settings: ksa_schemas::ProjectSettings, now: Timestamp) -> Proj
 
 #[cfg(test)]
 mod tests {
+    use ksa_domain::Urgency;
     use ksa_schemas::{EventSource, ProjectSettings};
 
     use super::*;
+
+    fn inputs(urgency: Urgency) -> OrderInputs {
+        OrderInputs { urgency, ..OrderInputs::default() }
+    }
 
     fn ev(status: i64, group: u16, minute: i64) -> StatusEvent {
         StatusEvent {
@@ -163,9 +146,9 @@ mod tests {
     fn derived_rows_do_not_depend_on_when_they_are_computed() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
-        let derived = derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3).unwrap();
+        let derived = derive_order(5, &events, &inputs(Urgency::Pending), &rules, 3).unwrap();
         let later_rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_800_000_000));
-        assert_eq!(derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &later_rules, 3).unwrap(), derived);
+        assert_eq!(derive_order(5, &events, &inputs(Urgency::Pending), &later_rules, 3).unwrap(), derived);
         assert_eq!(derived.event_count, 4);
         assert_eq!(derived.current_group_id, 4);
         assert_eq!(derived.settings_revision, 3);
@@ -178,7 +161,7 @@ mod tests {
         assert_eq!(document["groups"]["2"]["wall_seconds"], 3600.0);
         assert_eq!(document["groups"]["2"]["visits"], 1);
         assert_eq!(derived.urgency, "pending");
-        assert_eq!(derive_order(5, &events, Urgency::Urgent, &OrderOverrides::default(), &rules, 3).unwrap().urgency, "urgent");
+        assert_eq!(derive_order(5, &events, &inputs(Urgency::Urgent), &rules, 3).unwrap().urgency, "urgent");
     }
 
     #[test]
@@ -186,8 +169,8 @@ mod tests {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let events = [ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90), ev(11, 4, 600)];
         let mut facts = FactBatch::default();
-        let derived = derive_order_with_facts(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3, &mut facts).unwrap();
-        assert_eq!(derive_order(5, &events, Urgency::Pending, &OrderOverrides::default(), &rules, 3).unwrap(), derived);
+        let derived = derive_order_with_facts(5, &events, &inputs(Urgency::Pending), &rules, 3, &mut facts).unwrap();
+        assert_eq!(derive_order(5, &events, &inputs(Urgency::Pending), &rules, 3).unwrap(), derived);
 
         let version = ksa_schemas::facts::FactVersion::new(3, 4);
         assert_eq!(facts.intervals.len(), 4);
@@ -205,22 +188,12 @@ mod tests {
     fn rederiving_the_same_events_in_another_order_writes_identical_facts() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let mut first = FactBatch::default();
-        derive_order_with_facts(
-            5,
-            &[ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90)],
-            Urgency::Pending,
-            &OrderOverrides::default(),
-            &rules,
-            1,
-            &mut first,
-        )
-        .unwrap();
+        derive_order_with_facts(5, &[ev(1, 1, 0), ev(20, 2, 30), ev(7, 3, 90)], &inputs(Urgency::Pending), &rules, 1, &mut first).unwrap();
         let mut again = FactBatch::default();
         derive_order_with_facts(
             5,
             &[ev(7, 3, 90), ev(1, 1, 0), ev(20, 2, 30), ev(1, 1, 0)],
-            Urgency::Pending,
-            &OrderOverrides::default(),
+            &inputs(Urgency::Pending),
             &rules,
             1,
             &mut again,

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod derive;
 pub mod facts;
+pub mod publish;
 pub mod urgency;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,16 +15,17 @@ use std::time::{Duration, Instant};
 use ksa_bus::{Bus, BusError, NewRecord, Record};
 use ksa_domain::{OrderOverrides, ProjectRules};
 use ksa_facts::{BoxedFactSink, FactError, FactSink};
-use ksa_schemas::bus::{ENRICH_REQUESTS, OrderUpdated, STATUS_EVENTS, StatusMessage};
+use ksa_schemas::bus::{ENRICH_REQUESTS, LiveMessage, ORDER_UPDATES, OrderUpdated, STATUS_EVENTS, StatusMessage, project_key};
 use ksa_schemas::derived::{ConsumerOffset, DerivedOrder, StoredEvent};
 use ksa_schemas::facts::FactBatch;
+use ksa_schemas::row::ROW_FORMAT;
 use ksa_schemas::{ProjectSettings, StatusEvent, Timestamp};
 use ksa_state::{CommitBatch, StateError, StateStore};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use cache::OrderCache;
-use derive::{derive_order, derive_order_with_facts, merge_events, rules_for};
+use derive::{OrderInputs, derive_order, derive_order_with_facts, merge_events, rules_for};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -84,6 +86,8 @@ struct Prepared {
     records: u64,
     /// The last offset per partition the batch covers.
     offsets: HashMap<u32, i64>,
+    /// Per partition, the first and last offsets the batch covers.
+    ranges: HashMap<u32, (i64, i64)>,
 }
 
 /// A batch whose commit task runs.
@@ -141,6 +145,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     settings_caught_up: bool,
     /// Where facts go before each commit; none: state only.
     facts: Option<BoxedFactSink>,
+    /// Announces committed orders on `order-updates` (started by `run`).
+    publisher: Option<publish::Publisher>,
 }
 
 impl<B: Bus, S: StateStore> Processor<B, S> {
@@ -170,6 +176,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             last_retention: Instant::now(),
             settings_caught_up: false,
             facts: None,
+            publisher: None,
         })
     }
 
@@ -192,6 +199,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     /// Runs until `shutdown` turns true. A batch in flight completes (or fails and is not
     /// committed) before it returns, so a stop never leaves half a batch.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<ProcessorStats, ProcessorError> {
+        let publisher =
+            publish::Publisher::start(self.bus.clone(), self.state.clone(), &self.config.group, &self.committed, shutdown.clone()).await?;
+        self.publisher = Some(publisher);
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             match self.step().await {
@@ -378,7 +388,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             {
                 continue;
             }
-            let order_urgency = urgencies.get(&(project_id, order_id)).copied().unwrap_or_default();
+            let (order_urgency, source) = urgencies.remove(&(project_id, order_id)).unwrap_or_default();
             // Each fresh event is distinct, so each body is taken once (not copied).
             for event in &fresh {
                 if let Some((_, received_at, payload)) = arrivals.iter_mut().find(|(e, _, _)| e == event) {
@@ -387,12 +397,11 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 }
             }
             let project = &self.projects[&project_id];
-            let overrides = project.overrides.get(&order_id).copied().unwrap_or_default();
+            let inputs =
+                OrderInputs { urgency: order_urgency, source, overrides: project.overrides.get(&order_id).copied().unwrap_or_default() };
             let derived = match self.facts {
-                Some(_) => {
-                    derive_order_with_facts(project_id, &known, order_urgency, &overrides, &project.rules, project.revision, &mut facts)
-                }
-                None => derive_order(project_id, &known, order_urgency, &overrides, &project.rules, project.revision),
+                Some(_) => derive_order_with_facts(project_id, &known, &inputs, &project.rules, project.revision, &mut facts),
+                None => derive_order(project_id, &known, &inputs, &project.rules, project.revision),
             };
             batch.orders.extend(derived);
             // Items are asked for once per order and process: when the order is new here (or
@@ -420,31 +429,38 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 next_offset: *next,
             })
             .collect();
+        let mut ranges = HashMap::new();
         for (partition, next) in &next_offsets {
-            self.offsets.insert(*partition, next - 1);
+            let previous = self.offsets.insert(*partition, next - 1).unwrap_or(0);
+            ranges.insert(*partition, (previous + 1, next - 1));
         }
         let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
-        Ok(Prepared { batch, facts, records: records.len() as u64, offsets, enrich_requests })
+        Ok(Prepared { batch, facts, records: records.len() as u64, offsets, ranges, enrich_requests })
     }
 
     /// Commits a prepared batch in a task of its own; when it has committed, the task announces
     /// the batch's orders and counts it.
     fn launch(&mut self, prepared: Prepared) {
-        let Prepared { batch, facts, records, offsets, enrich_requests } = prepared;
+        let Prepared { batch, facts, records, offsets, ranges, enrich_requests } = prepared;
         let state = self.state.clone();
         let bus = self.bus.clone();
         let sink = self.facts.clone();
         let updates = self.updates.clone();
         let stats = self.stats.clone();
+        let publisher = self.publisher.clone();
         let commit = tokio::spawn(async move {
             let new_events = batch.events.len() as u64;
             let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
+            let announcements = publisher.as_ref().map(|_| batch.orders.iter().map(publish::order_record).collect());
             if let Some(sink) = sink.filter(|_| !facts.is_empty()) {
                 sink.write(facts).await?;
             }
             state.commit(batch).await?;
             for update in &orders {
                 let _ = updates.send(update.clone());
+            }
+            if let (Some(publisher), Some(records)) = (publisher, announcements) {
+                publisher.committed(publish::Committed { ranges, records });
             }
             // After the commit: a request lost to a crash here is made again when the order is
             // next seen after the restart (it is not cached then).
@@ -540,8 +556,14 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.last_retention = Instant::now();
             let before = Timestamp::from_micros(now_micros() - self.config.retention.as_micros() as i64);
             for (partition, offset) in &self.committed {
-                if let Err(err) = self.bus.truncate(STATUS_EVENTS, *partition, *offset, before).await {
+                // Records not yet announced are read again to announce them: keep them.
+                let through = self.publisher.as_ref().and_then(|p| p.announced(*partition)).map_or(*offset, |a| a.min(*offset));
+                if let Err(err) = self.bus.truncate(STATUS_EVENTS, *partition, through, before).await {
                     tracing::warn!(partition, error = %err, "outbox retention failed");
+                }
+                // Announcements are read by nobody who keeps a position: they age out.
+                if let Err(err) = self.bus.truncate(ORDER_UPDATES, *partition, i64::MAX, before).await {
+                    tracing::warn!(partition, error = %err, "outbox retention of order-updates failed");
                 }
             }
         }
@@ -556,7 +578,8 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             self.ensure_project(project.id).await?;
             let revision = self.projects[&project.id].revision;
             let applied = self.state.applied_revision(project.id).await?;
-            if applied < revision || has_rows_older_than(&self.state, project.id, revision).await? {
+            let format = self.state.recompute(project.id).await?.map_or(0, |r| r.row_format);
+            if applied < revision || format < ROW_FORMAT || has_rows_older_than(&self.state, project.id, revision).await? {
                 tracing::info!(project_id = project.id, revision, "derived rows predate the settings; recomputing");
                 self.spawn_recompute(project.id);
             }
@@ -573,32 +596,62 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let (rules, revision, overrides) = (project.rules.clone(), project.revision, project.overrides.clone());
         let stats = self.stats.clone();
         let facts = self.facts.clone();
+        let bus = self.bus.clone();
+        let announce: Announce = Arc::new(move |message: LiveMessage| {
+            let bus = bus.clone();
+            let Ok(payload) = serde_json::to_vec(&message) else { return };
+            let record = NewRecord { key: project_key(message.project_id()), payload, idempotency_key: None };
+            tokio::spawn(async move {
+                if let Err(err) = bus.append(ORDER_UPDATES, vec![record]).await {
+                    tracing::warn!(error = %err, "could not announce a recompute's progress");
+                }
+            });
+        });
         tokio::spawn(async move {
-            let progress = Progress { state: &state, project_id, revision };
+            let progress = Progress { state: &state, project_id, revision, announce: announce.clone() };
             if let Err(err) = state.start_recompute(project_id, revision, Timestamp::from_micros(now_micros())).await {
                 tracing::warn!(project_id, error = %err, "could not record the recompute's start");
             }
             let outcome = recompute_project(&state, facts.as_ref(), project_id, &rules, &overrides, revision, Some(&progress)).await;
             let error = outcome.as_ref().err().map(ToString::to_string);
-            if let Err(err) = state.finish_recompute(project_id, revision, error.as_deref(), Timestamp::from_micros(now_micros())).await {
+            if let Err(err) =
+                state.finish_recompute(project_id, revision, error.as_deref(), ROW_FORMAT, Timestamp::from_micros(now_micros())).await
+            {
                 tracing::warn!(project_id, error = %err, "could not record the recompute's end");
             }
             match outcome {
                 Ok(orders) => {
                     tracing::info!(project_id, revision, orders, "recomputed derived data for new settings");
                     stats.send_modify(|s| s.recomputes += 1);
+                    // Every row changed: readers reload the project rather than take them one by one.
+                    announce(LiveMessage::Recompute {
+                        project_id,
+                        revision,
+                        orders_done: orders,
+                        orders_total: orders,
+                        state: "done".into(),
+                    });
+                    announce(LiveMessage::Invalidate { project_id, revision });
                 }
-                Err(err) => tracing::error!(project_id, revision, error = %err, "recompute failed"),
+                Err(err) => {
+                    tracing::error!(project_id, revision, error = %err, "recompute failed");
+                    announce(LiveMessage::Recompute { project_id, revision, orders_done: 0, orders_total: 0, state: "failed".into() });
+                }
             }
         });
     }
 }
 
-/// Where a recompute reports how far it got.
+/// Announces a message about a whole project on `order-updates`, without waiting.
+type Announce = Arc<dyn Fn(LiveMessage) + Send + Sync>;
+
+/// Where a recompute reports how far it got: the state database (for `GET
+/// /api/settings/recompute`) and `order-updates` (for live views).
 pub struct Progress<'a, S> {
     state: &'a S,
     project_id: i64,
     revision: i64,
+    announce: Announce,
 }
 
 impl<S: StateStore> Progress<'_, S> {
@@ -607,6 +660,13 @@ impl<S: StateStore> Progress<'_, S> {
         if let Err(err) = self.state.recompute_progress(self.project_id, self.revision, done, total, now).await {
             tracing::warn!(project_id = self.project_id, error = %err, "could not record the recompute's progress");
         }
+        (self.announce)(LiveMessage::Recompute {
+            project_id: self.project_id,
+            revision: self.revision,
+            orders_done: done,
+            orders_total: total,
+            state: "running".into(),
+        });
     }
 }
 
@@ -631,21 +691,18 @@ pub async fn recompute_project<S: StateStore>(
         let ids = state.order_ids(project_id, after, 2000).await?;
         let Some(last) = ids.last().copied() else { break };
         let events = state.order_events(project_id, &ids).await?;
-        let urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
-        let urgency_of = |order_id: &i64| urgencies.get(order_id).copied().unwrap_or_default();
-        let override_of = |order_id: &i64| overrides.get(order_id).copied().unwrap_or_default();
+        let mut urgencies = urgency::urgencies(state, project_id, &ids, rules).await?;
+        let mut inputs_of = |order_id: &i64| {
+            let (urgency, source) = urgencies.remove(order_id).unwrap_or_default();
+            OrderInputs { urgency, source, overrides: overrides.get(order_id).copied().unwrap_or_default() }
+        };
         let mut batch = FactBatch::default();
         let orders: Vec<DerivedOrder> = match facts {
             Some(_) => events
                 .iter()
-                .filter_map(|(id, evs)| {
-                    derive_order_with_facts(project_id, evs, urgency_of(id), &override_of(id), rules, revision, &mut batch)
-                })
+                .filter_map(|(id, evs)| derive_order_with_facts(project_id, evs, &inputs_of(id), rules, revision, &mut batch))
                 .collect(),
-            None => events
-                .iter()
-                .filter_map(|(id, evs)| derive_order(project_id, evs, urgency_of(id), &override_of(id), rules, revision))
-                .collect(),
+            None => events.iter().filter_map(|(id, evs)| derive_order(project_id, evs, &inputs_of(id), rules, revision)).collect(),
         };
         written += orders.len() as u64;
         if let Some(sink) = facts {

@@ -8,20 +8,22 @@
 use std::collections::HashMap;
 
 use ksa_bus::NewRecord;
-use ksa_domain::{ProjectRules, Urgency, urgency_of};
+use ksa_domain::row::urgency_with_source;
+use ksa_domain::{ProjectRules, Urgency};
 use ksa_schemas::StatusEvent;
 use ksa_schemas::bus::{EnrichReason, EnrichRequest, order_key};
+use ksa_schemas::row::UrgencySource;
 use ksa_state::{EnrichStore, StateError};
 
-/// The urgency of each of `order_ids` (absent = pending).
+/// The urgency of each of `order_ids` whose items were fetched, and why (absent = pending).
 pub async fn urgencies<S: EnrichStore>(
     state: &S,
     project_id: i64,
     order_ids: &[i64],
     rules: &ProjectRules,
-) -> Result<HashMap<i64, Urgency>, StateError> {
+) -> Result<HashMap<i64, (Urgency, UrgencySource)>, StateError> {
     let lines = state.order_lines(project_id, order_ids).await?;
-    Ok(lines.into_iter().map(|(order_id, lines)| (order_id, urgency_of(&lines, &rules.settings.urgency_rules))).collect())
+    Ok(lines.into_iter().map(|(order_id, lines)| (order_id, urgency_with_source(&lines, &rules.settings.urgency_rules))).collect())
 }
 
 /// The enrichment request for an order that got new events, if it needs one: its items are

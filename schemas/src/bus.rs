@@ -137,13 +137,45 @@ pub struct EnrichRequest {
     pub status_id: Option<i64>,
 }
 
-/// A message of the `order-updates` topic.
+/// A processor's word, inside its process, that an order's derived state was committed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderUpdated {
     pub project_id: i64,
     pub order_id: i64,
     pub last_changed_at: Timestamp,
     pub event_count: u32,
+}
+
+/// A message of the `order-updates` topic: what live views and the query API's order index
+/// learn. Rows are as of the order's latest event, so a republished row is the same row.
+///
+/// Externally tagged (`{"order_updated": {…}}`): an internally tagged enum is read through a
+/// buffer that cannot turn the rows' map keys (`"2"`) back into numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveMessage {
+    /// The order's row after a committed change, keyed by `project:order`.
+    OrderUpdated { project_id: i64, row: Box<crate::row::OrderRow> },
+    /// Reload the project: its settings changed and every row was recomputed. Keyed by
+    /// [`project_key`].
+    Invalidate { project_id: i64, revision: i64 },
+    /// How far a project's recompute has come. Keyed by [`project_key`].
+    Recompute { project_id: i64, revision: i64, orders_done: u64, orders_total: u64, state: String },
+}
+
+impl LiveMessage {
+    pub fn project_id(&self) -> i64 {
+        match self {
+            LiveMessage::OrderUpdated { project_id, .. }
+            | LiveMessage::Invalidate { project_id, .. }
+            | LiveMessage::Recompute { project_id, .. } => *project_id,
+        }
+    }
+}
+
+/// The key of records about a whole project.
+pub fn project_key(project_id: i64) -> String {
+    format!("{project_id}")
 }
 
 /// The key of every record about one order.

@@ -11,6 +11,7 @@ pub mod event;
 pub mod facts;
 pub mod keycrm;
 pub mod loose;
+pub mod row;
 pub mod settings;
 pub mod time;
 

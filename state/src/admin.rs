@@ -191,6 +191,8 @@ pub struct RecomputeProgress {
     pub orders_total: u64,
     pub orders_done: u64,
     pub error: Option<String>,
+    /// The shape of the rows it wrote (`ksa_schemas::row::ROW_FORMAT`).
+    pub row_format: i64,
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -335,12 +337,14 @@ pub trait AdminStore: Clone + Send + Sync + 'static {
         total: u64,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StateError>> + Send;
-    /// Ends the recompute of `revision`: done (reads move to it) or failed with an error.
+    /// Ends the recompute of `revision`: done (reads move to it; its rows are in `row_format`)
+    /// or failed with an error.
     fn finish_recompute(
         &self,
         project_id: i64,
         revision: i64,
         error: Option<&str>,
+        row_format: i64,
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StateError>> + Send;
     fn recompute(&self, project_id: i64) -> impl Future<Output = Result<Option<RecomputeProgress>, StateError>> + Send;

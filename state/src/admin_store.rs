@@ -586,15 +586,23 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         Ok(())
     }
 
-    async fn finish_recompute(&self, project_id: i64, revision: i64, error: Option<&str>, now: Timestamp) -> Result<(), StateError> {
+    async fn finish_recompute(
+        &self,
+        project_id: i64,
+        revision: i64,
+        error: Option<&str>,
+        row_format: i64,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
         let mut tx = self.db().begin().await?;
         let state = if error.is_some() { "failed" } else { "done" };
         tx.execute(
             sql!(
                 "UPDATE recomputes SET state = $1, error = $2, orders_done = CASE WHEN $1 = 'done' THEN orders_total ELSE orders_done END, \
-                 updated_at = {at:$3} WHERE project_id = $4 AND revision = $5"
+                 updated_at = {at:$3}, row_format = CASE WHEN $1 = 'done' THEN $6 ELSE row_format END \
+                 WHERE project_id = $4 AND revision = $5"
             ),
-            args![state, error, now, project_id, revision],
+            args![state, error, now, project_id, revision, row_format],
         )
         .await?;
         if error.is_none() {
@@ -612,7 +620,7 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
             .db()
             .fetch_optional(
                 sql!(
-                    "SELECT revision, state, orders_total, orders_done, error, {micros:started_at} AS started_micros, \
+                    "SELECT revision, state, orders_total, orders_done, error, row_format, {micros:started_at} AS started_micros, \
                      {micros:updated_at} AS updated_micros FROM recomputes WHERE project_id = $1"
                 ),
                 args![project_id],
@@ -625,6 +633,7 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
                 orders_total: row.get::<i64, _>("orders_total")?.max(0) as u64,
                 orders_done: row.get::<i64, _>("orders_done")?.max(0) as u64,
                 error: row.get("error")?,
+                row_format: row.get("row_format")?,
                 started_at: row.instant("started_micros")?,
                 updated_at: row.instant("updated_micros")?,
             })

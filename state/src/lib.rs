@@ -168,6 +168,16 @@ pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     fn derived_digest(&self, project_id: i64) -> impl Future<Output = Result<String, StateError>> + Send;
     /// Events stored for the project.
     fn event_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
+    /// The stored rows (`derived_json`) of these orders, by order id.
+    fn order_rows(&self, project_id: i64, order_ids: &[i64]) -> impl Future<Output = Result<HashMap<i64, String>, StateError>> + Send;
+    /// Stored rows of orders with ids greater than `after`, ascending, at most `limit`: every
+    /// row of a project, page by page.
+    fn order_rows_after(
+        &self,
+        project_id: i64,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, StateError>> + Send;
     /// Orders of the project with derived rows.
     fn order_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
     /// When the project's earliest order started (`None`: no orders yet).

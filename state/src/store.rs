@@ -288,6 +288,36 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
         u64::try_from(count).map_err(|_| StateError::Corrupt(format!("event count {count} is negative")))
     }
 
+    async fn order_rows(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, String>, StateError> {
+        let mut rows = HashMap::with_capacity(order_ids.len());
+        let mut reader = self.db().reader().await?;
+        for chunk in order_ids.chunks(10_000) {
+            let found = reader
+                .fetch_all(
+                    sql!("SELECT order_id, derived_json FROM orders_current WHERE project_id = $1 AND order_id {ids:$2}"),
+                    args![project_id, chunk],
+                )
+                .await?;
+            for row in found {
+                rows.insert(row.get(0)?, row.get(1)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn order_rows_after(&self, project_id: i64, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(
+                    "SELECT order_id, derived_json FROM orders_current WHERE project_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3"
+                ),
+                args![project_id, after, limit],
+            )
+            .await?;
+        rows.iter().map(|row| Ok((row.get(0)?, row.get(1)?))).collect()
+    }
+
     async fn order_count(&self, project_id: i64) -> Result<u64, StateError> {
         let row = self.db().fetch_one(sql!("SELECT count(*) FROM orders_current WHERE project_id = $1"), args![project_id]).await?;
         Ok(row.get::<i64, _>(0)?.max(0) as u64)
