@@ -74,6 +74,10 @@ pub trait Bus: Clone + Send + Sync + 'static {
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<Record>, BusError>> + Send;
 
+    /// The offset of the last record of `partition` (−1 when it has none): a reader that reads
+    /// after it sees only what is appended from then on.
+    fn end_offset(&self, topic: &str, partition: u32) -> impl Future<Output = Result<i64, BusError>> + Send;
+
     /// Deletes the records of `partition` with offsets up to and including `through` that were
     /// appended before `appended_before` (retention of consumed records). Returns how many.
     fn truncate(

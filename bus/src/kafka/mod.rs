@@ -198,6 +198,21 @@ impl Bus for KafkaBus {
         reader.read(after, max, wait).await
     }
 
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64, BusError> {
+        self.check_partition(topic, partition)?;
+        let (_, producer) = self.producer()?;
+        let broker_topic = self.broker_topic(topic);
+        let timeout = self.inner.config.delivery_timeout;
+        let watermarks = tokio::task::spawn_blocking(move || producer.client().fetch_watermarks(&broker_topic, partition as i32, timeout))
+            .await
+            .map_err(|_| BusError::Unavailable("fetching the end of a partition panicked".into()))?;
+        match watermarks {
+            // Our offsets are the broker's plus one: the last record's is the high watermark.
+            Ok((_, high)) => Ok(if high > 0 { high } else { -1 }),
+            Err(error) => Err(BusError::Unavailable(format!("cannot read the end of {topic} partition {partition}: {error}"))),
+        }
+    }
+
     async fn truncate(&self, topic: &str, partition: u32, _through: i64, _appended_before: Timestamp) -> Result<u64, BusError> {
         self.check_partition(topic, partition)?;
         Ok(0)

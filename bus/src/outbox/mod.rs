@@ -72,6 +72,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Up to `limit` records of a partition after offset `after`, oldest first.
     fn read(&self, topic: &str, partition: u32, after: i64, limit: i64) -> impl Future<Output = Result<Vec<Record>, sqlx::Error>> + Send;
 
+    /// The offset of a partition's last record, −1 when it has none.
+    fn end_offset(&self, topic: &str, partition: u32) -> impl Future<Output = Result<i64, sqlx::Error>> + Send;
+
     /// Deletes a partition's records up to `through` appended before `appended_before`.
     fn truncate(
         &self,
@@ -235,6 +238,11 @@ impl<S: Store> Core<S> {
         }
     }
 
+    pub async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64, BusError> {
+        self.inner.shared.topics.subscribe(topic, partition)?;
+        self.inner.store.end_offset(topic, partition).await.map_err(unavailable)
+    }
+
     pub async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, BusError> {
         self.inner.shared.topics.subscribe(topic, partition)?;
         if self.inner.closed.load(Ordering::Acquire) {
@@ -333,6 +341,10 @@ macro_rules! outbox_handle {
                 wait: std::time::Duration,
             ) -> impl std::future::Future<Output = Result<Vec<$crate::Record>, $crate::BusError>> + Send {
                 self.core.read(topic, partition, after, max, wait)
+            }
+
+            fn end_offset(&self, topic: &str, partition: u32) -> impl std::future::Future<Output = Result<i64, $crate::BusError>> + Send {
+                self.core.end_offset(topic, partition)
             }
 
             fn truncate(

@@ -151,6 +151,14 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(record_offset), -1) FROM bus_log WHERE topic = $1 AND partition_no = $2")
+            .bind(topic)
+            .bind(i64::from(partition))
+            .fetch_one(&self.pool)
+            .await
+    }
+
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(
             "DELETE FROM bus_log WHERE topic = $1 AND partition_no = $2 AND record_offset <= $3 \
