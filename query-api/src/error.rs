@@ -41,6 +41,12 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
     }
 
+    /// 500: something on our side is broken (the message is for the operator as much as the
+    /// caller).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod live;
 pub mod orders;
 pub mod routes;
 pub mod ui;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use ksa_bus::Bus;
 use ksa_domain::ProjectRules;
+use ksa_schemas::bus::ORDER_UPDATES;
 use ksa_schemas::{ProjectSettings, Timestamp};
 use ksa_state::secret::TokenCipher;
 use ksa_state::{AdminStore, StateError, StateStore};
@@ -46,6 +48,7 @@ pub struct ApiConfig {
     pub timeline_concurrency: usize,
     /// The file that holds the first owner's generated password: removed once it is changed.
     pub owner_password_file: Option<std::path::PathBuf>,
+    pub live: live::LiveConfig,
 }
 
 impl ApiConfig {
@@ -57,6 +60,7 @@ impl ApiConfig {
             max_body_bytes: 1024 * 1024,
             timeline_concurrency: 4,
             owner_password_file: None,
+            live: live::LiveConfig::default(),
         }
     }
 }
@@ -73,12 +77,47 @@ pub struct QueryApi<S, B> {
     rules: Mutex<HashMap<i64, (i64, Arc<ProjectRules>)>>,
     /// Bounds the timelines computed at once.
     timelines: Semaphore,
+    /// Every project's orders, in memory, for lists, KPIs and CSV.
+    pub indexes: orders::registry::Indexes,
+    pub live: Arc<live::Live>,
 }
 
 impl<S: StateStore, B: Bus> QueryApi<S, B> {
     pub fn new(state: S, bus: B, cipher: TokenCipher, config: ApiConfig) -> Arc<Self> {
         let timelines = Semaphore::new(config.timeline_concurrency.max(1));
-        Arc::new(QueryApi { state, bus, cipher, config, rules: Mutex::new(HashMap::new()), timelines })
+        let partitions = bus.partitions(ORDER_UPDATES).unwrap_or(1) as usize;
+        let live = Arc::new(live::Live::new(config.live.clone(), partitions));
+        Arc::new(QueryApi { state, bus, cipher, config, rules: Mutex::new(HashMap::new()), timelines, indexes: Default::default(), live })
+    }
+
+    /// Starts reading `order-updates`: the live streams' events, and what keeps the orders
+    /// index current. Streams end when `shutdown` turns true.
+    pub fn start_live(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.live.set_shutdown(shutdown.clone());
+        let api = self.clone();
+        tokio::spawn(async move {
+            // From the end of each partition: the index loads what came before from the state
+            // store, and a resume reads it from the bus itself.
+            let partitions = api.live.hub.position().offsets.len();
+            let mut start = Vec::with_capacity(partitions);
+            for partition in 0..partitions as u32 {
+                let mut failing = false;
+                let end = loop {
+                    match api.bus.end_offset(ORDER_UPDATES, partition).await {
+                        Ok(end) => break end,
+                        Err(error) => {
+                            if !failing {
+                                tracing::warn!(partition, %error, "the live feed cannot find the end of order-updates; retrying");
+                                failing = true;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                start.push(end);
+            }
+            live::feed::start(api, start, shutdown);
+        });
     }
 
     /// The project's rules at the revision whose recompute has finished (reads keep the

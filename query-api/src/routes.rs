@@ -89,6 +89,9 @@ pub enum Endpoint {
     OverrideDelete,
     Audit,
     Orders,
+    OrderKpis,
+    OrdersCsv,
+    StreamOrders,
     Timeline,
     OpenApi,
 }
@@ -147,6 +150,9 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/api/orders/{id}/override", Admin, Endpoint::OverrideDelete),
     route("GET", "/api/audit", Signed, Endpoint::Audit),
     route("GET", "/api/orders", Viewer, Endpoint::Orders),
+    route("GET", "/api/orders/kpis", Viewer, Endpoint::OrderKpis),
+    route("GET", "/api/orders.csv", Viewer, Endpoint::OrdersCsv),
+    route("GET", "/api/stream/orders", Viewer, Endpoint::StreamOrders),
     route("GET", "/api/orders/{id}/timeline", Viewer, Endpoint::Timeline),
     route("GET", "/api/openapi.yaml", Signed, Endpoint::OpenApi),
 ];
@@ -195,7 +201,7 @@ impl Request {
 
 /// One call: the request, its caller, its path parameters and the project it names.
 pub struct Call<'a, S, B> {
-    pub api: &'a QueryApi<S, B>,
+    pub api: &'a Arc<QueryApi<S, B>>,
     pub request: &'a Request,
     pub caller: Option<Caller>,
     pub params: HashMap<&'static str, String>,
@@ -324,7 +330,7 @@ fn matches(pattern: &'static str, path: &str) -> Option<HashMap<&'static str, St
     }
 }
 
-async fn dispatch<S: StateStore, B: Bus>(api: &QueryApi<S, B>, request: &Request) -> Result<Response, ApiError> {
+async fn dispatch<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, request: &Request) -> Result<Response, ApiError> {
     let (route, params) = find(request.method.as_str(), &request.path)?;
     let caller = match route.access {
         Access::Open => None,
@@ -395,6 +401,9 @@ async fn dispatch<S: StateStore, B: Bus>(api: &QueryApi<S, B>, request: &Request
         Endpoint::OverrideDelete => admin::overrides::delete(&call).await,
         Endpoint::Audit => admin::audit::list(&call).await,
         Endpoint::Orders => orders::list(&call).await,
+        Endpoint::OrderKpis => orders::kpis(&call).await,
+        Endpoint::OrdersCsv => orders::csv(&call).await,
+        Endpoint::StreamOrders => crate::live::stream::open(&call).await,
         Endpoint::Timeline => orders::timeline(&call).await,
         Endpoint::OpenApi => Ok(warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()),
     }

@@ -24,8 +24,9 @@ export function urgencyWhy(source) {
   switch (source.kind) {
     case 'override': return t('urgency.by_override');
     case 'rule': {
-      const m = source.match || {};
-      return t('urgency.by_rule', { rule: m.rule || m.sku || m.offer_id || m.product_id || '?', line: (m.line ?? 0) + 1 });
+      // A rule by its name, else by what it matches (`sku = …`); `line` counts items from 0.
+      const rule = source.name || `${source.match_type} = ${source.match_value}`;
+      return t('urgency.by_rule', { rule, line: (source.line ?? 0) + 1 });
     }
     case 'items': return t('urgency.by_items');
     default: return t('urgency.by_pending');

@@ -1,0 +1,395 @@
+//! Every order of a project, in memory, in the few numbers that filters, sorts and KPIs need:
+//! lists over a million orders answer in milliseconds without touching the database, and never
+//! recompute an order from its events.
+//!
+//! An entry is the stored row of the order ([`OrderRow`], as of its latest event) cut down to
+//! numbers. Measured at a later `as_of`, only the open interval has grown: by the working time
+//! of its group's calendar between the latest event and `as_of`, which is `C(as_of) − C(last)`
+//! for the calendar's cumulative clock `C`. `C(last)` is kept per entry, `C(as_of)` is computed
+//! once per request and calendar, so growing a million orders costs one subtraction each.
+//!
+//! Lists are sorted without sorting: the index keeps each sort's keys in ordered sets, and a
+//! page walks them from the cursor. A time-dependent key (working or wall time) is kept as a
+//! base that does not change with time: for an open order, working time at `as_of` is
+//! `working − C(last) + C(as_of)`, so within one current group (one calendar) the order of
+//! `working − C(last)` is the order at every instant; closed orders keep their totals. A page
+//! merges a few such lanes, shifting each by its offset at `as_of`.
+//!
+//! An index serves one settings revision (the applied one): its calendars and limits. A row of
+//! another revision, or a settings change, rebuilds it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use ksa_domain::ProjectRules;
+use ksa_schemas::Timestamp;
+use ksa_schemas::row::{OrderRow, RowSla, UrgencySource};
+
+/// No instant: a crossing that will not happen.
+pub const NEVER: i64 = i64::MAX;
+
+/// Urgency as a small number: pending 0, normal 1, urgent 2.
+pub fn urgency_rank(urgency: &str) -> u8 {
+    match urgency {
+        "urgent" => 2,
+        "normal" => 1,
+        _ => 0,
+    }
+}
+
+/// One group's totals of an order as of its latest event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupTotals {
+    pub group_id: u16,
+    pub working: i64,
+    pub wall: i64,
+    pub visits: u32,
+    /// The limit on the order's grid, in working seconds.
+    pub limit_seconds: Option<i64>,
+    pub sla: RowSla,
+}
+
+/// One cycle of an order as of its latest event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CycleTotals {
+    pub cycle_id: u32,
+    pub working: i64,
+    pub wall: i64,
+    pub open: bool,
+}
+
+/// An order in numbers, measured up to `at` (its latest event for a stored row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub order_id: i64,
+    pub status_id: i64,
+    pub group_id: u16,
+    /// Not in a terminal group: its clock runs after `last`.
+    pub open: bool,
+    pub urgency: u8,
+    /// Why, in a word (`rule`, `items`, `override`, `pending`) and the rule's name or match.
+    pub urgency_source: Box<str>,
+    pub started_at: i64,
+    pub first_event_at: i64,
+    /// Its latest event.
+    pub last: i64,
+    /// The instant its totals are measured up to.
+    pub at: i64,
+    /// The worst state over groups and statuses at `at`, and the current group's.
+    pub sla: RowSla,
+    pub group_sla: RowSla,
+    /// When the order, and its current group, turn near and over after `at` (or [`NEVER`]).
+    pub near_at: i64,
+    pub over_at: i64,
+    pub group_near_at: i64,
+    pub group_over_at: i64,
+    /// Tracked working and wall time at `at` (non-terminal groups, all visits).
+    pub working: i64,
+    pub wall: i64,
+    /// The current group's calendar's cumulative working time at `at`, when `at` lies in its
+    /// compiled span (growth is then a subtraction).
+    pub clock_at: Option<i64>,
+    pub groups: Box<[GroupTotals]>,
+    pub cycles: Box<[CycleTotals]>,
+    pub settings_revision: i64,
+    pub event_count: u32,
+}
+
+/// Where an order's urgency comes from, as one short text (the CSV's column).
+pub fn source_label(source: &UrgencySource) -> String {
+    match source {
+        UrgencySource::Pending => "pending".into(),
+        UrgencySource::Items => "items".into(),
+        UrgencySource::Override => "override".into(),
+        UrgencySource::Rule { name: Some(name), .. } => format!("rule: {name}"),
+        UrgencySource::Rule { match_type, match_value, .. } => format!("rule: {match_type} = {match_value}"),
+    }
+}
+
+fn instant(at: Option<Timestamp>) -> i64 {
+    at.map_or(NEVER, Timestamp::as_micros)
+}
+
+impl Entry {
+    pub fn from_row(row: &OrderRow, rules: &ProjectRules) -> Entry {
+        let c = &row.crossings;
+        let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| instant(a).min(instant(b));
+        Entry {
+            order_id: row.order_id,
+            status_id: row.current_status_id,
+            group_id: row.current_group_id,
+            open: row.open,
+            urgency: urgency_rank(&row.urgency),
+            urgency_source: source_label(&row.urgency_source).into_boxed_str(),
+            started_at: row.started_at.as_micros(),
+            first_event_at: row.first_event_at.as_micros(),
+            last: row.last_changed_at.as_micros(),
+            at: row.as_of.as_micros(),
+            sla: row.sla,
+            group_sla: row.groups.get(&row.current_group_id).map_or(RowSla::None, |g| g.sla),
+            near_at: earliest(c.group_near_at, c.status_near_at),
+            over_at: earliest(c.group_over_at, c.status_over_at),
+            group_near_at: instant(c.group_near_at),
+            group_over_at: instant(c.group_over_at),
+            working: row.working_micros,
+            wall: row.wall_micros,
+            clock_at: row.open.then(|| rules.clock_for_group(row.current_group_id).cumulative(row.as_of)).flatten(),
+            groups: row
+                .groups
+                .iter()
+                .map(|(id, g)| GroupTotals {
+                    group_id: *id,
+                    working: g.working_micros,
+                    wall: g.wall_micros,
+                    visits: g.visits,
+                    limit_seconds: g.limit_seconds,
+                    sla: g.sla,
+                })
+                .collect(),
+            cycles: row
+                .cycles
+                .iter()
+                .map(|(id, c)| CycleTotals { cycle_id: *id, working: c.working_micros, wall: c.wall_micros, open: c.open })
+                .collect(),
+            settings_revision: row.settings_revision,
+            event_count: row.event_count,
+        }
+    }
+
+    /// Whether `other` is this order at the same or a later version (and replaces it).
+    pub fn replaced_by(&self, other: &Entry) -> bool {
+        (other.settings_revision, other.event_count) >= (self.settings_revision, self.event_count)
+    }
+}
+
+/// The cumulative working time of each current group's calendar at one instant: what turns an
+/// entry's `clock_at_last` into its growth.
+pub struct Clocks<'a> {
+    rules: &'a ProjectRules,
+    as_of: Timestamp,
+    at: HashMap<u16, Option<i64>>,
+}
+
+impl<'a> Clocks<'a> {
+    pub fn new(rules: &'a ProjectRules, as_of: Timestamp) -> Self {
+        Clocks { rules, as_of, at: HashMap::new() }
+    }
+
+    /// The group's calendar's cumulative working time at `as_of` (`None` outside its span).
+    pub fn at_as_of(&mut self, group_id: u16) -> Option<i64> {
+        let (rules, as_of) = (self.rules, self.as_of);
+        *self.at.entry(group_id).or_insert_with(|| rules.clock_for_group(group_id).cumulative(as_of))
+    }
+
+    /// The working time of `entry`'s open interval from its `at` to `as_of` (which must not be
+    /// before it); zero in a terminal group.
+    pub fn growth(&mut self, entry: &Entry) -> i64 {
+        if !entry.open || entry.at >= self.as_of.as_micros() {
+            return 0;
+        }
+        match (self.at_as_of(entry.group_id), entry.clock_at) {
+            (Some(now), Some(then)) => now - then,
+            _ => self.rules.clock_for_group(entry.group_id).working_micros(Timestamp::from_micros(entry.at), self.as_of),
+        }
+    }
+
+    /// The wall time of `entry`'s open interval from its `at` to `as_of`.
+    pub fn wall_growth(&self, entry: &Entry) -> i64 {
+        if entry.open { (self.as_of.as_micros() - entry.at).max(0) } else { 0 }
+    }
+
+    pub fn as_of(&self) -> Timestamp {
+        self.as_of
+    }
+}
+
+/// Where an entry sits in a time-dependent sort, and its base there (see the module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    /// In a terminal group: its totals no longer change.
+    Closed,
+    /// Open in this group: the key grows with the group's calendar.
+    Group(u16),
+    /// Open, for wall time: the key grows with time itself.
+    Open,
+    /// Open, but its latest event lies outside the span the calendars are compiled for: its
+    /// key is computed for each request.
+    Irregular,
+}
+
+/// The lane and base of `entry` when sorting by working time.
+pub fn working_lane(entry: &Entry) -> (Lane, i64) {
+    match (entry.open, entry.clock_at) {
+        (false, _) => (Lane::Closed, entry.working),
+        (true, Some(clock)) => (Lane::Group(entry.group_id), entry.working - clock),
+        (true, None) => (Lane::Irregular, entry.working),
+    }
+}
+
+/// The lane and base of `entry` when sorting by wall time.
+pub fn wall_lane(entry: &Entry) -> (Lane, i64) {
+    if entry.open { (Lane::Open, entry.wall - entry.at) } else { (Lane::Closed, entry.wall) }
+}
+
+/// `(key, order id)` sets, one per lane.
+pub type Lanes = BTreeMap<Lane, BTreeSet<(i64, i64)>>;
+
+fn lanes_insert(lanes: &mut Lanes, (lane, base): (Lane, i64), order_id: i64) {
+    lanes.entry(lane).or_default().insert((base, order_id));
+}
+
+fn lanes_remove(lanes: &mut Lanes, (lane, base): (Lane, i64), order_id: i64) {
+    if let Some(set) = lanes.get_mut(&lane) {
+        set.remove(&(base, order_id));
+    }
+}
+
+/// Replaced entries kept so a listing can see the index as it was at its first page.
+const HISTORY: usize = 200_000;
+
+/// Where an index stood: its identity and how many changes it had taken. A listing's cursor
+/// keeps it, so later pages see the orders as the first page did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// Random per index: another process's index, or this one rebuilt, is another.
+    pub generation: u64,
+    pub changes: u64,
+}
+
+/// A number no other index (here or in another process) is likely to have.
+fn random_generation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// The orders of one project at one settings revision, with every sort's keys.
+pub struct ProjectIndex {
+    pub project_id: i64,
+    /// The applied revision whose rules measure the entries.
+    pub revision: i64,
+    pub rules: Arc<ProjectRules>,
+    version: Version,
+    /// `(change, order id, the entry it replaced)`, oldest first: `None` for an order that
+    /// change added. At most [`HISTORY`].
+    history: std::collections::VecDeque<(u64, i64, Option<Entry>)>,
+    entries: Vec<Entry>,
+    /// Order id → position in `entries`; in id order, it is also the sort by id.
+    positions: BTreeMap<i64, usize>,
+    pub changed: BTreeSet<(i64, i64)>,
+    pub created: BTreeSet<(i64, i64)>,
+    pub working: Lanes,
+    pub wall: Lanes,
+}
+
+impl ProjectIndex {
+    pub fn new(project_id: i64, revision: i64, rules: Arc<ProjectRules>) -> Self {
+        ProjectIndex {
+            project_id,
+            revision,
+            rules,
+            version: Version { generation: random_generation(), changes: 0 },
+            history: std::collections::VecDeque::new(),
+            entries: Vec::new(),
+            positions: BTreeMap::new(),
+            changed: BTreeSet::new(),
+            created: BTreeSet::new(),
+            working: Lanes::new(),
+            wall: Lanes::new(),
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, order_id: i64) -> Option<&Entry> {
+        self.positions.get(&order_id).map(|i| &self.entries[*i])
+    }
+
+    /// Order ids in ascending order from (excluding) `after`, or descending below it.
+    pub fn ids(&self, descending: bool, after: Option<i64>) -> Box<dyn Iterator<Item = i64> + '_> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        match (descending, after) {
+            (false, None) => Box::new(self.positions.keys().copied()),
+            (false, Some(a)) => Box::new(self.positions.range((Excluded(a), Unbounded)).map(|(id, _)| *id)),
+            (true, None) => Box::new(self.positions.keys().rev().copied()),
+            (true, Some(a)) => Box::new(self.positions.range(..a).rev().map(|(id, _)| *id)),
+        }
+    }
+
+    /// Puts the row's entry in place of the order's older one (remembering the older one).
+    pub fn apply(&mut self, row: &OrderRow) {
+        let entry = Entry::from_row(row, &self.rules);
+        let replaced = match self.positions.get(&row.order_id) {
+            Some(&i) if self.entries[i].replaced_by(&entry) => {
+                self.unkey(i);
+                let old = std::mem::replace(&mut self.entries[i], entry);
+                self.key(i);
+                Some(old)
+            }
+            Some(_) => return,
+            None => {
+                self.positions.insert(row.order_id, self.entries.len());
+                self.entries.push(entry);
+                self.key(self.entries.len() - 1);
+                None
+            }
+        };
+        self.version.changes += 1;
+        self.history.push_back((self.version.changes, row.order_id, replaced));
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+    }
+
+    /// Where the index stands now.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The orders changed since `version`, each as it was then (`None`: it did not exist);
+    /// `None` when `version` is not this index's or is older than the changes it keeps.
+    pub fn as_it_was(&self, version: Version) -> Option<HashMap<i64, Option<&Entry>>> {
+        if version.generation != self.version.generation || version.changes > self.version.changes {
+            return None;
+        }
+        let kept_from = self.history.front().map_or(self.version.changes, |(change, _, _)| change - 1);
+        if version.changes < kept_from {
+            return None;
+        }
+        let mut was = HashMap::new();
+        for (change, order_id, old) in &self.history {
+            if *change > version.changes {
+                was.entry(*order_id).or_insert(old.as_ref());
+            }
+        }
+        Some(was)
+    }
+
+    fn key(&mut self, i: usize) {
+        let e = &self.entries[i];
+        self.changed.insert((e.last, e.order_id));
+        self.created.insert((e.started_at, e.order_id));
+        lanes_insert(&mut self.working, working_lane(e), e.order_id);
+        lanes_insert(&mut self.wall, wall_lane(e), e.order_id);
+    }
+
+    fn unkey(&mut self, i: usize) {
+        let e = &self.entries[i];
+        self.changed.remove(&(e.last, e.order_id));
+        self.created.remove(&(e.started_at, e.order_id));
+        lanes_remove(&mut self.working, working_lane(e), e.order_id);
+        lanes_remove(&mut self.wall, wall_lane(e), e.order_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

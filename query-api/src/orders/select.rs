@@ -1,0 +1,490 @@
+//! Orders measured at one instant: which match the filters, in what order, and their KPIs. Pure
+//! functions over [`Entry`]s; the handlers fetch the entries and shape the answers.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ksa_domain::ProjectRules;
+use ksa_schemas::row::RowSla;
+
+use super::index::{Clocks, Entry, Lane, Lanes, ProjectIndex, Version};
+use super::params::{Filters, Position, Sort, SortKey};
+
+/// An entry measured at the listing's `as_of`.
+pub struct Measured<'a> {
+    pub entry: &'a Entry,
+    /// Working and wall time of the open interval since the entry's `at`.
+    pub growth: i64,
+    pub wall_growth: i64,
+}
+
+impl Measured<'_> {
+    pub fn measure<'a>(entry: &'a Entry, clocks: &mut Clocks) -> Measured<'a> {
+        Measured { growth: clocks.growth(entry), wall_growth: clocks.wall_growth(entry), entry }
+    }
+
+    /// The worst state over groups and statuses at `as_of`.
+    pub fn sla(&self, as_of: i64) -> RowSla {
+        let e = self.entry;
+        let crossed = if as_of >= e.over_at {
+            RowSla::Over
+        } else if as_of >= e.near_at {
+            RowSla::Near
+        } else {
+            RowSla::None
+        };
+        e.sla.max(crossed)
+    }
+
+    /// A group's state at `as_of` (its stored state, or the crossing of its limit since for
+    /// the current group).
+    pub fn group_sla(&self, group_id: u16, as_of: i64) -> RowSla {
+        let e = self.entry;
+        let stored = e.groups.iter().find(|g| g.group_id == group_id).map_or(RowSla::None, |g| g.sla);
+        if !(e.open && e.group_id == group_id) {
+            return stored;
+        }
+        let crossed = if as_of >= e.group_over_at {
+            RowSla::Over
+        } else if as_of >= e.group_near_at {
+            RowSla::Near
+        } else {
+            RowSla::None
+        };
+        stored.max(crossed)
+    }
+
+    /// In a non-terminal group whose state is over at `as_of`.
+    pub fn overdue(&self, as_of: i64) -> bool {
+        let e = self.entry;
+        e.open && (e.group_sla == RowSla::Over || as_of >= e.group_over_at)
+    }
+
+    pub fn working(&self) -> i64 {
+        self.entry.working + self.growth
+    }
+
+    pub fn wall(&self) -> i64 {
+        self.entry.wall + self.wall_growth
+    }
+
+    /// A cycle's working and wall time at `as_of`, and whether it is still open.
+    pub fn cycle(&self, cycle_id: u32) -> Option<(i64, i64, bool)> {
+        let c = self.entry.cycles.iter().find(|c| c.cycle_id == cycle_id)?;
+        Some(if c.open { (c.working + self.growth, c.wall + self.wall_growth, true) } else { (c.working, c.wall, false) })
+    }
+
+    /// A group's working and wall time at `as_of` and its visits; `None` when never visited.
+    pub fn group(&self, group_id: u16) -> Option<(i64, i64, u32)> {
+        let g = self.entry.groups.iter().find(|g| g.group_id == group_id)?;
+        let current = self.entry.open && self.entry.group_id == group_id;
+        Some(if current { (g.working + self.growth, g.wall + self.wall_growth, g.visits) } else { (g.working, g.wall, g.visits) })
+    }
+
+    pub fn matches(&self, filters: &Filters, as_of: i64) -> bool {
+        let e = self.entry;
+        filters.created.contains(e.started_at)
+            && filters.changed.contains(e.last)
+            && filters.q.is_none_or(|q| q.matches(e.order_id))
+            && filters.groups.as_ref().is_none_or(|g| g.contains(&e.group_id))
+            && filters.statuses.as_ref().is_none_or(|s| s.contains(&e.status_id))
+            && filters.urgency.is_none_or(|u| u == e.urgency)
+            && filters.open.is_none_or(|open| open == e.open)
+            && filters.sla.is_none_or(|sla| sla == self.sla(as_of))
+            && (!filters.overdue || self.overdue(as_of))
+            && filters.cycle.is_none_or(|id| match (self.cycle(id), filters.cycle_open) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some((_, _, open)), Some(wanted)) => open == wanted,
+            })
+    }
+
+    /// The value the list is sorted by.
+    pub fn sort_value(&self, key: SortKey, cycle: Option<u32>) -> i64 {
+        match (key, cycle) {
+            (SortKey::Working, Some(id)) => self.cycle(id).map_or(0, |c| c.0),
+            (SortKey::Wall, Some(id)) => self.cycle(id).map_or(0, |c| c.1),
+            (SortKey::Working, None) => self.working(),
+            (SortKey::Wall, None) => self.wall(),
+            (SortKey::Created, _) => self.entry.started_at,
+            (SortKey::Changed, _) => self.entry.last,
+            (SortKey::Id, _) => self.entry.order_id,
+        }
+    }
+}
+
+/// `(value, order id)` in the listing's order.
+fn compare(sort: Sort, a: (i64, i64), b: (i64, i64)) -> Ordering {
+    if sort.descending { b.cmp(&a) } else { a.cmp(&b) }
+}
+
+/// Orders as one listing sees them: at its `as_of`, and as the index stood at the listing's
+/// first page. Orders that changed since are `pinned`: as they were then, or measured again at
+/// `as_of` from their events when their latest event is after it (`None`: the order did not
+/// exist then); every other order is the index's entry, if its latest event is not after
+/// `as_of`.
+pub struct Snapshot<'a> {
+    pub index: &'a ProjectIndex,
+    pub pinned: HashMap<i64, Option<&'a Entry>>,
+    pub as_of: i64,
+}
+
+impl<'a> Snapshot<'a> {
+    /// `past`: entries measured again at `as_of`; `since`: the index's version at the first
+    /// page (orders changed after it are taken as they were then, while the index keeps them).
+    pub fn new(index: &'a ProjectIndex, past: &'a HashMap<i64, Entry>, since: Option<Version>, as_of: i64) -> Self {
+        let mut pinned: HashMap<i64, Option<&'a Entry>> = HashMap::with_capacity(past.len());
+        if let Some(was) = since.and_then(|version| index.as_it_was(version)) {
+            pinned.extend(was.into_iter().map(|(id, entry)| (id, entry.filter(|e| e.last <= as_of))));
+        }
+        pinned.extend(past.iter().map(|(id, entry)| (*id, Some(entry))));
+        Snapshot { index, pinned, as_of }
+    }
+
+    /// The entry of the order at `as_of`, if it existed then.
+    pub fn get(&self, order_id: i64) -> Option<&'a Entry> {
+        match self.pinned.get(&order_id) {
+            Some(pinned) => *pinned,
+            None => self.index.get(order_id).filter(|e| e.last <= self.as_of),
+        }
+    }
+
+    /// Every entry at `as_of`, in no order.
+    pub fn entries(&self) -> impl Iterator<Item = &'a Entry> + '_ {
+        let as_of = self.as_of;
+        self.index
+            .entries()
+            .iter()
+            .filter(move |e| e.last <= as_of && !self.pinned.contains_key(&e.order_id))
+            .chain(self.pinned.values().flatten().copied())
+    }
+}
+
+type Keyed<'a> = Box<dyn Iterator<Item = (i64, i64)> + 'a>;
+
+/// One ordered set shifted by `offset`, from after `after` (a key at `as_of`).
+fn set_lane(set: &BTreeSet<(i64, i64)>, offset: i64, descending: bool, after: Option<(i64, i64)>) -> Keyed<'_> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let after = after.map(|(value, id)| (value.saturating_sub(offset), id));
+    let keys: Box<dyn Iterator<Item = &(i64, i64)>> = match (descending, after) {
+        (false, None) => Box::new(set.iter()),
+        (false, Some(a)) => Box::new(set.range((Excluded(a), Unbounded))),
+        (true, None) => Box::new(set.iter().rev()),
+        (true, Some(a)) => Box::new(set.range(..a).rev()),
+    };
+    Box::new(keys.map(move |(base, id)| (base + offset, *id)))
+}
+
+/// Keys computed for this listing, sorted.
+fn computed_lane(mut keys: Vec<(i64, i64)>, sort: Sort, after: Option<(i64, i64)>) -> Keyed<'static> {
+    keys.retain(|key| after.is_none_or(|a| compare(sort, *key, a) == Ordering::Greater));
+    keys.sort_unstable_by(|a, b| compare(sort, *a, *b));
+    Box::new(keys.into_iter())
+}
+
+/// Lanes merged into one listing.
+struct Merge<'a> {
+    lanes: Vec<std::iter::Peekable<Keyed<'a>>>,
+    sort: Sort,
+}
+
+impl Iterator for Merge<'_> {
+    /// The lane it came from, and the key.
+    type Item = (usize, (i64, i64));
+
+    fn next(&mut self) -> Option<(usize, (i64, i64))> {
+        let sort = self.sort;
+        let mut best: Option<(usize, (i64, i64))> = None;
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            if let Some(&key) = lane.peek()
+                && best.is_none_or(|(_, b)| compare(sort, key, b) == Ordering::Less)
+            {
+                best = Some((i, key));
+            }
+        }
+        let (i, _) = best?;
+        self.lanes[i].next().map(|key| (i, key))
+    }
+}
+
+/// Whether orders in `lane` can match `filters` at all.
+fn lane_may_match(lane: Lane, filters: &Filters, rules: &ProjectRules) -> bool {
+    let groups = |wanted: &dyn Fn(u16) -> bool| filters.groups.as_ref().is_none_or(|g| g.iter().any(|g| wanted(*g)));
+    match lane {
+        Lane::Closed => filters.open != Some(true) && groups(&|g| rules.is_terminal(g)),
+        Lane::Group(id) => filters.open != Some(false) && groups(&|g| g == id),
+        Lane::Open | Lane::Irregular => filters.open != Some(false),
+    }
+}
+
+/// The snapshot's entries in the listing's order after `after`, each with its sort value;
+/// filters are not applied (lanes that cannot match are left out).
+pub fn ordered<'a, 's>(
+    snapshot: &'s Snapshot<'a>,
+    clocks: &mut Clocks,
+    filters: &Filters,
+    sort: Sort,
+    after: Option<Position>,
+) -> Box<dyn Iterator<Item = (i64, &'a Entry)> + 's> {
+    let after = after.map(|p| (p.value, p.order_id));
+    let index = snapshot.index;
+    let as_of = snapshot.as_of;
+    let descending = sort.descending;
+    // Pinned orders are a lane of their own, the first.
+    let pinned_keys: Vec<(i64, i64)> = snapshot
+        .pinned
+        .values()
+        .flatten()
+        .map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id))
+        .collect();
+    let mut lanes: Vec<Keyed<'a>> = vec![computed_lane(pinned_keys, sort, after)];
+    let mut lanes_of = |sets: &'a Lanes, offset: &mut dyn FnMut(Lane) -> Option<i64>| -> bool {
+        for (lane, set) in sets {
+            if !lane_may_match(*lane, filters, &index.rules) {
+                continue;
+            }
+            match (lane, offset(*lane)) {
+                (Lane::Irregular, _) | (_, None) => return false,
+                (_, Some(offset)) => lanes.push(set_lane(set, offset, descending, after)),
+            }
+        }
+        true
+    };
+    let fast = match (sort.key, filters.cycle) {
+        (SortKey::Working | SortKey::Wall, Some(_)) => false,
+        (SortKey::Working, None) => lanes_of(&index.working, &mut |lane| match lane {
+            Lane::Closed => Some(0),
+            Lane::Group(id) => clocks.at_as_of(id),
+            _ => None,
+        }),
+        (SortKey::Wall, None) => lanes_of(&index.wall, &mut |lane| match lane {
+            Lane::Closed => Some(0),
+            Lane::Open => Some(as_of),
+            _ => None,
+        }),
+        (SortKey::Changed, _) => {
+            lanes.push(set_lane(&index.changed, 0, descending, after));
+            true
+        }
+        (SortKey::Created, _) => {
+            lanes.push(set_lane(&index.created, 0, descending, after));
+            true
+        }
+        (SortKey::Id, _) => {
+            lanes.push(Box::new(index.ids(descending, after.map(|a| a.1)).map(|id| (id, id))));
+            true
+        }
+    };
+    if !fast {
+        // Keys that no lane keeps: computed for every entry, then sorted.
+        let keys = snapshot.entries().map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id)).collect();
+        return Box::new(computed_lane(keys, sort, after).filter_map(move |(key, id)| snapshot.get(id).map(|e| (key, e))));
+    }
+    let (pinned, merge) = (&snapshot.pinned, Merge { lanes: lanes.into_iter().map(Iterator::peekable).collect(), sort });
+    Box::new(merge.filter_map(move |(lane, (key, id))| match lane {
+        0 => pinned.get(&id).copied().flatten().map(|entry| (key, entry)),
+        // A pinned order comes from the first lane only; an index entry whose latest event is
+        // after `as_of` is not listed (it is pinned if it existed then).
+        _ if pinned.contains_key(&id) => None,
+        _ => index.get(id).filter(|entry| entry.last <= as_of).map(|entry| (key, entry)),
+    }))
+}
+
+/// The first `limit` matching entries after `after`, in the listing's order, with where each
+/// sits (for the next cursor).
+pub fn page<'a>(
+    snapshot: &Snapshot<'a>,
+    clocks: &mut Clocks,
+    filters: &Filters,
+    sort: Sort,
+    after: Option<Position>,
+    limit: usize,
+) -> Vec<(&'a Entry, Position)> {
+    let mut found = Vec::with_capacity(limit.min(1_024));
+    let as_of = snapshot.as_of;
+    let listing = ordered(snapshot, clocks, filters, sort, after);
+    for (value, entry) in listing {
+        if Measured::measure(entry, clocks).matches(filters, as_of) {
+            found.push((entry, Position { value, order_id: entry.order_id }));
+            if found.len() == limit {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Mean, median, p90, p95 (nearest rank, docs/analytics.md), sum and count of `values`
+/// (microseconds), as seconds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    pub count: u64,
+    pub sum: f64,
+    pub mean: Option<f64>,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+}
+
+pub use ksa_domain::quantile::nearest_rank;
+
+fn seconds(micros: i64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// The statistics of `values`, picking the quantiles by selection rather than sorting (the
+/// same values [`nearest_rank`] gives on the sorted list).
+pub fn stats(mut values: Vec<i64>) -> Stats {
+    let count = values.len();
+    let sum: i64 = values.iter().sum();
+    let mut from = 0;
+    let mut pick = |percent: u32| -> Option<f64> {
+        if count == 0 {
+            return None;
+        }
+        let index = ksa_domain::quantile::rank(count, percent) - 1;
+        // Quantiles are picked in increasing order: everything left of `from` is no greater.
+        let (_, value, _) = values[from..].select_nth_unstable(index - from);
+        let value = *value;
+        from = index;
+        Some(seconds(value))
+    };
+    let (median, p90, p95) = (pick(50), pick(90), pick(95));
+    Stats { count: count as u64, sum: seconds(sum), mean: (count > 0).then(|| seconds(sum) / count as f64), median, p90, p95 }
+}
+
+/// The KPIs of every matching order at `as_of`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Kpis {
+    pub count: u64,
+    pub urgent: u64,
+    pub normal: u64,
+    pub pending: u64,
+    pub open: u64,
+    /// Per group, over the orders that visited it: the order's total time in the group.
+    pub groups: BTreeMap<u16, GroupKpi>,
+    /// Per cycle, over the orders whose cycle is done.
+    pub cycles: BTreeMap<u32, CycleKpi>,
+    pub sla: SlaKpi,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct GroupKpi {
+    pub orders: u64,
+    pub working_seconds: Stats,
+    pub wall_seconds: Stats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CycleKpi {
+    pub completed: u64,
+    pub open: u64,
+    pub working_seconds: Stats,
+    pub wall_seconds: Stats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SlaKpi {
+    pub ok: u64,
+    pub near: u64,
+    pub over: u64,
+    pub none: u64,
+    pub share_ok: Option<f64>,
+    pub share_near: Option<f64>,
+    pub share_over: Option<f64>,
+    pub share_none: Option<f64>,
+    /// In a non-terminal group over its limit now.
+    pub overdue: u64,
+}
+
+pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, filters: &Filters) -> Kpis {
+    let as_of = clocks.as_of().as_micros();
+    let mut kpis = Kpis::default();
+    let mut group_values: BTreeMap<u16, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    let mut cycle_values: BTreeMap<u32, (u64, Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for entry in entries {
+        let measured = Measured::measure(entry, clocks);
+        if !measured.matches(filters, as_of) {
+            continue;
+        }
+        kpis.count += 1;
+        match entry.urgency {
+            2 => kpis.urgent += 1,
+            1 => kpis.normal += 1,
+            _ => kpis.pending += 1,
+        }
+        if entry.open {
+            kpis.open += 1;
+        }
+        for g in entry.groups.iter() {
+            if let Some((working, wall, visits)) = measured.group(g.group_id)
+                && visits > 0
+            {
+                let values = group_values.entry(g.group_id).or_default();
+                values.0.push(working);
+                values.1.push(wall);
+            }
+        }
+        for c in entry.cycles.iter() {
+            let values = cycle_values.entry(c.cycle_id).or_default();
+            if c.open {
+                values.0 += 1;
+            } else {
+                values.1.push(c.working);
+                values.2.push(c.wall);
+            }
+        }
+        match measured.sla(as_of) {
+            RowSla::Ok => kpis.sla.ok += 1,
+            RowSla::Near => kpis.sla.near += 1,
+            RowSla::Over => kpis.sla.over += 1,
+            RowSla::None => kpis.sla.none += 1,
+        }
+        if measured.overdue(as_of) {
+            kpis.sla.overdue += 1;
+        }
+    }
+    for (group, (working, wall)) in group_values {
+        kpis.groups.insert(group, GroupKpi { orders: working.len() as u64, working_seconds: stats(working), wall_seconds: stats(wall) });
+    }
+    for (cycle, (open, working, wall)) in cycle_values {
+        kpis.cycles
+            .insert(cycle, CycleKpi { completed: working.len() as u64, open, working_seconds: stats(working), wall_seconds: stats(wall) });
+    }
+    let share = |n: u64| (kpis.count > 0).then(|| n as f64 / kpis.count as f64);
+    kpis.sla.share_ok = share(kpis.sla.ok);
+    kpis.sla.share_near = share(kpis.sla.near);
+    kpis.sla.share_over = share(kpis.sla.over);
+    kpis.sla.share_none = share(kpis.sla.none);
+    kpis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_sum_count_and_average() {
+        let s = stats(vec![3_000_000, 1_000_000, 2_000_000]);
+        assert_eq!((s.count, s.sum, s.mean, s.median), (3, 6.0, Some(2.0), Some(2.0)));
+        assert_eq!(stats(Vec::new()), Stats::default());
+    }
+
+    #[test]
+    fn selected_quantiles_equal_the_sorted_ones() {
+        let mut seed = 7u64;
+        for n in [1usize, 2, 3, 10, 99, 1000] {
+            let values: Vec<i64> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 40) as i64 % 500
+                })
+                .collect();
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let s = stats(values);
+            let at = |percent| nearest_rank(&sorted, percent).map(seconds);
+            assert_eq!((s.median, s.p90, s.p95), (at(50), at(90), at(95)), "{n} values");
+        }
+    }
+}
