@@ -36,6 +36,10 @@ pub fn api_config(config: &Config, listen: &str) -> anyhow::Result<ApiConfig> {
     let mut api = ApiConfig::new(auth, public_url);
     api.secret_grace = Duration::from_secs(config.auth.secret_grace_minutes * 60);
     api.owner_password_file = Some(owner_password_file(config));
+    api.live.heartbeat = Duration::from_secs(config.live.heartbeat_seconds.max(1));
+    api.live.client_buffer = config.live.client_buffer.max(1);
+    api.live.max_streams_per_user = config.live.max_streams_per_user.max(1);
+    api.live.max_streams = config.live.max_streams.max(1);
     Ok(api)
 }
 

@@ -28,7 +28,35 @@ pub struct Config {
     pub enricher: EnricherSection,
     pub facts: FactsConfig,
     pub auth: AuthSection,
+    pub live: LiveSection,
     pub log: LogConfig,
+}
+
+/// The live feed of the query API (`GET /api/stream/orders`, docs/live.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSection {
+    /// Seconds between heartbeats (comment lines) on idle streams.
+    pub heartbeat_seconds: u64,
+    /// Events a stream may fall behind by before it gets `invalidate` and is closed; also the
+    /// most a resume replays.
+    pub client_buffer: usize,
+    /// Streams one user may have open at once.
+    pub max_streams_per_user: usize,
+    /// Streams open at once on one query-API process.
+    pub max_streams: usize,
+}
+
+impl Default for LiveSection {
+    fn default() -> Self {
+        let defaults = ksa_query_api::live::LiveConfig::default();
+        LiveSection {
+            heartbeat_seconds: defaults.heartbeat.as_secs(),
+            client_buffer: defaults.client_buffer,
+            max_streams_per_user: defaults.max_streams_per_user,
+            max_streams: defaults.max_streams,
+        }
+    }
 }
 
 /// Sessions, and what `run` and `query-api` do about logins (docs/access.md).
@@ -258,6 +286,7 @@ impl Default for Config {
             enricher: EnricherSection::default(),
             facts: FactsConfig::default(),
             auth: AuthSection::default(),
+            live: LiveSection::default(),
             log: LogConfig::default(),
         }
     }

@@ -61,6 +61,7 @@ async fn serve<B: Bus, S: StateStore>(
     let ingest = Ingest::new(bus.clone(), state.clone(), IngestConfig::default());
     let api =
         QueryApi::new(state.clone(), bus.clone(), crate::enrich::cipher(config)?, crate::access::api_config(config, &addr.to_string())?);
+    api.start_live(shutdown.clone());
     let routes = ksa_ingest::routes(ingest.clone())
         .or(ksa_query_api::routes(api))
         .unify()

@@ -112,6 +112,9 @@ const MATRIX: &[Row] = &[
     row("DELETE", "/api/orders/{id}/override", "/api/orders/{order}/override?project=shop", None, CHANGE),
     row("GET", "/api/audit", "/api/audit", None, [200, 200, 403, 200, 401]),
     row("GET", "/api/orders", "/api/orders?project=shop", None, READ),
+    row("GET", "/api/orders/kpis", "/api/orders/kpis?project=shop", None, READ),
+    row("GET", "/api/orders.csv", "/api/orders.csv?project=shop", None, READ),
+    row("GET", "/api/stream/orders", "/api/stream/orders?project=shop", None, READ),
     row("GET", "/api/orders/{id}/timeline", "/api/orders/{order}/timeline?project=shop", None, READ),
     row("GET", "/api/openapi.yaml", "/api/openapi.yaml", None, SIGNED),
 ];

@@ -146,10 +146,23 @@ async fn services_apart_on_kafka_give_the_embedded_result_and_facts() {
     let first = instance.start_service("process", &["--partitions", "0"]);
     let second = instance.start_service("process", &["--partitions", "1"]);
     let query = instance.start_service("query-api", &[]);
+    // A second query API: each reads the whole `order-updates` topic for its live clients.
+    let query_again = instance.start_service("query-api", &[]);
     let client = client();
+    let mut listeners = Vec::new();
+    for server in [&query, &query_again] {
+        let url = format!("{}/api/stream/orders?project=p1", server.base_url);
+        let mut stream = common::sse::open(&client, &url, None, None).await.unwrap_or_else(|r| panic!("stream refused: {r:?}"));
+        let orders = log.expected().orders;
+        listeners.push(tokio::spawn(async move { stream.updated_orders(orders, common::http::PROCESSING_DEADLINE).await }));
+    }
     assert_all_taken(&log.shuffled_with_duplicates(9, 4).post_all(&client, &ingest.webhook_url(&project), 8).await);
     wait_until_processed(&client, &query, "p1", log.expected()).await;
-    for service in [ingest, first, second, query] {
+    for listener in listeners {
+        let seen = listener.await.unwrap();
+        assert_eq!(seen.len(), log.expected().orders, "a query API's live client missed order updates");
+    }
+    for service in [ingest, first, second, query, query_again] {
         assert!(service.stop().success());
     }
     let _ = admin.delete_topics(&topics.iter().map(String::as_str).collect::<Vec<_>>(), &AdminOptions::new()).await;

@@ -4,52 +4,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use common::{Workspace, keycrm_fixture};
-use serde_json::json;
-use warp::Filter;
-use warp::http::Response;
-
-const TOKEN: &str = "kc-test-token-5f1e9a";
-
-/// The fake's address and the `Authorization` headers it saw; it runs on its own thread.
-fn fake_keycrm() -> (String, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let routes = warp::get()
-                .and(warp::path::full())
-                .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-                .and(warp::header::optional::<String>("authorization"))
-                .map(move |path: warp::path::FullPath, query: String, auth: Option<String>| {
-                    let auth = auth.unwrap_or_default();
-                    recorded.lock().unwrap().push(auth.clone());
-                    if auth != format!("Bearer {TOKEN}") {
-                        return Response::builder().status(401).body(json!({"message": "Unauthenticated."}).to_string()).unwrap();
-                    }
-                    let body = match path.as_str() {
-                        "/v1/order/status" if query.contains("page=2") => keycrm_fixture("order_status_page2.json"),
-                        "/v1/order/status" => keycrm_fixture("order_status_page1.json"),
-                        "/v1/order" => {
-                            let order: serde_json::Value = serde_json::from_str(&keycrm_fixture("order_with_products.json")).unwrap();
-                            json!({"total": 1, "current_page": 1, "per_page": 50, "last_page": 1, "data": [order]}).to_string()
-                        }
-                        _ => return Response::builder().status(404).body("{}".to_owned()).unwrap(),
-                    };
-                    Response::builder().status(200).header("content-type", "application/json").body(body).unwrap()
-                });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            warp::serve(routes).incoming(listener).run().await;
-        });
-    });
-    let addr = rx.recv().unwrap();
-    (format!("http://{addr}/v1"), seen)
-}
+use common::Workspace;
+use common::keycrm::{self, TOKEN};
 
 fn setup(ws: &Workspace, base_url: &str, token: &str) {
     ws.run(["project", "add", "--slug", "shop", "--name", "Shop"]).assert_success();
@@ -63,7 +19,7 @@ fn setup(ws: &Workspace, base_url: &str, token: &str) {
 
 #[test]
 fn statuses_backfill_and_the_schedule_work_against_keycrm_with_an_encrypted_token() {
-    let (base_url, seen) = fake_keycrm();
+    let keycrm::FakeKeycrm { base_url, seen } = keycrm::start(|_| None);
     let ws = Workspace::new();
     setup(&ws, &base_url, TOKEN);
     #[cfg(unix)]
@@ -106,7 +62,7 @@ fn statuses_backfill_and_the_schedule_work_against_keycrm_with_an_encrypted_toke
 
 #[test]
 fn a_refused_token_fails_naming_the_project_and_never_the_token() {
-    let (base_url, _) = fake_keycrm();
+    let base_url = keycrm::start(|_| None).base_url;
     let ws = Workspace::new();
     setup(&ws, &base_url, "revoked-token-77");
     let sync = ws.run(["statuses", "sync", "--project", "shop"]);

@@ -26,6 +26,7 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for QueryApiService<'_, L> {
         let QueryApiService { config, listen, shutdown, on_listening } = self;
         crate::access::ensure_owner(&state, config).await?;
         let api = QueryApi::new(state.clone(), bus, crate::enrich::cipher(config)?, crate::access::api_config(config, &listen)?);
+        api.start_live(shutdown.clone());
         let routes = ksa_query_api::routes(api)
             .or(health::route("query-api", Arc::new(|| serde_json::Value::Null)))
             .unify()

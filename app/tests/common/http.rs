@@ -57,7 +57,7 @@ pub fn remember_token(base_url: &str, token: &str) {
 }
 
 /// The token for a request to `url`, if it goes to `/api` of a server with one.
-fn token_for(url: &str) -> Option<String> {
+pub fn token_for(url: &str) -> Option<String> {
     let tokens = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
     tokens.iter().find(|(base, _)| url.strip_prefix(base.as_str()).is_some_and(|rest| rest.starts_with("/api/"))).map(|(_, t)| t.clone())
 }
@@ -86,7 +86,9 @@ pub async fn try_send(request: reqwest::RequestBuilder) -> Result<Reply, reqwest
     let response = client.execute(request).await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let bytes = response.bytes().await?;
+    // An event stream never ends: its answer is its status and headers.
+    let streaming = headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let bytes = if streaming { Default::default() } else { response.bytes().await? };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Ok(Reply { status, headers, text, body })

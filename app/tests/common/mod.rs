@@ -6,10 +6,12 @@
 
 pub mod clickhouse;
 pub mod http;
+pub mod keycrm;
 pub mod postgres;
 pub mod private_services;
 pub mod proxy;
 pub mod server;
+pub mod sse;
 pub mod state_file;
 pub mod webhook_log;
 
