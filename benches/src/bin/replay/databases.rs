@@ -12,7 +12,13 @@ use ksa_state::{NewProject, PostgresState, SqliteState, StateStore};
 // Database names here are made by this module (a prefix, the process id, a fixed label).
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use futures_util::{StreamExt, TryStreamExt};
+use ksa_benches::traffic;
+use ksa_schemas::keycrm::OrderLine;
+use ksa_state::enrich::FetchedItems;
+
 use crate::Fallible;
+use crate::records::Replay;
 
 /// The topics the app's outbox serves.
 pub const TOPICS: [&str; 3] = [STATUS_EVENTS, ORDER_UPDATES, ENRICH_REQUESTS];
@@ -139,6 +145,53 @@ pub async fn postgres(server_url: &str, label: &str, outbox: OutboxConfig) -> Fa
         }
     }
 }
+
+/// Before a replay: stores the project's settings from `settings`, and with `urgent_items` the
+/// items of the generator's urgent orders (the line the example settings' rule matches), as
+/// the enricher would have fetched them.
+pub async fn prepare<B, S: StateStore>(
+    stores: &Stores<B, S>,
+    replay: &Replay,
+    settings: Option<&Path>,
+    urgent_items: bool,
+    seed: u64,
+) -> Fallible<()> {
+    if let Some(path) = settings {
+        let document = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let revision = stores.state.put_settings(stores.project_id, &document, "replay").await?;
+        eprintln!("settings from {} stored as revision {revision}", path.display());
+    }
+    if urgent_items {
+        let orders: std::collections::BTreeSet<i64> =
+            replay.events.iter().map(|e| e.order_id).filter(|id| traffic::is_urgent(*id, seed)).collect();
+        let started = std::time::Instant::now();
+        let fetched_at = ksa_schemas::Timestamp::from_datetime(chrono::Utc::now());
+        let state = &stores.state;
+        let project_id = stores.project_id;
+        futures_util::stream::iter(orders.iter().copied())
+            .map(|order_id| async move {
+                let line = OrderLine {
+                    line_id: Some(order_id * 10),
+                    sku: Some(URGENT_SKU.to_owned()),
+                    name: Some(URGENT_SKU.to_owned()),
+                    quantity: 1.0,
+                    price_sold: Some(0.0),
+                    offer_id: None,
+                    offer_sku: None,
+                    product_id: None,
+                };
+                state.store_items(&FetchedItems { project_id, order_id, lines: vec![line], marketing: None, fetched_at }).await
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        eprintln!("items of {} urgent orders stored in {:.1} s", orders.len(), started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The SKU of the example settings' urgency rule.
+const URGENT_SKU: &str = "Термінове виготовлення";
 
 /// The replay's project (slug [`PROJECT_SLUG`], secret [`PROJECT_SECRET`]); returns its id.
 pub async fn create_project<S: StateStore>(state: &S) -> Fallible<i64> {

@@ -8,6 +8,7 @@
 //!        [--tick-ms 5] [--analyze-every SECONDS]
 //!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor] [--floor]
 //!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]
+//!        [--settings FILE] [--urgent-items]
 //!
 //! Processor modes: (a) the whole log is appended to the outbox first (timed separately), then
 //! the processor runs until its offset reaches the end; (b) on a fresh database, the log is
@@ -19,6 +20,12 @@
 //!
 //! `--mode http --floor` serves, instead of ingest, a route that only reads each body and answers
 //! 202 as ingest does: what any webhook endpoint on warp pays per request, with the same clients.
+//!
+//! `--settings FILE` stores the project's settings before the log is replayed, and
+//! `--urgent-items` stores fetched items for the generator's urgent orders (one in ten) with
+//! the line the example settings' urgency rule matches, so the processor measures them on the
+//! urgent grid. With `KSA_REPLAY_KEEP` the throughput phase's database is kept, and `run`
+//! serves it as it is (the dashboard benchmark, `dashboard`, reads it so).
 //!
 //! Distributed mode (`distributed.rs`): `keycrm-analytics ingest` and `process` as processes of
 //! their own on Kafka (`KSA_KAFKA_BROKERS`), PostgreSQL (`DATABASE_URL`) and ClickHouse
@@ -58,7 +65,8 @@ const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|ht
 [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
 [--analyze-every SECONDS] [--concurrency 64] \
 [--server-threads 2] [--client-threads 2] [--with-processor] \
-[--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]";
+[--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000] \
+[--settings FILE] [--urgent-items]";
 
 /// Targets on the reference machine (2 vCPU).
 const SQLITE_TARGET: f64 = 50_000.0;
@@ -115,6 +123,10 @@ struct Options {
     sample_every: Duration,
     /// Distributed: the processors' `processor.linger_ms`.
     linger: Duration,
+    /// The project's settings document, stored before the replay.
+    settings: Option<PathBuf>,
+    /// Store items for the generator's urgent orders before the replay.
+    urgent_items: bool,
 }
 
 impl Options {
@@ -143,6 +155,8 @@ impl Options {
             processes: 1,
             sample_every: Duration::from_millis(200),
             linger: Duration::from_millis(DISTRIBUTED_LINGER_MS),
+            settings: None,
+            urgent_items: false,
         };
         let mut mode = None;
         let mut args = args.peekable();
@@ -153,6 +167,10 @@ impl Options {
             }
             if flag == "--floor" {
                 options.floor = true;
+                continue;
+            }
+            if flag == "--urgent-items" {
+                options.urgent_items = true;
                 continue;
             }
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -196,6 +214,7 @@ impl Options {
                 "--clickhouse-url" => options.clickhouse_url = Some(value),
                 "--processes" => options.processes = value.parse().map_err(bad)?,
                 "--linger-ms" => options.linger = Duration::from_millis(value.parse().map_err(bad)?),
+                "--settings" => options.settings = Some(value.into()),
                 "--sample-ms" => options.sample_every = Duration::from_millis(value.parse().map_err(bad)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
@@ -326,6 +345,7 @@ where
     let mut rate = options.rate;
     if options.phase != Phase::Paced {
         let stores = open("throughput").await?;
+        databases::prepare(&stores, replay, options.settings.as_deref(), options.urgent_items, options.spec.seed).await?;
         let analyze = options.analyze_every.and_then(|every| stores.scratch.analyze_every(every));
         let measured = pipeline::throughput(&stores, replay, settings).await;
         analyze.inspect(|task| task.abort());
@@ -340,6 +360,7 @@ where
         let rate = rate.unwrap_or(1000.0);
         eprintln!("paced: appending at {rate:.0} deliveries/s while the processor runs");
         let stores = open("paced").await?;
+        databases::prepare(&stores, replay, options.settings.as_deref(), options.urgent_items, options.spec.seed).await?;
         let analyze = options.analyze_every.and_then(|every| stores.scratch.analyze_every(every));
         let measured = pipeline::paced(&stores, replay, settings, rate, options.paced_deliveries).await;
         analyze.inspect(|task| task.abort());
