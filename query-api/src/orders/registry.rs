@@ -125,21 +125,13 @@ pub async fn index<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, project_id:
         if let Some(index) = indexes.current(project_id) {
             let stale = index.read().map(|i| i.revision != revision).unwrap_or(true);
             if stale && indexes.begin_load(project_id) {
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let loaded = load(&api, project_id).await;
-                    if let Err(error) = &loaded {
-                        tracing::warn!(project_id, %error, "rebuilding the orders index failed; the previous one still serves");
-                    }
-                    api.indexes.end_load(project_id, loaded.ok());
-                });
+                // The old index serves until the new one is ready.
+                drop(spawn_load(api, project_id));
             }
             return Ok(index);
         }
         if indexes.begin_load(project_id) {
-            let loaded = load(api, project_id).await;
-            let error = loaded.as_ref().err().map(|e| e.to_string());
-            indexes.end_load(project_id, loaded.ok());
+            let error = spawn_load(api, project_id).await.unwrap_or_else(|_| Some("the load stopped".into()));
             if let Some(error) = error {
                 return Err(StateError::Corrupt(format!("loading the orders index: {error}")));
             }
@@ -147,6 +139,26 @@ pub async fn index<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, project_id:
         }
         notified.await;
     }
+}
+
+/// Runs a load begun with `begin_load` as a task of its own, so it ends (and `end_load` runs)
+/// even when the request that started it goes away or the load panics; the error, if any.
+fn spawn_load<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, project_id: i64) -> tokio::task::JoinHandle<Option<String>> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        use futures_util::FutureExt;
+        let loaded = std::panic::AssertUnwindSafe(load(&api, project_id)).catch_unwind().await;
+        let (index, error) = match loaded {
+            Ok(Ok(index)) => (Some(index), None),
+            Ok(Err(error)) => (None, Some(error.to_string())),
+            Err(_) => (None, Some("the load panicked".to_owned())),
+        };
+        if let Some(error) = &error {
+            tracing::warn!(project_id, %error, "loading the orders index failed");
+        }
+        api.indexes.end_load(project_id, index);
+        error
+    })
 }
 
 /// Reads every stored row of the project into a new index.
