@@ -87,13 +87,17 @@ impl Deployment {
         Some(Deployment { instance, database, clickhouse, admin, topics })
     }
 
-    /// Every consumer position in the state database: (group, topic, partition, next offset).
+    /// The processors' positions in the state database: (group, topic, partition, next offset).
+    /// (How far their announcements on `order-updates` got, `{group}.published`, follows them.)
     async fn offsets(&self) -> Vec<(String, String, i64, i64)> {
         let pool = sqlx::PgPool::connect(&self.database.url).await.expect("connecting to PostgreSQL");
-        let rows = sqlx::query_as("SELECT consumer_group, topic, partition_no, next_offset FROM consumer_offsets ORDER BY 1, 2, 3")
-            .fetch_all(&pool)
-            .await
-            .expect("reading consumer_offsets");
+        let rows = sqlx::query_as(
+            "SELECT consumer_group, topic, partition_no, next_offset FROM consumer_offsets \
+             WHERE consumer_group NOT LIKE '%.published' ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("reading consumer_offsets");
         pool.close().await;
         rows
     }
