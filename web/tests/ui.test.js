@@ -417,3 +417,18 @@ test('users, my account and the audit log work; English and the light theme by a
   assert.match(await page.textContent('.main-nav'), /Orders/);
   await shot(page, 'dashboard-en-light');
 });
+
+test('csv: the dashboard links its filtered view as a CSV file', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(BASE + '/p/shop?sla=over');
+  await page.waitForSelector('[data-csv]');
+  const href = await page.getAttribute('[data-csv]', 'href');
+  assert.match(href || '', /^\/api\/orders\.csv\?.*sla=over/, 'the link carries the view’s filters');
+  const csv = await page.request.get(BASE + href);
+  assert.equal(csv.status(), 200);
+  assert.match(csv.headers()['content-disposition'] || '', /orders-shop-\d{4}-\d{2}-\d{2}_\d{4}\.csv/);
+  const lines = (await csv.text()).trim().split('\n');
+  assert.match(lines[0], /^order_id,/);
+  assert.ok(lines.length > 1, 'the file has the orders over their limit');
+});

@@ -263,6 +263,15 @@ pub async fn kpis<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
     let Query { filters, .. } = query(call, &rules, false).await?;
     let context = context(call, None).await?;
     let kpis = context.on_snapshot(call.api, move |snapshot, clocks| select::kpis(snapshot.entries(), clocks, &filters)).await?;
+    let mut kpis = serde_json::to_value(&kpis).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Each cycle with its title from the settings.
+    if let Some(cycles) = kpis.get_mut("cycles").and_then(serde_json::Value::as_object_mut) {
+        for rule in &context.rules.settings.cycles {
+            if let Some(cycle) = cycles.get_mut(&rule.id.to_string()).and_then(serde_json::Value::as_object_mut) {
+                cycle.insert("title".into(), json!(rule.title));
+            }
+        }
+    }
     ok(&json!({
         "kpis": kpis,
         "settings_revision": context.revision,

@@ -3,7 +3,7 @@
 // the API has them (issue 14: `/api/orders/kpis` and the filters of `/api/orders`). Every
 // view is in the URL: filters, sort, the "as of" instant and the selected order.
 import { html, useCallback, useEffect, useRef, useState } from '../lib.js';
-import { api } from '../api.js';
+import { api, queryString } from '../api.js';
 import { t } from '../i18n.js';
 import { dateTime, fromLocalInput, localInput, number, offset } from '../format.js';
 import { useNames } from '../project.js';
@@ -122,6 +122,8 @@ export function DashboardPage({ me, project, query }) {
       </div>
       ${filtering && html`<${KpiTiles} params=${params} live=${!query.as_of} />`}
       ${filtering && html`<${FilterBar} query=${query} names=${names} />`}
+      ${features.has('/api/orders.csv') && html`<p class="csv-link"><a class="chip" href=${'/api/orders.csv' + queryString(params)} download
+        title=${t('orders.csv_title')} data-csv>⤓ ${t('orders.csv')}</a></p>`}
       <${LoadError} error=${list.error} retry=${list.refresh} />
       <div class="orders" aria-live="off">
         ${list.rows.map((order) => html`<${OrderCard} key=${order.order_id} order=${order} names=${names} zone=${zone}

@@ -63,14 +63,15 @@ export function KpiTiles({ params, live }) {
     return () => clearInterval(timer);
   }, [reload, live]);
   if (!data) return html`<div class="kpis placeholder"></div>`;
+  const kpis = data.kpis || data;
   const tile = (label, value, cls = '') => html`<div class=${'kpi ' + cls}><div class="kpi-value">${value}</div><div class="kpi-label">${label}</div></div>`;
-  const cycles = data.cycles ? Object.entries(data.cycles) : [];
+  const cycles = kpis.cycles ? Object.entries(kpis.cycles) : [];
   return html`<div class="kpis" data-kpis>
-    ${tile(t('kpi.orders'), number(kpiCount(data, 'count')))}
-    ${tile(t('urgency.urgent'), number(kpiCount(data, 'urgent')))}
-    ${tile(t('kpi.overdue'), number(kpiCount(data, 'overdue')), 'sla-over')}
-    ${['over', 'near', 'ok'].map((s) => tile(t('sla.' + s), number(kpiCount(data, 'sla.' + s)), 'sla-' + s))}
+    ${tile(t('kpi.orders'), number(kpiCount(kpis, 'count')))}
+    ${tile(t('urgency.urgent'), number(kpiCount(kpis, 'urgent')))}
+    ${tile(t('kpi.overdue'), number(kpiCount(kpis, 'sla.overdue')), 'sla-over')}
+    ${['over', 'near', 'ok'].map((s) => tile(t('sla.' + s), number(kpiCount(kpis, 'sla.' + s)), 'sla-' + s))}
     ${cycles.slice(0, 2).map(([id, c]) => tile(t('kpi.cycle_median', { title: c.title || id }),
-      duration(c.working_seconds ? c.working_seconds.median : c.median_working_seconds)))}
+      c.working_seconds && c.working_seconds.median != null ? duration(c.working_seconds.median) : '—'))}
   </div>`;
 }

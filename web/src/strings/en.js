@@ -88,6 +88,8 @@ export default {
   'order.created_short': 'created',
   'order.changed_short': 'changed',
   'orders.none': 'No orders.',
+  'orders.csv': 'CSV',
+  'orders.csv_title': 'Every order of this view as a CSV file',
   'orders.more': 'Show more',
   'orders.loaded': 'Shown: {n}',
   'orders.as_of': 'as of {at}',

@@ -88,6 +88,8 @@ export default {
   'order.created_short': 'створ.',
   'order.changed_short': 'змін.',
   'orders.none': 'Замовлень немає.',
+  'orders.csv': 'CSV',
+  'orders.csv_title': 'Усі замовлення цього вигляду файлом CSV',
   'orders.more': 'Показати ще',
   'orders.loaded': 'Показано: {n}',
   'orders.as_of': 'станом на {at}',
