@@ -10,12 +10,12 @@
 //! max; then downloads the whole CSV, counting rows per second and sampling the server's
 //! memory meanwhile.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ksa_benches::process::{Server, cpu_seconds, rss_mib};
 use ksa_domain::quantile::nearest_rank;
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -100,35 +100,6 @@ fn main() -> ExitCode {
     }
 }
 
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// Resident memory of `pid` in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// CPU seconds `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 async fn run(options: &Options) -> Fallible<()> {
     let scratch = tempfile::tempdir()?;
     let data_dir = options.data_dir.clone().unwrap_or_else(|| scratch.path().to_path_buf());
@@ -149,20 +120,9 @@ async fn run(options: &Options) -> Fallible<()> {
         String::from_utf8_lossy(&token.stdout).lines().find(|l| l.starts_with("ksa_")).ok_or("`token create` printed no token")?.to_owned();
 
     let mut command = options.command(&data_dir);
-    command.args(["run", "--listen", "127.0.0.1:0"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = command.spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let base_url = loop {
-        let line = lines.next().ok_or("the server exited before listening")??;
-        if let Some((_, rest)) = line.split_once(" listening on ") {
-            break rest.split_whitespace().next().unwrap_or_default().trim_end_matches('/').to_owned();
-        }
-    };
-    // Keep draining the server's log.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    let server = Server { child, base_url };
-    let pid = server.child.id();
+    command.args(["run", "--listen", "127.0.0.1:0"]);
+    let server = Server::start(command)?;
+    let pid = server.pid();
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let get = {
         let (http, token, base) = (http.clone(), token.clone(), server.base_url.clone());

@@ -9,12 +9,13 @@
 //! deliveries missing, the server's CPU per delivery and its memory per connected client.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ksa_benches::process::{Server, cpu_seconds, rss_mib};
 use ksa_benches::traffic::{GeneratedEvent, webhook_body};
 use ksa_domain::quantile::nearest_rank;
 use ksa_schemas::Timestamp;
@@ -70,30 +71,6 @@ fn main() -> ExitCode {
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// Per client: when each order's `order_updated` arrived.
 type Received = Vec<(i64, Instant)>;
 
@@ -126,17 +103,8 @@ async fn run(options: &Options) -> Fallible<()> {
     let mut server = command(&["run", "--listen", "127.0.0.1:0"]);
     // Room for every client (the defaults are sized for dashboards, not a benchmark).
     server.env("KSA__LIVE__MAX_STREAMS", "100000").env("KSA__LIVE__MAX_STREAMS_PER_USER", "100000");
-    let mut child = server.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-    let base = loop {
-        let line = lines.next().ok_or("the server exited before listening")??;
-        if let Some((_, rest)) = line.split_once(" listening on ") {
-            break rest.split_whitespace().next().unwrap_or_default().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    let server = Server(child);
-    let pid = server.0.id();
+    let server = Server::start(server)?;
+    let (pid, base) = (server.pid(), server.base_url.clone());
     let idle_rss = rss_mib(pid);
 
     // The clients.
