@@ -153,6 +153,11 @@ fn table(rows: &[OrderRow], salt: usize) -> Vec<Case> {
         Box::new(|r| [2, 5].contains(&r.current_group_id) && r.open),
     ));
     table.push((
+        "group=5,1,5".into(),
+        Filters { groups: Some(vec![5, 1, 5]), ..Filters::default() },
+        Box::new(|r| [1, 5].contains(&r.current_group_id)),
+    ));
+    table.push((
         "sla=over&open=true".into(),
         Filters { sla: Some(RowSla::Over), open: Some(true), ..Filters::default() },
         Box::new(|r| r.sla == RowSla::Over && r.open),

@@ -156,6 +156,18 @@ impl Entry {
         }
     }
 
+    /// Whether the order can match `filters` at all, by what does not change with time (a
+    /// cheap test before measuring it).
+    pub fn may_match(&self, filters: &super::params::Filters) -> bool {
+        filters.created.contains(self.started_at)
+            && filters.changed.contains(self.last)
+            && filters.q.is_none_or(|q| q.matches(self.order_id))
+            && filters.groups.as_ref().is_none_or(|g| g.contains(&self.group_id))
+            && filters.statuses.as_ref().is_none_or(|s| s.contains(&self.status_id))
+            && filters.urgency.is_none_or(|u| u == self.urgency)
+            && filters.open.is_none_or(|open| open == self.open)
+    }
+
     /// Whether `other` is this order at the same or a later version (and replaces it).
     pub fn replaced_by(&self, other: &Entry) -> bool {
         (other.settings_revision, other.event_count) >= (self.settings_revision, self.event_count)
@@ -280,6 +292,10 @@ pub struct ProjectIndex {
     positions: BTreeMap<i64, usize>,
     pub changed: BTreeSet<(i64, i64)>,
     pub created: BTreeSet<(i64, i64)>,
+    /// `changed` and `created` of the orders now in each group: a listing filtered by group
+    /// walks only those.
+    pub changed_in_group: HashMap<u16, BTreeSet<(i64, i64)>>,
+    pub created_in_group: HashMap<u16, BTreeSet<(i64, i64)>>,
     pub working: Lanes,
     pub wall: Lanes,
 }
@@ -296,6 +312,8 @@ impl ProjectIndex {
             positions: BTreeMap::new(),
             changed: BTreeSet::new(),
             created: BTreeSet::new(),
+            changed_in_group: HashMap::new(),
+            created_in_group: HashMap::new(),
             working: Lanes::new(),
             wall: Lanes::new(),
         }
@@ -373,6 +391,8 @@ impl ProjectIndex {
         let e = &self.entries[i];
         self.changed.insert((e.last, e.order_id));
         self.created.insert((e.started_at, e.order_id));
+        self.changed_in_group.entry(e.group_id).or_default().insert((e.last, e.order_id));
+        self.created_in_group.entry(e.group_id).or_default().insert((e.started_at, e.order_id));
         lanes_insert(&mut self.working, working_lane(e), e.order_id);
         lanes_insert(&mut self.wall, wall_lane(e), e.order_id);
     }
@@ -381,6 +401,12 @@ impl ProjectIndex {
         let e = &self.entries[i];
         self.changed.remove(&(e.last, e.order_id));
         self.created.remove(&(e.started_at, e.order_id));
+        if let Some(set) = self.changed_in_group.get_mut(&e.group_id) {
+            set.remove(&(e.last, e.order_id));
+        }
+        if let Some(set) = self.created_in_group.get_mut(&e.group_id) {
+            set.remove(&(e.started_at, e.order_id));
+        }
         lanes_remove(&mut self.working, working_lane(e), e.order_id);
         lanes_remove(&mut self.wall, wall_lane(e), e.order_id);
     }

@@ -262,12 +262,19 @@ pub fn ordered<'a, 's>(
             Lane::Open => Some(as_of),
             _ => None,
         }),
-        (SortKey::Changed, _) => {
-            lanes.push(set_lane(&index.changed, 0, descending, after));
-            true
-        }
-        (SortKey::Created, _) => {
-            lanes.push(set_lane(&index.created, 0, descending, after));
+        (SortKey::Changed | SortKey::Created, _) => {
+            let (all, in_group) = match sort.key {
+                SortKey::Changed => (&index.changed, &index.changed_in_group),
+                _ => (&index.created, &index.created_in_group),
+            };
+            match &filters.groups {
+                // Only the wanted groups' orders.
+                Some(groups) => {
+                    let wanted: BTreeSet<u16> = groups.iter().copied().collect();
+                    lanes.extend(wanted.iter().filter_map(|g| in_group.get(g)).map(|set| set_lane(set, 0, descending, after)));
+                }
+                None => lanes.push(set_lane(all, 0, descending, after)),
+            }
             true
         }
         (SortKey::Id, _) => {
@@ -304,7 +311,7 @@ pub fn page<'a>(
     let as_of = snapshot.as_of;
     let listing = ordered(snapshot, clocks, filters, sort, after);
     for (value, entry) in listing {
-        if Measured::measure(entry, clocks).matches(filters, as_of) {
+        if entry.may_match(filters) && Measured::measure(entry, clocks).matches(filters, as_of) {
             found.push((entry, Position { value, order_id: entry.order_id }));
             if found.len() == limit {
                 break;
@@ -403,6 +410,9 @@ pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, f
     let mut group_values: BTreeMap<u16, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
     let mut cycle_values: BTreeMap<u32, (u64, Vec<i64>, Vec<i64>)> = BTreeMap::new();
     for entry in entries {
+        if !entry.may_match(filters) {
+            continue;
+        }
         let measured = Measured::measure(entry, clocks);
         if !measured.matches(filters, as_of) {
             continue;
