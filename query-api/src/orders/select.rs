@@ -82,14 +82,7 @@ impl Measured<'_> {
     }
 
     pub fn matches(&self, filters: &Filters, as_of: i64) -> bool {
-        let e = self.entry;
-        filters.created.contains(e.started_at)
-            && filters.changed.contains(e.last)
-            && filters.q.is_none_or(|q| q.matches(e.order_id))
-            && filters.groups.as_ref().is_none_or(|g| g.contains(&e.group_id))
-            && filters.statuses.as_ref().is_none_or(|s| s.contains(&e.status_id))
-            && filters.urgency.is_none_or(|u| u == e.urgency)
-            && filters.open.is_none_or(|open| open == e.open)
+        self.entry.may_match(filters)
             && filters.sla.is_none_or(|sla| sla == self.sla(as_of))
             && (!filters.overdue || self.overdue(as_of))
             && filters.cycle.is_none_or(|id| match (self.cycle(id), filters.cycle_open) {
