@@ -414,6 +414,11 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
+/// 200 with a body written straight from `body`.
+pub fn ok_serialized<T: serde::Serialize>(body: &T) -> Result<Response, ApiError> {
+    Ok(warp::reply::with_status(warp::reply::json(body), StatusCode::OK).into_response())
+}
+
 /// 200 with a JSON body.
 pub fn ok(body: &serde_json::Value) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, body))

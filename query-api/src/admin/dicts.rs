@@ -52,6 +52,7 @@ pub async fn rename_group<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Resul
     let state = &call.api.state;
     let before = state.status_groups(project.id).await?.into_iter().find(|g| g.group_id == group).map(|g| g.name);
     state.rename_status_group(project.id, group, name).await?;
+    call.api.live.forget_names(project.id);
     let audit = record(
         Some(project.id),
         "statuses.group_rename",

@@ -22,7 +22,7 @@ use ksa_schemas::row::OrderRow;
 use ksa_state::StateStore;
 use tokio::sync::watch;
 
-use crate::orders::rows::{Names, row_json};
+use crate::orders::rows::{ListedRow, Names};
 use hub::Hub;
 
 /// How the live feed behaves (`live` in the configuration).
@@ -109,11 +109,14 @@ impl Live {
     /// override, which the timeline gives).
     pub async fn row_data<S: StateStore>(&self, state: &S, project_id: i64, row: &OrderRow) -> Arc<str> {
         let names = self.names(state, project_id).await;
-        let mut value = row_json(row, &names, None);
-        if let serde_json::Value::Object(map) = &mut value {
-            map.remove("override");
+        serde_json::to_string(&ListedRow::new(row, &names, None)).unwrap_or_default().into()
+    }
+
+    /// Forgets the project's cached names (a group was renamed).
+    pub fn forget_names(&self, project_id: i64) {
+        if let Ok(mut cache) = self.names.lock() {
+            cache.remove(&project_id);
         }
-        value.to_string().into()
     }
 
     /// Counts a new stream of `user_id`; `None` when a cap is reached.

@@ -37,7 +37,7 @@ use self::select::Snapshot;
 use crate::QueryApi;
 use crate::auth::now;
 use crate::error::ApiError;
-use crate::routes::{Call, ok};
+use crate::routes::{Call, ok, ok_serialized};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -96,9 +96,9 @@ async fn requested_as_of<S: StateStore, B: Bus>(call: &Call<'_, S, B>, project: 
 }
 
 /// The group ids a filter may name: the project's groups.
-async fn known_groups<S: StateStore>(state: &S, project_id: i64) -> Result<Vec<u16>, ApiError> {
-    let groups: Vec<u16> = state.status_groups(project_id).await?.iter().map(|g| g.group_id).collect();
-    Ok(if groups.is_empty() { (1..=6).collect() } else { groups })
+fn known_groups(names: &rows::Names) -> Vec<u16> {
+    let groups: Vec<u16> = names.groups.iter().map(|(id, _)| *id).collect();
+    if groups.is_empty() { (1..=6).collect() } else { groups }
 }
 
 /// A listing's parameters, read before anything is computed so a bad one answers 400 at once.
@@ -110,7 +110,7 @@ pub struct Query {
 
 async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRules, paged: bool) -> Result<Query, ApiError> {
     let project = call.project()?;
-    let groups = known_groups(&call.api.state, project.id).await?;
+    let groups = known_groups(&*call.api.live.names(&call.api.state, project.id).await);
     let filters = Filters::parse(call.request, rules.settings.timezone, &groups)?;
     if let Some(cycle) = filters.cycle
         && !rules.settings.cycles.iter().any(|c| c.id == cycle)
@@ -242,19 +242,22 @@ pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
     };
     let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
     let rows = rows_at(call, &context, &ids).await?;
-    let names = rows::Names::load(&call.api.state, context.project.id).await?;
+    let names = call.api.live.names(&call.api.state, context.project.id).await;
     let overrides = call.api.state.overrides(context.project.id, &ids).await?;
-    let orders: Vec<_> = ids.iter().filter_map(|id| rows.get(id).map(|row| rows::row_json(row, &names, overrides.get(id)))).collect();
+    let orders: Vec<_> =
+        ids.iter().filter_map(|id| rows.get(id).map(|row| rows::ListedRow::new(row, &names, Some(overrides.get(id))))).collect();
     let next_cursor = (found.len() == limit)
         .then(|| found.last().map(|(_, p)| params::make_cursor(context.project.id, context.as_of, context.version, sort, &filters, *p)))
         .flatten();
-    ok(&json!({
-        "orders": orders,
-        "next_cursor": next_cursor,
-        "sort": sort.name(),
-        "settings_revision": context.revision,
-        "as_of": context.as_of,
-    }))
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        orders: Vec<rows::ListedRow<'a>>,
+        next_cursor: Option<String>,
+        sort: String,
+        settings_revision: i64,
+        as_of: Timestamp,
+    }
+    ok_serialized(&Page { orders, next_cursor, sort: sort.name(), settings_revision: context.revision, as_of: context.as_of })
 }
 
 /// `GET /api/orders/kpis`: figures over every order that matches.

@@ -40,15 +40,28 @@ impl Names {
 }
 
 /// One row of `GET /api/orders` (and of the live feed): the row with its current status's and
-/// group's names and the order's override.
-pub fn row_json(row: &OrderRow, names: &Names, stored: Option<&OrderOverride>) -> Value {
-    let mut value = serde_json::to_value(row).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("current_status_name".into(), json!(names.status(row.current_status_id)));
-        map.insert("current_group_name".into(), json!(names.group(row.current_group_id)));
-        map.insert("override".into(), stored.map_or(Value::Null, override_json));
+/// group's names and, in lists, the order's override (`null` when it has none). Written out
+/// directly, without a JSON tree in between.
+#[derive(serde::Serialize)]
+pub struct ListedRow<'a> {
+    #[serde(flatten)]
+    pub row: &'a OrderRow,
+    pub current_status_name: Option<&'a str>,
+    pub current_group_name: Option<&'a str>,
+    /// `None`: left out (the live feed's rows).
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<Value>,
+}
+
+impl<'a> ListedRow<'a> {
+    pub fn new(row: &'a OrderRow, names: &'a Names, stored: Option<Option<&OrderOverride>>) -> Self {
+        ListedRow {
+            row,
+            current_status_name: names.status(row.current_status_id),
+            current_group_name: names.group(row.current_group_id),
+            overridden: stored.map(|o| o.map_or(Value::Null, override_json)),
+        }
     }
-    value
 }
 
 /// The UTC offset of `tz` at `at`, as `+02:00`.
