@@ -378,11 +378,11 @@ impl ProjectIndex {
         if version.changes < kept_from {
             return None;
         }
+        // Newest first, only the changes since `version` (none for a first page): an order
+        // changed twice ends with the entry its first change replaced.
         let mut was = HashMap::new();
-        for (change, order_id, old) in &self.history {
-            if *change > version.changes {
-                was.entry(*order_id).or_insert(old.as_ref());
-            }
+        for (_, order_id, old) in self.history.iter().rev().take_while(|(change, _, _)| *change > version.changes) {
+            was.insert(*order_id, old.as_ref());
         }
         Some(was)
     }

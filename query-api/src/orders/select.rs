@@ -10,6 +10,17 @@ use ksa_schemas::row::RowSla;
 use super::index::{Clocks, Entry, Lane, Lanes, ProjectIndex, Version};
 use super::params::{Filters, Position, Sort, SortKey};
 
+/// The state reached by `as_of` from crossing instants alone (none before near).
+fn crossed(as_of: i64, near_at: i64, over_at: i64) -> RowSla {
+    if as_of >= over_at {
+        RowSla::Over
+    } else if as_of >= near_at {
+        RowSla::Near
+    } else {
+        RowSla::None
+    }
+}
+
 /// An entry measured at the listing's `as_of`.
 pub struct Measured<'a> {
     pub entry: &'a Entry,
@@ -26,14 +37,7 @@ impl Measured<'_> {
     /// The worst state over groups and statuses at `as_of`.
     pub fn sla(&self, as_of: i64) -> RowSla {
         let e = self.entry;
-        let crossed = if as_of >= e.over_at {
-            RowSla::Over
-        } else if as_of >= e.near_at {
-            RowSla::Near
-        } else {
-            RowSla::None
-        };
-        e.sla.max(crossed)
+        e.sla.max(crossed(as_of, e.near_at, e.over_at))
     }
 
     /// A group's state at `as_of` (its stored state, or the crossing of its limit since for
@@ -44,14 +48,7 @@ impl Measured<'_> {
         if !(e.open && e.group_id == group_id) {
             return stored;
         }
-        let crossed = if as_of >= e.group_over_at {
-            RowSla::Over
-        } else if as_of >= e.group_near_at {
-            RowSla::Near
-        } else {
-            RowSla::None
-        };
-        stored.max(crossed)
+        stored.max(crossed(as_of, e.group_near_at, e.group_over_at))
     }
 
     /// In a non-terminal group whose state is over at `as_of`.
