@@ -1,6 +1,6 @@
 //! Crash safety: `kill -9` in the middle of a burst of webhooks loses nothing the server
 //! acknowledged, and after a restart and KeyCRM's re-deliveries the derived state is exactly
-//! that of a run that never crashed (ARCHITECTURE invariants 2 and 4).
+//! that of a run that never crashed (docs/architecture.md, invariants 2 and 4).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Replaying a webhook log into the real server: arrival order and repeats change nothing
-//! (ARCHITECTURE invariant 3), and SIGTERM stops the server cleanly without losing work.
+//! (docs/architecture.md, invariant 3), and SIGTERM stops the server cleanly without losing work.
 
 mod common;
 

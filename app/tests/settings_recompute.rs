@@ -1,6 +1,6 @@
 //! A settings change (calendars, SLA grid) stored with `project settings` while `run` runs
-//! recomputes the project's whole history (DOMAIN: working calendars), while webhooks keep
-//! being accepted.
+//! recomputes the project's whole history (docs/domain.md, "Working calendars"), while webhooks
+//! keep being accepted.
 
 mod common;
 

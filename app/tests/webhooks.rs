@@ -1,6 +1,6 @@
 //! `POST /webhooks/keycrm/{project}` and the read API answering a client over real HTTP, with
 //! the real binary on a real SQLite file: every answer the webhook endpoint gives, and for each
-//! refusal the proof that nothing was written (ARCHITECTURE invariant 2).
+//! refusal the proof that nothing was written (docs/architecture.md, invariant 2).
 
 mod common;
 

@@ -78,9 +78,9 @@ impl WorkCalendar {
         out
     }
 
-    /// A local wall-clock time as a UTC instant, with DOMAIN.md's DST rules: in a spring-forward
-    /// gap the edge moves to the end of the gap; in a fall-back overlap an opening edge takes the
-    /// earlier instant and a closing edge the later one.
+    /// A local wall-clock time as a UTC instant, with the DST rules of docs/domain.md: in a
+    /// spring-forward gap the edge moves to the end of the gap; in a fall-back overlap an opening
+    /// edge takes the earlier instant and a closing edge the later one.
     fn to_utc(&self, date: NaiveDate, minute: u16, edge: Edge) -> i64 {
         let time = NaiveTime::from_hms_opt(u32::from(minute / 60), u32::from(minute % 60), 0).unwrap_or(NaiveTime::MIN);
         let local = date.and_time(time);
@@ -113,7 +113,7 @@ impl WorkCalendar {
 }
 
 /// The first instant of a local date in `tz`: its midnight, or, where midnight falls into a
-/// spring-forward gap, the end of the gap (DOMAIN.md's rule for window edges).
+/// spring-forward gap, the end of the gap (docs/domain.md's rule for window edges).
 pub fn start_of_day(tz: Tz, date: NaiveDate) -> Timestamp {
     Timestamp::from_micros(WorkCalendar::new(&CalendarSpec::always_open(), tz).to_utc(date, 0, Edge::Opens))
 }

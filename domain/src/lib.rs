@@ -1,4 +1,4 @@
-//! The rules of DOMAIN.md as pure functions: no IO, no async, no clock reads. Every function
+//! The rules of docs/domain.md as pure functions: no IO, no async, no clock reads. Every function
 //! that needs the present takes `now` as an argument.
 
 pub mod clock;

@@ -1,5 +1,5 @@
-//! Properties of DOMAIN.md, each over at least 1,000 generated cases: working time is additive,
-//! bounded by wall time, equal to it on 24/7, equal to a minute-by-minute count, the same
+//! Properties of docs/domain.md, each over at least 1,000 generated cases: working time is
+//! additive, bounded by wall time, equal to it on 24/7, equal to a minute-by-minute count, the same
 //! inside and outside the compiled span; and a timeline does not depend on arrival order or
 //! duplicates.
 

@@ -1,9 +1,9 @@
 //! Facts: the analytics rows of every order (status intervals and cycles), written by the
 //! processor and read by the query API.
 //!
-//! Writes are idempotent and versioned (ARCHITECTURE invariant 4): the processor writes an
-//! order's facts before it commits state and offsets, so a crash replays them, and a sink keeps
-//! per natural key only the row with the highest [`FactVersion`](ksa_schemas::facts::FactVersion).
+//! Writes are idempotent and versioned (docs/architecture.md, invariant 4): the processor writes an
+//! order's facts before it commits state and offsets, so a crash replays them, and a sink keeps per
+//! natural key only the row with the highest [`FactVersion`](ksa_schemas::facts::FactVersion).
 //! Writing the same batch twice, or an older version after a newer one, changes nothing that a
 //! reader sees.
 

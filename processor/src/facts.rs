@@ -9,8 +9,8 @@ use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, Interv
 /// Appends the order's facts to `facts`. Every row carries the version of this derivation
 /// (settings revision, event count, urgency), so a replay writes the same rows again.
 ///
-/// An interval's `sla_state` is the worse of its group's and its status's state over all
-/// visits (DOMAIN.md measures SLA on the total per stage), as of the order's latest event; an
+/// An interval's `sla_state` is the worse of its group's and its status's state over all visits
+/// (docs/domain.md, "SLA": limits apply to the total per stage), as of the order's latest event; an
 /// interval in a terminal group has none.
 pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) {
     let urgency_rank = match timeline.urgency {

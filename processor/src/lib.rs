@@ -180,8 +180,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         })
     }
 
-    /// Writes every batch's facts to `sink` before its state commits (ARCHITECTURE invariant
-    /// 4): when the write fails the batch is not committed and is read again after a back-off.
+    /// Writes every batch's facts to `sink` before its state commits (docs/architecture.md,
+    /// invariant 4): when the write fails the batch is not committed and is read again after a
+    /// back-off.
     pub fn with_facts(mut self, sink: BoxedFactSink) -> Self {
         self.facts = Some(sink);
         self

@@ -1,6 +1,6 @@
 //! The processor writes an order's facts before it commits its state and offsets
-//! (ARCHITECTURE invariant 4). A sink that fails holds the batch back; a replay from the start
-//! writes identical rows, which ClickHouse keeps once per key.
+//! (docs/architecture.md, invariant 4). A sink that fails holds the batch back; a replay from the
+//! start writes identical rows, which ClickHouse keeps once per key.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -9,12 +9,12 @@ use crate::time::Timestamp;
 
 /// Orders the rows written for one order over time, so a sink can keep only the newest.
 ///
-/// Derived from the project's settings revision, the order's event count and whether its items
-/// were known, never from the clock (ARCHITECTURE invariant 4): replaying the same events under
-/// the same settings writes the same version, a new event raises it, and so does a settings
-/// change (which recomputes every order) and the items arriving (urgency known: the rows may
-/// change with no new event). Layout, compared as one number: the revision in the high 32 bits,
-/// the event count in the next 30, the urgency rank (0 pending, 1 normal, 2 urgent) in the low 2.
+/// Derived from the project's settings revision, the order's event count and whether its items were
+/// known, never from the clock (docs/architecture.md, invariant 4): replaying the same events under
+/// the same settings writes the same version, a new event raises it, and so does a settings change
+/// (which recomputes every order) and the items arriving (urgency known: the rows may change with
+/// no new event). Layout, compared as one number: the revision in the high 32 bits, the event count
+/// in the next 30, the urgency rank (0 pending, 1 normal, 2 urgent) in the low 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FactVersion(u64);

@@ -7,8 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An instant in UTC, counted in microseconds since the Unix epoch.
 ///
-/// Everything is stored and computed in UTC (ARCHITECTURE invariant 7); an integer keeps sums
-/// of durations exact, so working time stays additive to the microsecond.
+/// Everything is stored and computed in UTC (docs/architecture.md, invariant 7); an integer keeps
+/// sums of durations exact, so working time stays additive to the microsecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 

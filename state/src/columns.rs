@@ -8,7 +8,7 @@ use ksa_schemas::{EventSource, Timestamp};
 use crate::{StateError, WebhookCount};
 
 /// KeyCRM's six status groups as a new project gets them: `(group_id, name, is_terminal)`.
-/// Completed and canceled stop the clock (DOMAIN.md, "Status group").
+/// Completed and canceled stop the clock (docs/domain.md, "Projects, groups and statuses").
 pub(crate) const STATUS_GROUPS: [(i64, &str, bool); 6] = [
     (1, "Новий", false),
     (2, "Погодження", false),

@@ -23,7 +23,7 @@
 //! The processor's commits do not wait for their WAL flush (`synchronous_commit = off`): a
 //! server crash may take back the last commits, never half of one, and the event log, derived
 //! rows and consumer offsets of a lost commit go together, so the processor reads the same
-//! events again from its offsets (ARCHITECTURE invariant 4).
+//! events again from its offsets (docs/architecture.md, invariant 4).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;

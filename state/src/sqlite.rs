@@ -8,9 +8,9 @@
 //!
 //! The processor's commits run on a connection of their own with `synchronous = NORMAL`: in WAL
 //! mode such a commit is not flushed to disk by itself, only by the next flushed commit or
-//! checkpoint, so a power loss may take back the last commits, never half of one. The event
-//! log, derived rows and consumer offsets of a lost commit go together, and the processor reads
-//! the same events again from its offsets (ARCHITECTURE invariant 4). Everything else, the bus
+//! checkpoint, so a power loss may take back the last commits, never half of one. The event log,
+//! derived rows and consumer offsets of a lost commit go together, and the processor reads the same
+//! events again from its offsets (docs/architecture.md, invariant 4). Everything else, the bus
 //! outbox included, keeps `synchronous = FULL`: what ingest acknowledges is on disk.
 
 use std::collections::{HashMap, HashSet};

@@ -10,9 +10,9 @@
 //! - **Offsets** are Kafka's plus one, so that they count from 1 as the outbox's do and a
 //!   consumer that has read nothing reads `after = 0`.
 //! - **Static assignment.** A read names its partition and offset; the adapter assigns that
-//!   partition to a consumer of its own (no consumer group, nothing committed to Kafka) and
-//!   seeks when the caller asks for another position than the one it stands at. Where a
-//!   consumer stands is the caller's to keep, in its state database (ARCHITECTURE invariant 5).
+//!   partition to a consumer of its own (no consumer group, nothing committed to Kafka) and seeks
+//!   when the caller asks for another position than the one it stands at. Where a consumer stands
+//!   is the caller's to keep, in its state database (docs/architecture.md, invariant 5).
 //! - **Idempotency keys** cannot be checked by Kafka: an append never reports `Duplicate`, and
 //!   repeated records are dropped downstream by the processor's event dedup key.
 //! - **Retention** is the broker's: [`Bus::truncate`] deletes nothing and returns 0. A read

@@ -50,7 +50,8 @@ static CYCLES: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The schema of `status_intervals` files; register the folder with it (ARCHITECTURE.md).
+/// The schema of `status_intervals` files; register the folder with it, never an inferred one
+/// (docs/architecture.md, "Parquet files are written by one writer with an explicit schema").
 pub fn interval_schema() -> SchemaRef {
     INTERVALS.clone()
 }
