@@ -1,7 +1,7 @@
-//! The list endpoints of the KeyCRM API as they answer (KEYCRM.md): the Laravel pagination
-//! envelope around statuses and orders. Parsing is lenient like `ksa_schemas::keycrm` (numbers
-//! as strings, unknown fields ignored) and strict only where a value is needed: an entry without
-//! an id is skipped, an envelope that is not an object is an error.
+//! The list endpoints of the KeyCRM API as they answer (`fixtures/keycrm/order_status_page*.json`):
+//! the Laravel pagination envelope around statuses and orders. Parsing is lenient like
+//! `ksa_schemas::keycrm` (numbers as strings, unknown fields ignored) and strict only where a value
+//! is needed: an entry without an id is skipped, an envelope that is not an object is an error.
 
 use ksa_schemas::Timestamp;
 use ksa_state::enrich::StatusEntry;
@@ -17,7 +17,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Paging stops at the last page or at an empty one (KEYCRM.md).
+    /// Paging stops at the last page or at an empty one.
     pub fn is_last(&self) -> bool {
         self.data.is_empty() || self.current_page >= self.last_page
     }

@@ -1,6 +1,6 @@
 //! Marketing data of an order: KeyCRM's UTM fields, and the Facebook click ids that are found
-//! only inside `manager_comment` (KEYCRM.md). The comment is personal data: only the three ids
-//! are taken from it, and nothing of it is logged.
+//! only inside `manager_comment`. The comment is personal data: only the three ids are taken
+//! from it, and nothing of it is logged.
 
 use ksa_schemas::Marketing;
 use ksa_state::enrich::MarketingRow;

@@ -1,5 +1,5 @@
-//! KeyCRM's shapes as they really arrive (see shared/docs/KEYCRM.md): the webhook body and the
-//! order object of `GET /order/{id}?include=products.offer,marketing`.
+//! KeyCRM's shapes as they really arrive (examples in `fixtures/keycrm/`): the webhook body and
+//! the order object of `GET /order/{id}?include=products.offer,marketing`.
 
 use serde::Deserialize;
 

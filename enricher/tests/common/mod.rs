@@ -1,7 +1,7 @@
 //! An in-process fake of KeyCRM's API on `127.0.0.1:0`, answering in the shapes of
-//! `fixtures/keycrm/` (KEYCRM.md), plus the wiring the enricher's tests share. It records every
-//! request (token, path, query, arrival time) and can be scripted per token: a status code
-//! (with or without `Retry-After`), a delay, or a raw body for the next requests.
+//! `fixtures/keycrm/`, plus the wiring the enricher's tests share. It records every request (token,
+//! path, query, arrival time) and can be scripted per token: a status code (with or without
+//! `Retry-After`), a delay, or a raw body for the next requests.
 
 #![allow(dead_code)]
 
