@@ -509,12 +509,12 @@ mod tests {
     }
 
     #[test]
-    fn embedded_defaults_have_no_facts_and_the_outbox_bus() {
+    fn embedded_defaults_write_parquet_facts_and_use_the_outbox_bus() {
         let config = Config::load(None, env(&[])).unwrap();
-        assert_eq!((config.bus.kind, config.facts.kind), (BusKind::Outbox, FactsKind::None));
-        let set = Config::load(None, env(&[("KSA__FACTS__KIND", "parquet"), ("KSA__BUS__KAFKA__BROKERS", "k:1")])).unwrap();
-        assert_eq!((set.facts.kind, set.bus.kafka.brokers.as_str()), (FactsKind::Parquet, "k:1"));
-        assert_eq!(set.facts.parquet.store(Path::new("/d")).dir, Path::new("/d/facts"));
+        assert_eq!((config.bus.kind, config.facts.kind), (BusKind::Outbox, FactsKind::Parquet));
+        assert_eq!(config.facts.parquet.store(Path::new("/d")).dir, Path::new("/d/facts"));
+        let set = Config::load(None, env(&[("KSA__FACTS__KIND", "none"), ("KSA__BUS__KAFKA__BROKERS", "k:1")])).unwrap();
+        assert_eq!((set.facts.kind, set.bus.kafka.brokers.as_str()), (FactsKind::None, "k:1"));
     }
 
     #[test]

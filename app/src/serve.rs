@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warp::Filter;
 
-use crate::config::Config;
+use crate::config::{Config, FactsKind};
 
 pub const TOPICS: [&str; 3] = [STATUS_EVENTS, ORDER_UPDATES, ENRICH_REQUESTS];
 
@@ -62,6 +62,7 @@ async fn serve<B: Bus, S: StateStore>(
     let api =
         QueryApi::new(state.clone(), bus.clone(), crate::enrich::cipher(config)?, crate::access::api_config(config, &addr.to_string())?);
     api.start_live(shutdown.clone());
+    let api_handle = api.clone();
     let routes = ksa_ingest::routes(ingest.clone())
         .or(ksa_query_api::routes(api))
         .unify()
@@ -82,7 +83,14 @@ async fn serve<B: Bus, S: StateStore>(
     };
     // One processor per partition: their transactions touch disjoint orders, so a database that
     // takes concurrent writers (PostgreSQL) commits them in parallel.
+    // Facts turned on for a data dir that already holds orders: write theirs once.
+    let backfill = config.facts.kind == FactsKind::Parquet
+        && !config.facts.parquet.store(&config.data_dir).dir.exists()
+        && !state.projects().await?.is_empty();
     let facts = crate::apart::open_facts(config).await?;
+    if let Some(engine) = crate::apart::open_analytics(config).await? {
+        let _ = api_handle.analytics.set(engine);
+    }
     let mut processors = Vec::new();
     for partition in 0..bus.partitions(STATUS_EVENTS)? {
         let mut processor = Processor::new(bus.clone(), state.clone(), processor_config.clone(), Some(vec![partition]))
@@ -90,6 +98,12 @@ async fn serve<B: Bus, S: StateStore>(
             .context("starting the processor")?;
         if let Some(facts) = &facts {
             processor = processor.with_facts(facts.clone());
+            if backfill && partition == 0 {
+                tracing::info!(
+                    "facts are on for a data dir that holds orders: writing their facts (GET /api/settings/recompute shows the progress)"
+                );
+                processor = processor.with_facts_backfill();
+            }
         }
         processors.push(processor);
     }

@@ -116,6 +116,11 @@ const MATRIX: &[Row] = &[
     row("GET", "/api/orders.csv", "/api/orders.csv?project=shop", None, READ),
     row("GET", "/api/stream/orders", "/api/stream/orders?project=shop", None, READ),
     row("GET", "/api/orders/{id}/timeline", "/api/orders/{order}/timeline?project=shop", None, READ),
+    row("GET", "/api/analytics/stages", "/api/analytics/stages?project=shop", None, READ),
+    row("GET", "/api/analytics/cycles", "/api/analytics/cycles?project=shop", None, READ),
+    row("GET", "/api/analytics/sla", "/api/analytics/sla?project=shop", None, READ),
+    row("GET", "/api/analytics/throughput", "/api/analytics/throughput?project=shop", None, READ),
+    row("GET", "/api/analytics/cancellations", "/api/analytics/cancellations?project=shop", None, READ),
     row("GET", "/api/openapi.yaml", "/api/openapi.yaml", None, SIGNED),
 ];
 

@@ -147,6 +147,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     facts: Option<BoxedFactSink>,
     /// Announces committed orders on `order-updates` (started by `run`).
     publisher: Option<publish::Publisher>,
+    /// Recompute every project once at start, to write the facts of what state already holds.
+    backfill_facts: bool,
 }
 
 impl<B: Bus, S: StateStore> Processor<B, S> {
@@ -177,6 +179,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             settings_caught_up: false,
             facts: None,
             publisher: None,
+            backfill_facts: false,
         })
     }
 
@@ -185,6 +188,13 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     /// back-off.
     pub fn with_facts(mut self, sink: BoxedFactSink) -> Self {
         self.facts = Some(sink);
+        self
+    }
+
+    /// Recomputes every project once at start, writing facts for the orders state already
+    /// holds: for a data dir whose facts were off until now. Give it to one processor only.
+    pub fn with_facts_backfill(mut self) -> Self {
+        self.backfill_facts = true;
         self
     }
 
@@ -580,11 +590,15 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             let revision = self.projects[&project.id].revision;
             let applied = self.state.applied_revision(project.id).await?;
             let format = self.state.recompute(project.id).await?.map_or(0, |r| r.row_format);
-            if applied < revision || format < ROW_FORMAT || has_rows_older_than(&self.state, project.id, revision).await? {
+            if self.backfill_facts && self.facts.is_some() {
+                tracing::info!(project_id = project.id, revision, "writing the facts of the orders already stored; recomputing");
+                self.spawn_recompute(project.id);
+            } else if applied < revision || format < ROW_FORMAT || has_rows_older_than(&self.state, project.id, revision).await? {
                 tracing::info!(project_id = project.id, revision, "derived rows predate the settings; recomputing");
                 self.spawn_recompute(project.id);
             }
         }
+        self.backfill_facts = false;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! routes and the command line), `orders` (reads), `routes` (the table and the one dispatcher).
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod live;
@@ -80,6 +81,8 @@ pub struct QueryApi<S, B> {
     /// Every project's orders, in memory, for lists, KPIs and CSV.
     pub indexes: orders::registry::Indexes,
     pub live: Arc<live::Live>,
+    /// What answers `/api/analytics/…`: set once at start when the deployment writes facts.
+    pub analytics: std::sync::OnceLock<Arc<dyn analytics::AnalyticsEngine>>,
 }
 
 impl<S: StateStore, B: Bus> QueryApi<S, B> {
@@ -87,7 +90,17 @@ impl<S: StateStore, B: Bus> QueryApi<S, B> {
         let timelines = Semaphore::new(config.timeline_concurrency.max(1));
         let partitions = bus.partitions(ORDER_UPDATES).unwrap_or(1) as usize;
         let live = Arc::new(live::Live::new(config.live.clone(), partitions));
-        Arc::new(QueryApi { state, bus, cipher, config, rules: Mutex::new(HashMap::new()), timelines, indexes: Default::default(), live })
+        Arc::new(QueryApi {
+            state,
+            bus,
+            cipher,
+            config,
+            rules: Mutex::new(HashMap::new()),
+            timelines,
+            indexes: Default::default(),
+            live,
+            analytics: Default::default(),
+        })
     }
 
     /// Starts reading `order-updates`: the live streams' events, and what keeps the orders

@@ -15,6 +15,7 @@ use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
 use crate::admin;
+use crate::analytics::Query;
 use crate::auth::{self, Caller, Via, policy};
 use crate::error::ApiError;
 use crate::orders;
@@ -93,6 +94,7 @@ pub enum Endpoint {
     OrdersCsv,
     StreamOrders,
     Timeline,
+    Analytics(Query),
     OpenApi,
 }
 
@@ -154,6 +156,11 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/orders.csv", Viewer, Endpoint::OrdersCsv),
     route("GET", "/api/stream/orders", Viewer, Endpoint::StreamOrders),
     route("GET", "/api/orders/{id}/timeline", Viewer, Endpoint::Timeline),
+    route("GET", "/api/analytics/stages", Viewer, Endpoint::Analytics(Query::Stages)),
+    route("GET", "/api/analytics/cycles", Viewer, Endpoint::Analytics(Query::Cycles)),
+    route("GET", "/api/analytics/sla", Viewer, Endpoint::Analytics(Query::Sla)),
+    route("GET", "/api/analytics/throughput", Viewer, Endpoint::Analytics(Query::Throughput)),
+    route("GET", "/api/analytics/cancellations", Viewer, Endpoint::Analytics(Query::Cancellations)),
     route("GET", "/api/openapi.yaml", Signed, Endpoint::OpenApi),
 ];
 
@@ -405,6 +412,7 @@ async fn dispatch<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, request: &Re
         Endpoint::OrdersCsv => orders::csv(&call).await,
         Endpoint::StreamOrders => crate::live::stream::open(&call).await,
         Endpoint::Timeline => orders::timeline(&call).await,
+        Endpoint::Analytics(query) => crate::analytics::answer(&call, query).await,
         Endpoint::OpenApi => Ok(warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()),
     }
 }

@@ -2,6 +2,7 @@
 //! it (outbox or Kafka) and the fact sink.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -9,6 +10,7 @@ use ksa_bus::outbox::{PostgresOutbox, SqliteOutbox};
 use ksa_bus::{Bus, OutboxConfig};
 use ksa_facts::{BoxedFactSink, ClickHouseSink, FactError, ParquetSink};
 use ksa_processor::ProcessorConfig;
+use ksa_query_api::analytics::{AnalyticsEngine, ClickHouseEngine, DataFusionEngine};
 use ksa_state::StateStore;
 
 use crate::config::{BusKind, Config, FactsKind};
@@ -128,23 +130,42 @@ pub async fn open_facts(config: &Config) -> anyhow::Result<Option<BoxedFactSink>
             let sink = ParquetSink::open(store).with_context(|| format!("opening the Parquet facts in {}", dir.display()))?;
             Ok(Some(BoxedFactSink::new("parquet", sink)))
         }
-        FactsKind::Clickhouse => {
-            let started = Instant::now();
-            let mut wait = Duration::from_millis(500);
-            loop {
-                match ClickHouseSink::connect(config.facts.clickhouse.clone()).await {
-                    Ok((sink, report)) => {
-                        tracing::info!(applied = ?report.applied, database = %config.facts.clickhouse.database, "ClickHouse facts ready");
-                        return Ok(Some(BoxedFactSink::new("clickhouse", sink)));
-                    }
-                    Err(err @ FactError::Unavailable { .. }) if started.elapsed() < CLICKHOUSE_START_WAIT => {
-                        tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "ClickHouse is not answering yet");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                    Err(err) => return Err(err).context("opening the ClickHouse facts"),
-                }
+        FactsKind::Clickhouse => Ok(Some(BoxedFactSink::new("clickhouse", connect_clickhouse(config).await?))),
+    }
+}
+
+/// What answers the analytics queries: DataFusion over the Parquet facts, or ClickHouse.
+pub async fn open_analytics(config: &Config) -> anyhow::Result<Option<Arc<dyn AnalyticsEngine>>> {
+    Ok(match config.facts.kind {
+        FactsKind::None => None,
+        FactsKind::Parquet => {
+            let dir = config.facts.parquet.store(&config.data_dir).dir;
+            Some(Arc::new(DataFusionEngine::new(dir, ANALYTICS_THREADS)))
+        }
+        FactsKind::Clickhouse => Some(Arc::new(ClickHouseEngine::new(connect_clickhouse(config).await?.client().clone()))),
+    })
+}
+
+/// Threads one DataFusion query uses.
+const ANALYTICS_THREADS: usize = 2;
+
+/// Connects to ClickHouse and brings the fact schema up to date, waiting for a server that is
+/// still starting.
+async fn connect_clickhouse(config: &Config) -> anyhow::Result<ClickHouseSink> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match ClickHouseSink::connect(config.facts.clickhouse.clone()).await {
+            Ok((sink, report)) => {
+                tracing::info!(applied = ?report.applied, database = %config.facts.clickhouse.database, "ClickHouse facts ready");
+                return Ok(sink);
             }
+            Err(err @ FactError::Unavailable { .. }) if started.elapsed() < CLICKHOUSE_START_WAIT => {
+                tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "ClickHouse is not answering yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err).context("opening the ClickHouse facts"),
         }
     }
 }

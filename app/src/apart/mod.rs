@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
-pub use connect::{open_facts, processor_config, require_outbox};
+pub use connect::{open_analytics, open_facts, processor_config, require_outbox};
 pub use health::probe;
 
 /// `GET /healthz` and `GET /readyz` of a service that has no report of its own.

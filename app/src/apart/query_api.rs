@@ -27,6 +27,9 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for QueryApiService<'_, L> {
         crate::access::ensure_owner(&state, config).await?;
         let api = QueryApi::new(state.clone(), bus, crate::enrich::cipher(config)?, crate::access::api_config(config, &listen)?);
         api.start_live(shutdown.clone());
+        if let Some(engine) = crate::apart::open_analytics(config).await? {
+            let _ = api.analytics.set(engine);
+        }
         let routes = ksa_query_api::routes(api)
             .or(health::route("query-api", Arc::new(|| serde_json::Value::Null)))
             .unify()

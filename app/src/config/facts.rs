@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FactsKind {
-    /// No facts: state only (the default, as before facts existed).
-    #[default]
+    /// No facts: state only; the analytics queries answer 503.
     None,
-    /// Parquet files in `<data_dir>/facts` (embedded mode).
+    /// Parquet files in `<data_dir>/facts` (embedded mode; the default).
+    #[default]
     Parquet,
     /// ClickHouse (`[facts.clickhouse]`, distributed mode).
     Clickhouse,

@@ -37,7 +37,8 @@ impl ClickHouseSink {
         &self.config
     }
 
-    pub(crate) fn client(&self) -> &Client {
+    /// The connection to the fact database, for readers (the query API's analytics).
+    pub fn client(&self) -> &Client {
         &self.client
     }
 

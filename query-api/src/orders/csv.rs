@@ -31,7 +31,7 @@ fn durations(out: &mut String, micros: i64) {
 }
 
 /// A field, quoted when it holds a separator, a quote or a line break.
-fn field(out: &mut String, text: &str) {
+pub(crate) fn field(out: &mut String, text: &str) {
     out.push(',');
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');

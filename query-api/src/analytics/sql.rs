@@ -1,0 +1,194 @@
+//! The analytics SQL, written once for both engines. Each engine names only what truly differs
+//! between DataFusion and ClickHouse: how a project's deduplicated fact rows are read (the
+//! newest version per key), and a handful of functions (a sorted array of a column's values,
+//! an array element, integer division, a cast to a 64-bit integer, "the value at the largest
+//! key"). Everything else (filters, calendar buckets, quantile ranks, the shape of each query)
+//! is built here.
+//!
+//! Both relations expose the same columns, instants as Int64 microseconds since the epoch:
+//! - intervals: `order_id, status_id, group_id, entered_at, left_at (NULL while open),
+//!   wall_seconds, working_seconds, urgency (0 pending, 1 normal, 2 urgent), sla_rank (0 none,
+//!   1 ok, 2 near, 3 over)`;
+//! - cycles: `order_id, cycle_id, started_at, ended_at (NULL while open), wall_seconds,
+//!   working_seconds, urgency`.
+
+use std::fmt::Write;
+
+/// What differs between the two engines' SQL.
+pub trait Dialect: Send + Sync {
+    /// The project's intervals, newest version per key, as a parenthesized relation.
+    fn intervals(&self, project_id: i64) -> String;
+    /// The project's cycles, newest version per key.
+    fn cycles(&self, project_id: i64) -> String;
+    /// An aggregate: the values of `expr` in the group, sorted ascending, as an array.
+    fn sorted(&self, expr: &str) -> String;
+    /// The 1-based `index`-th element of `array`.
+    fn element(&self, array: &str, index: &str) -> String;
+    /// Integer division of two integers.
+    fn int_div(&self, a: &str, b: &str) -> String;
+    /// `expr` as a signed 64-bit integer.
+    fn int64(&self, expr: &str) -> String;
+    /// An aggregate: `value` of the row with the largest `by`.
+    fn arg_max(&self, value: &str, by: &str) -> String;
+    /// The keyword(s) of an inner join that keeps every matching pair.
+    fn inner_join(&self) -> &'static str;
+}
+
+/// The quantiles every statistic carries, in percent.
+pub const QUANTILES: [u32; 3] = [50, 90, 95];
+
+/// Microseconds per second: sums are taken in whole microseconds, so both engines add the
+/// same integers in whatever order and agree to the last digit.
+pub const MICROS: i64 = 1_000_000;
+
+/// A half-open range of instants, `[from, to)`, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Span {
+    pub fn contains(&self, column: &str) -> String {
+        format!("{column} >= {} AND {column} < {}", self.from, self.to)
+    }
+}
+
+/// `CASE` mapping an instant to the index of the bucket it falls in; `edges` are the buckets'
+/// starts, ascending. Instants before the first edge get 0 (callers filter to the period).
+pub fn bucket_expr(column: &str, edges: &[i64]) -> String {
+    if edges.len() <= 1 {
+        return "0".to_owned();
+    }
+    let mut sql = String::from("CASE");
+    for (index, edge) in edges.iter().enumerate().skip(1) {
+        let _ = write!(sql, " WHEN {column} < {edge} THEN {}", index - 1);
+    }
+    let _ = write!(sql, " ELSE {} END", edges.len() - 1);
+    sql
+}
+
+/// `column IN (a, b, …)`, or `fallback` when there are no values.
+pub fn one_of(column: &str, values: &[i64], fallback: &str) -> String {
+    if values.is_empty() {
+        return fallback.to_owned();
+    }
+    let list: Vec<String> = values.iter().map(i64::to_string).collect();
+    format!("{column} IN ({})", list.join(", "))
+}
+
+/// One grouping key: its output name and its expression over the inner rows.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub expr: String,
+}
+
+impl Key {
+    pub fn new(name: &'static str, expr: impl Into<String>) -> Self {
+        Key { name, expr: expr.into() }
+    }
+}
+
+/// A statistics query: per key, the count of rows, of distinct orders, and for each value
+/// column its sum (in microseconds), maximum and quantiles. `rows` is a relation with
+/// `order_id` and the value columns; `filter` a condition over it.
+pub struct Stats<'a> {
+    pub rows: String,
+    pub filter: String,
+    pub keys: Vec<Key>,
+    /// Output prefix and expression (in seconds) of each measured value.
+    pub values: &'a [(&'static str, &'static str)],
+}
+
+impl Stats<'_> {
+    /// Output columns: each key, `n`, `orders`, and per value `{p}_sum_us`, `{p}_max`,
+    /// `{p}_q50`, `{p}_q90`, `{p}_q95`.
+    pub fn sql(&self, dialect: &dyn Dialect) -> String {
+        let key_select: Vec<String> = self.keys.iter().map(|k| format!("{} AS {}", k.expr, k.name)).collect();
+        let key_names: Vec<&str> = self.keys.iter().map(|k| k.name).collect();
+        let values: Vec<String> = self.values.iter().map(|(name, expr)| format!("{expr} AS v_{name}")).collect();
+        let mut inner = format!("SELECT {}order_id, {} FROM {} WHERE {}", prefixed(&key_select), values.join(", "), self.rows, self.filter);
+        let mut aggregates = vec!["count(*) AS n".to_owned(), "count(DISTINCT order_id) AS orders".to_owned()];
+        for (name, _) in self.values {
+            aggregates.push(format!("sum({}) AS {name}_sum_us", dialect.int64(&format!("round(v_{name} * {MICROS})"))));
+            aggregates.push(format!("max(v_{name}) AS {name}_max"));
+            aggregates.push(format!("{} AS {name}_sorted", dialect.sorted(&format!("v_{name}"))));
+        }
+        inner = format!("SELECT {}{} FROM ({inner}) AS facts{}", prefixed_names(&key_names), aggregates.join(", "), group_by(&key_names));
+        let mut outer = vec!["n".to_owned(), "orders".to_owned()];
+        for (name, _) in self.values {
+            outer.push(format!("{name}_sum_us"));
+            outer.push(format!("{name}_max"));
+            for q in QUANTILES {
+                let rank = dialect.int_div(&format!("n * {q} + 99"), "100");
+                outer.push(format!("{} AS {name}_q{q}", dialect.element(&format!("{name}_sorted"), &rank)));
+            }
+        }
+        format!("SELECT {}{} FROM ({inner}) AS grouped", prefixed_names(&key_names), outer.join(", "))
+    }
+}
+
+/// A counting query: per key, rows and distinct orders of `rows` under `filter`.
+pub fn counts(rows: &str, filter: &str, keys: &[Key]) -> String {
+    let key_select: Vec<String> = keys.iter().map(|k| format!("{} AS {}", k.expr, k.name)).collect();
+    let key_names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+    format!(
+        "SELECT {}count(*) AS n, count(DISTINCT order_id) AS orders FROM (SELECT {}order_id FROM {rows} WHERE {filter}) AS facts{}",
+        prefixed_names(&key_names),
+        prefixed(&key_select),
+        group_by(&key_names)
+    )
+}
+
+/// The intervals with each order's creation (its first entry into any status) as `created_at`.
+pub fn intervals_with_created(dialect: &dyn Dialect, project_id: i64) -> String {
+    let intervals = dialect.intervals(project_id);
+    format!(
+        "(SELECT order_id, status_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank, created_at \
+         FROM {intervals} AS i {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
+         USING (order_id))",
+        join = dialect.inner_join()
+    )
+}
+
+/// The cycles with their order's creation as `created_at`.
+pub fn cycles_with_created(dialect: &dyn Dialect, project_id: i64) -> String {
+    let intervals = dialect.intervals(project_id);
+    format!(
+        "(SELECT order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, urgency, created_at \
+         FROM {cycles} AS y {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
+         USING (order_id))",
+        cycles = dialect.cycles(project_id),
+        join = dialect.inner_join()
+    )
+}
+
+fn prefixed(items: &[String]) -> String {
+    items.iter().map(|item| format!("{item}, ")).collect()
+}
+
+fn prefixed_names(items: &[&str]) -> String {
+    items.iter().map(|item| format!("{item}, ")).collect()
+}
+
+fn group_by(names: &[&str]) -> String {
+    if names.is_empty() { String::new() } else { format!(" GROUP BY {}", names.join(", ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_a_chain_of_upper_edges() {
+        assert_eq!(bucket_expr("t", &[0]), "0");
+        assert_eq!(bucket_expr("t", &[0, 10, 20]), "CASE WHEN t < 10 THEN 0 WHEN t < 20 THEN 1 ELSE 2 END");
+    }
+
+    #[test]
+    fn an_empty_list_falls_back() {
+        assert_eq!(one_of("g", &[], "1 = 0"), "1 = 0");
+        assert_eq!(one_of("g", &[4, 5], "1 = 0"), "g IN (4, 5)");
+    }
+}
