@@ -163,6 +163,11 @@ fn key_of(row: &Row, names: &[&str]) -> Vec<i64> {
     names.iter().map(|name| int(row, name)).collect()
 }
 
+/// A row holding only a key's values: for keys with open rows and nothing measured.
+fn key_row(names: &[&str], key: &[i64]) -> Row {
+    names.iter().zip(key).map(|(name, value)| ((*name).to_owned(), (*value).into())).collect()
+}
+
 fn names(keys: &[Key]) -> Vec<&'static str> {
     keys.iter().map(|k| k.name).collect()
 }
@@ -174,6 +179,13 @@ pub struct StageRow {
     pub status_id: Option<i64>,
     #[serde(flatten)]
     pub split: Split,
+    #[serde(flatten)]
+    pub figures: Visits,
+}
+
+/// What `stages` measures of a set of visits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Visits {
     /// Closed visits measured.
     pub intervals: i64,
     /// Orders with a closed visit measured.
@@ -184,20 +196,23 @@ pub struct StageRow {
     pub wall_seconds: Stat,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Totals {
-    pub intervals: i64,
-    pub orders: i64,
-    pub open: i64,
-    pub working_seconds: Stat,
-    pub wall_seconds: Stat,
+impl Visits {
+    fn from_row(row: &Row, open: i64) -> Visits {
+        Visits {
+            intervals: int(row, "n"),
+            orders: int(row, "orders"),
+            open,
+            working_seconds: Stat::from_row(row, "working"),
+            wall_seconds: Stat::from_row(row, "wall"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StagesAnswer {
     pub rows: Vec<StageRow>,
     /// Every measured visit of the period at once: the total time of all orders in it.
-    pub total: Totals,
+    pub total: Visits,
 }
 
 /// `stages`: per group (or status), each closed visit's working and wall time.
@@ -222,11 +237,7 @@ pub async fn stages(scope: &Scope<'_>, per_status: bool) -> Result<StagesAnswer,
         group_id: int(row, "group_id"),
         status_id: per_status.then(|| int(row, "status_id")),
         split: scope.split_of(row),
-        intervals: int(row, "n"),
-        orders: int(row, "orders"),
-        open,
-        working_seconds: Stat::from_row(row, "working"),
-        wall_seconds: Stat::from_row(row, "wall"),
+        figures: Visits::from_row(row, open),
     };
     for row in scope.rows(&stats).await? {
         let key = key_of(&row, &key_names);
@@ -235,21 +246,11 @@ pub async fn stages(scope: &Scope<'_>, per_status: bool) -> Result<StagesAnswer,
     }
     for (key, open) in &open_counts {
         if !answer.contains_key(key) {
-            let mut row = Row::new();
-            for (name, value) in key_names.iter().zip(key) {
-                row.insert((*name).to_owned(), (*value).into());
-            }
-            answer.insert(key.clone(), stage_row(&row, *open));
+            answer.insert(key.clone(), stage_row(&key_row(&key_names, key), *open));
         }
     }
     let total_row = scope.rows(&total).await?.into_iter().next().unwrap_or_default();
-    let total = Totals {
-        intervals: int(&total_row, "n"),
-        orders: int(&total_row, "orders"),
-        open: open_counts.values().sum(),
-        working_seconds: Stat::from_row(&total_row, "working"),
-        wall_seconds: Stat::from_row(&total_row, "wall"),
-    };
+    let total = Visits::from_row(&total_row, open_counts.values().sum());
     Ok(StagesAnswer { rows: answer.into_values().collect(), total })
 }
 
@@ -339,8 +340,7 @@ pub async fn cycles(scope: &Scope<'_>) -> Result<CyclesAnswer, String> {
     }
     for key in open_counts.keys() {
         if !answer.contains_key(key) {
-            let row: Row = key_names.iter().zip(key).map(|(name, value)| ((*name).to_owned(), (*value).into())).collect();
-            answer.insert(key.clone(), cycle_row(&row, key));
+            answer.insert(key.clone(), cycle_row(&key_row(&key_names, key), key));
         }
     }
     Ok(CyclesAnswer { rows: answer.into_values().collect() })
