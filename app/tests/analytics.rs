@@ -47,7 +47,7 @@ async fn stages_when_complete(http: &reqwest::Client, server: &Server) -> Value 
     }
 }
 
-fn group<'a>(body: &'a Value, id: i64) -> &'a Value {
+fn group(body: &Value, id: i64) -> &Value {
     body["rows"].as_array().and_then(|rows| rows.iter().find(|r| r["group_id"] == id)).unwrap_or_else(|| panic!("no group {id}: {body}"))
 }
 

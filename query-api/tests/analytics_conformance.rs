@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use chrono_tz::Tz;
 use ksa_facts::{ClickHouseConfig, ClickHouseSink, FactSink, ParquetConfig, ParquetSink};
 use ksa_query_api::analytics::params::{BucketKind, Buckets, By, Period, UrgencyFilter};
-use ksa_query_api::analytics::queries::{self, Scope};
+use ksa_query_api::analytics::queries::Scope;
 use ksa_query_api::analytics::sql::Span;
-use ksa_query_api::analytics::{AnalyticsEngine, ClickHouseEngine, DataFusionEngine};
+use ksa_query_api::analytics::{AnalyticsEngine, ClickHouseEngine, DataFusionEngine, Query};
 use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, IntervalFact};
 use ksa_schemas::{ProjectSettings, Timestamp};
 use serde_json::Value;
@@ -150,7 +150,7 @@ fn kyiv() -> Tz {
 /// One query with its parameters, named as its expected file.
 struct Case {
     name: &'static str,
-    query: &'static str,
+    query: Query,
     per_status: bool,
     period: Period,
 }
@@ -171,17 +171,17 @@ fn cases() -> Vec<Case> {
     let (from, to) = ("2026-02-01T00:00:00+02:00", "2026-12-01T00:00:00+02:00");
     let case = |name, query, per_status, period| Case { name, query, per_status, period };
     vec![
-        case("stages", "stages", false, period(from, to, By::Created, None, UrgencyFilter::All, &[])),
+        case("stages", Query::Stages, false, period(from, to, By::Created, None, UrgencyFilter::All, &[])),
         case(
             "stages_status_week_split_entered",
-            "stages",
+            Query::Stages,
             true,
             period(from, to, By::Entered, Some(BucketKind::Week), UrgencyFilter::Split, &[]),
         ),
         // Both DST changes of Europe/Kyiv inside daily buckets.
         case(
             "stages_day_spring",
-            "stages",
+            Query::Stages,
             false,
             period(
                 "2026-03-20T00:00:00+02:00",
@@ -194,7 +194,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "stages_day_autumn",
-            "stages",
+            Query::Stages,
             false,
             period(
                 "2026-10-15T00:00:00+03:00",
@@ -205,32 +205,25 @@ fn cases() -> Vec<Case> {
                 &[],
             ),
         ),
-        case("cycles_month", "cycles", false, period(from, to, By::Created, Some(BucketKind::Month), UrgencyFilter::All, &[])),
-        case("cycles_entered_split", "cycles", false, period(from, to, By::Entered, None, UrgencyFilter::Split, &[])),
-        case("sla_month", "sla", false, period(from, to, By::Created, Some(BucketKind::Month), UrgencyFilter::All, &[])),
-        case("sla_week_split", "sla", false, period(from, to, By::Created, Some(BucketKind::Week), UrgencyFilter::Split, &[])),
-        case("throughput_week", "throughput", false, period(from, to, By::Created, Some(BucketKind::Week), UrgencyFilter::All, &[])),
+        case("cycles_month", Query::Cycles, false, period(from, to, By::Created, Some(BucketKind::Month), UrgencyFilter::All, &[])),
+        case("cycles_entered_split", Query::Cycles, false, period(from, to, By::Entered, None, UrgencyFilter::Split, &[])),
+        case("sla_month", Query::Sla, false, period(from, to, By::Created, Some(BucketKind::Month), UrgencyFilter::All, &[])),
+        case("sla_week_split", Query::Sla, false, period(from, to, By::Created, Some(BucketKind::Week), UrgencyFilter::Split, &[])),
+        case("throughput_week", Query::Throughput, false, period(from, to, By::Created, Some(BucketKind::Week), UrgencyFilter::All, &[])),
         case(
             "cancellations_month",
-            "cancellations",
+            Query::Cancellations,
             false,
             period(from, to, By::Created, Some(BucketKind::Month), UrgencyFilter::All, &[]),
         ),
-        case("cancellations_entered_split", "cancellations", false, period(from, to, By::Entered, None, UrgencyFilter::Split, &[])),
+        case("cancellations_entered_split", Query::Cancellations, false, period(from, to, By::Entered, None, UrgencyFilter::Split, &[])),
     ]
 }
 
 async fn run(engine: &dyn AnalyticsEngine, case: &Case) -> Value {
     let settings = settings();
     let scope = Scope { engine, project_id: PROJECT, settings: &settings, period: &case.period };
-    let answer = match case.query {
-        "stages" => queries::stages(&scope, case.per_status).await.map(|a| serde_json::to_value(a).unwrap()),
-        "cycles" => queries::cycles(&scope).await.map(|a| serde_json::to_value(a).unwrap()),
-        "sla" => queries::sla(&scope).await.map(|a| serde_json::to_value(a).unwrap()),
-        "throughput" => queries::throughput(&scope).await.map(|a| serde_json::to_value(a).unwrap()),
-        "cancellations" => queries::cancellations(&scope).await.map(|a| serde_json::to_value(a).unwrap()),
-        other => panic!("no query {other}"),
-    };
+    let answer = case.query.run(&scope, case.per_status).await;
     answer.unwrap_or_else(|error| panic!("{} on {}: {error}", case.name, engine.name()))
 }
 

@@ -21,7 +21,7 @@ use warp::reply::{Reply, Response};
 pub use self::clickhouse::ClickHouseEngine;
 pub use self::datafusion::DataFusionEngine;
 pub use engine::AnalyticsEngine;
-use params::{By, Period, UrgencyFilter};
+use params::{By, Period};
 use queries::Scope;
 
 use crate::auth::now;
@@ -48,6 +48,18 @@ impl Query {
             Query::Throughput => "throughput",
             Query::Cancellations => "cancellations",
         }
+    }
+
+    /// Runs the query (`per_status`: stages per status) and answers its JSON.
+    pub async fn run(self, scope: &Scope<'_>, per_status: bool) -> Result<Value, String> {
+        let answer = match self {
+            Query::Stages => serde_json::to_value(queries::stages(scope, per_status).await?),
+            Query::Cycles => serde_json::to_value(queries::cycles(scope).await?),
+            Query::Sla => serde_json::to_value(queries::sla(scope).await?),
+            Query::Throughput => serde_json::to_value(queries::throughput(scope).await?),
+            Query::Cancellations => serde_json::to_value(queries::cancellations(scope).await?),
+        };
+        answer.map_err(|e| format!("the answer could not be written: {e}"))
     }
 
     /// The rows a CSV export holds.
@@ -86,16 +98,8 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
     };
     let scope = Scope { engine: engine.as_ref(), project_id: project.id, settings: &rules.settings, period: &period };
     let started = std::time::Instant::now();
-    let result = match query {
-        Query::Stages => queries::stages(&scope, per_status).await.map(|a| serde_json::to_value(a)),
-        Query::Cycles => queries::cycles(&scope).await.map(|a| serde_json::to_value(a)),
-        Query::Sla => queries::sla(&scope).await.map(|a| serde_json::to_value(a)),
-        Query::Throughput => queries::throughput(&scope).await.map(|a| serde_json::to_value(a)),
-        Query::Cancellations => queries::cancellations(&scope).await.map(|a| serde_json::to_value(a)),
-    };
-    let body = match result {
-        Ok(Ok(body)) => body,
-        Ok(Err(error)) => return Err(ApiError::internal(error.to_string())),
+    let body = match query.run(&scope, per_status).await {
+        Ok(body) => body,
         Err(error) => {
             tracing::error!(query = query.name(), engine = engine.name(), project = %project.slug, %error, "an analytics query failed");
             return Err(ApiError::new(
@@ -126,14 +130,8 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
         "from": local(period.span.from),
         "to": local(period.span.to),
         "by": match period.by { By::Created => "created", By::Entered => "entered" },
-        "bucket": period.buckets.as_ref().map(|(kind, _)| format!("{kind:?}").to_lowercase()),
-        "urgency": match period.urgency {
-            UrgencyFilter::All => "all",
-            UrgencyFilter::Urgent => "urgent",
-            UrgencyFilter::Normal => "normal",
-            UrgencyFilter::Pending => "pending",
-            UrgencyFilter::Split => "split",
-        },
+        "bucket": period.buckets.as_ref().map(|(kind, _)| kind.name()),
+        "urgency": period.urgency.name(),
         "settings_revision": revision,
     });
     if let (Some(answer), Value::Object(body)) = (answer.as_object_mut(), body) {

@@ -33,6 +33,14 @@ pub enum BucketKind {
 }
 
 impl BucketKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BucketKind::Day => "day",
+            BucketKind::Week => "week",
+            BucketKind::Month => "month",
+        }
+    }
+
     /// The first day of the bucket that holds `date`.
     fn start(self, date: NaiveDate) -> NaiveDate {
         match self {
@@ -94,6 +102,21 @@ pub enum UrgencyFilter {
 }
 
 impl UrgencyFilter {
+    const ALL: [UrgencyFilter; 5] =
+        [UrgencyFilter::All, UrgencyFilter::Urgent, UrgencyFilter::Normal, UrgencyFilter::Pending, UrgencyFilter::Split];
+}
+
+impl UrgencyFilter {
+    pub fn name(self) -> &'static str {
+        match self {
+            UrgencyFilter::All => "all",
+            UrgencyFilter::Urgent => "urgent",
+            UrgencyFilter::Normal => "normal",
+            UrgencyFilter::Pending => "pending",
+            UrgencyFilter::Split => "split",
+        }
+    }
+
     /// The condition on the `urgency` column (0 pending, 1 normal, 2 urgent).
     pub fn condition(self) -> &'static str {
         match self {
@@ -152,22 +175,19 @@ impl Period {
         let buckets = match request.param("bucket") {
             None => None,
             Some(text) => {
-                let kind = match text {
-                    "day" => BucketKind::Day,
-                    "week" => BucketKind::Week,
-                    "month" => BucketKind::Month,
-                    other => return Err(ApiError::bad("bucket", format!("{other:?} is not day, week or month"))),
-                };
+                let kind = [BucketKind::Day, BucketKind::Week, BucketKind::Month]
+                    .into_iter()
+                    .find(|k| k.name() == text)
+                    .ok_or_else(|| ApiError::bad("bucket", format!("{text:?} is not day, week or month")))?;
                 Some((kind, Buckets::new(kind, span, tz)))
             }
         };
         let urgency = match request.param("urgency") {
-            None | Some("all") => UrgencyFilter::All,
-            Some("urgent") => UrgencyFilter::Urgent,
-            Some("normal") => UrgencyFilter::Normal,
-            Some("pending") => UrgencyFilter::Pending,
-            Some("split") => UrgencyFilter::Split,
-            Some(other) => return Err(ApiError::bad("urgency", format!("{other:?} is not all, urgent, normal, pending or split"))),
+            None => UrgencyFilter::All,
+            Some(text) => UrgencyFilter::ALL
+                .into_iter()
+                .find(|u| u.name() == text)
+                .ok_or_else(|| ApiError::bad("urgency", format!("{text:?} is not all, urgent, normal, pending or split")))?,
         };
         Ok(Period { span, by, buckets, urgency, groups: ids(request, "group")?, statuses: ids(request, "status")? })
     }

@@ -607,13 +607,12 @@ pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, Str
         By::Created => "created_at",
         By::Entered => "cancelled_at",
     };
-    let list = format!(
-        "SELECT order_id, created_at, cancelled_at, urgency FROM {orders} AS o {join} {cancelled} AS c USING (order_id) \
-         WHERE {} AND {}",
-        period.span.contains(time),
-        period.urgency.condition(),
+    let cancelled_orders = format!(
+        "(SELECT order_id, created_at, cancelled_at, urgency FROM {orders} AS o {join} {cancelled} AS c USING (order_id))",
         orders = orders_relation(scope),
     );
+    let in_period = format!("{} AND {}", period.span.contains(time), period.urgency.condition());
+    let list = format!("SELECT order_id, created_at, cancelled_at, urgency FROM {cancelled_orders} AS l WHERE {in_period}");
     let before = format!(
         "SELECT order_id, {group} AS last_group, {status} AS last_status, sum({working}) AS working_us, sum({wall}) AS wall_us \
          FROM (SELECT order_id, group_id, status_id, entered_at, working_seconds, wall_seconds, cancelled_at FROM {intervals} AS i \
@@ -654,27 +653,11 @@ pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, Str
         let created = int(&row, "orders");
         rows.insert(key_of(&row, &created_names), CancellationRow { split: scope.split_of(&row), created, cancelled: 0, rate: None });
     }
-    for order in &orders {
-        let at = if period.by == By::Created { order.created_at } else { order.cancelled_at };
-        let mut row = Row::new();
-        let mut key = Vec::new();
-        if let Some((_, buckets)) = &period.buckets {
-            let index = buckets.edges.partition_point(|edge| *edge <= at).saturating_sub(1) as i64;
-            row.insert("bucket".into(), index.into());
-            key.push(index);
-        }
-        if period.urgency == UrgencyFilter::Split {
-            let rank = match order.urgency {
-                "urgent" => 2,
-                "normal" => 1,
-                _ => 0,
-            };
-            row.insert("urgency".into(), rank.into());
-            key.push(rank);
-        }
-        rows.entry(key)
+    let cancelled_keys = scope.split_keys(time);
+    for row in scope.rows(&counts(&cancelled_orders, &in_period, &cancelled_keys)).await? {
+        rows.entry(key_of(&row, &names(&cancelled_keys)))
             .or_insert_with(|| CancellationRow { split: scope.split_of(&row), created: 0, cancelled: 0, rate: None })
-            .cancelled += 1;
+            .cancelled = int(&row, "orders");
     }
     let mut rows: Vec<CancellationRow> = rows.into_values().collect();
     for row in &mut rows {
