@@ -121,6 +121,12 @@ const MATRIX: &[Row] = &[
     row("GET", "/api/analytics/sla", "/api/analytics/sla?project=shop", None, READ),
     row("GET", "/api/analytics/throughput", "/api/analytics/throughput?project=shop", None, READ),
     row("GET", "/api/analytics/cancellations", "/api/analytics/cancellations?project=shop", None, READ),
+    row("GET", "/api/reports/custom", "/api/reports/custom?project=shop", None, READ),
+    row("GET", "/api/reports/productivity", "/api/reports/productivity?project=shop", None, READ),
+    row("GET", "/api/reports/cancellations", "/api/reports/cancellations?project=shop", None, READ),
+    row("GET", "/api/reports/success", "/api/reports/success?project=shop", None, READ),
+    row("GET", "/api/reports/sla", "/api/reports/sla?project=shop", None, READ),
+    row("GET", "/api/reports/stage-time", "/api/reports/stage-time?project=shop", None, READ),
     row("GET", "/api/openapi.yaml", "/api/openapi.yaml", None, SIGNED),
 ];
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod live;
 pub mod orders;
+pub mod reports;
 pub mod routes;
 pub mod ui;
 

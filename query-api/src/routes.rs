@@ -19,6 +19,7 @@ use crate::analytics::Query;
 use crate::auth::{self, Caller, Via, policy};
 use crate::error::ApiError;
 use crate::orders;
+use crate::reports::Report;
 use crate::{OPENAPI, QueryApi};
 
 /// Who may call a route.
@@ -95,6 +96,7 @@ pub enum Endpoint {
     StreamOrders,
     Timeline,
     Analytics(Query),
+    Report(Report),
     OpenApi,
 }
 
@@ -161,6 +163,12 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/analytics/sla", Viewer, Endpoint::Analytics(Query::Sla)),
     route("GET", "/api/analytics/throughput", Viewer, Endpoint::Analytics(Query::Throughput)),
     route("GET", "/api/analytics/cancellations", Viewer, Endpoint::Analytics(Query::Cancellations)),
+    route("GET", "/api/reports/custom", Viewer, Endpoint::Report(Report::Custom)),
+    route("GET", "/api/reports/productivity", Viewer, Endpoint::Report(Report::Productivity)),
+    route("GET", "/api/reports/cancellations", Viewer, Endpoint::Report(Report::Cancellations)),
+    route("GET", "/api/reports/success", Viewer, Endpoint::Report(Report::Success)),
+    route("GET", "/api/reports/sla", Viewer, Endpoint::Report(Report::Sla)),
+    route("GET", "/api/reports/stage-time", Viewer, Endpoint::Report(Report::StageTime)),
     route("GET", "/api/openapi.yaml", Signed, Endpoint::OpenApi),
 ];
 
@@ -413,6 +421,7 @@ async fn dispatch<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, request: &Re
         Endpoint::StreamOrders => crate::live::stream::open(&call).await,
         Endpoint::Timeline => orders::timeline(&call).await,
         Endpoint::Analytics(query) => crate::analytics::answer(&call, query).await,
+        Endpoint::Report(report) => crate::reports::answer(&call, report).await,
         Endpoint::OpenApi => Ok(warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()),
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use chrono_tz::Tz;
 use ksa_facts::{ClickHouseConfig, ClickHouseSink, FactSink, ParquetConfig, ParquetSink};
 use ksa_query_api::analytics::params::{BucketKind, Buckets, By, Period, UrgencyFilter};
-use ksa_query_api::analytics::queries::Scope;
+use ksa_query_api::analytics::queries::{self, Scope};
 use ksa_query_api::analytics::sql::Span;
 use ksa_query_api::analytics::{AnalyticsEngine, ClickHouseEngine, DataFusionEngine, Query};
 use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, IntervalFact};
@@ -220,6 +220,25 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+fn report_periods() -> Vec<(&'static str, Period)> {
+    let (from, to) = ("2026-02-01T00:00:00+02:00", "2026-12-01T00:00:00+02:00");
+    vec![
+        ("created", period(from, to, By::Created, None, UrgencyFilter::All, &[])),
+        ("entered_urgent_group_3", period(from, to, By::Entered, None, UrgencyFilter::Urgent, &[3])),
+    ]
+}
+
+/// What the reports read beyond the five queries, as text to compare.
+async fn report_reads(engine: &dyn AnalyticsEngine, period: &Period) -> String {
+    let settings = settings();
+    let scope = Scope { engine, project_id: PROJECT, settings: &settings, period };
+    let fail = |error: String| -> ! { panic!("the reports' reads on {}: {error}", engine.name()) };
+    let completions = queries::completions(&scope).await.unwrap_or_else(|e| fail(e));
+    let settled = queries::settled_group_times(&scope).await.unwrap_or_else(|e| fail(e));
+    let per_order = queries::order_group_times(&scope).await.unwrap_or_else(|e| fail(e));
+    format!("{completions:?}\n{settled:?}\n{per_order:?}")
+}
+
 async fn run(engine: &dyn AnalyticsEngine, case: &Case) -> Value {
     let settings = settings();
     let scope = Scope { engine, project_id: PROJECT, settings: &settings, period: &case.period };
@@ -295,6 +314,16 @@ async fn both_engines_answer_the_golden_answers() {
             if let Some(difference) = first_difference(case.name, &answer, &other) {
                 failures.push(format!("ClickHouse differs from DataFusion: {difference}"));
             }
+        }
+    }
+    // The reports' reads (completions, settled and per-order group times) agree too.
+    for (name, period) in report_periods() {
+        let answer = report_reads(&datafusion, &period).await;
+        assert!(name != "created" || (answer.contains("GroupTime") && answer.contains("Ended")), "{name}: the data set has rows for them");
+        if let Some((engine, _, _)) = &clickhouse
+            && answer != report_reads(engine, &period).await
+        {
+            failures.push(format!("ClickHouse differs from DataFusion on the reports' reads, {name}"));
         }
     }
     if let Some((_, url, database)) = clickhouse {

@@ -74,13 +74,7 @@ impl Query {
 /// `GET /api/analytics/{query}`.
 pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) -> Result<Response, ApiError> {
     let project = call.project()?.clone();
-    let engine = call.api.analytics.get().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "analytics_off",
-            "analytics read the fact tables, and this deployment writes none: set facts.kind to parquet (embedded) or clickhouse",
-        )
-    })?;
+    let engine = engine(call)?;
     let (rules, revision) = call.api.applied_rules(project.id).await?;
     let request = call.request;
     let period = Period::parse(request, rules.settings.timezone, now())?;
@@ -100,28 +94,15 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
     let started = std::time::Instant::now();
     let body = match query.run(&scope, per_status).await {
         Ok(body) => body,
-        Err(error) => {
-            tracing::error!(query = query.name(), engine = engine.name(), project = %project.slug, %error, "an analytics query failed");
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "analytics_failed",
-                format!("the {} engine failed: {error}", engine.name()),
-            ));
-        }
+        Err(error) => return Err(failed(query.name(), engine.as_ref(), &project.slug, &error)),
     };
     tracing::debug!(query = query.name(), engine = engine.name(), elapsed_ms = started.elapsed().as_millis() as u64, "analytics query");
     let tz = rules.settings.timezone;
-    let local = |at: i64| ksa_schemas::Timestamp::from_micros(at).to_datetime().with_timezone(&tz).to_rfc3339();
+    let local = |at: i64| local_time(tz, at);
     if csv {
-        let filename = format!(
-            "{}-{}-{}_{}.csv",
-            query.name(),
-            project.slug,
-            local(period.span.from).get(..10).unwrap_or_default(),
-            // The last instant in the period: a bare `to` date names its own day.
-            local(period.span.to - 1).get(..10).unwrap_or_default()
-        );
-        return Ok(csv_response(body.get(query.csv_rows()).and_then(Value::as_array).map_or(&[][..], Vec::as_slice), &filename));
+        let filename = period_filename(query.name(), &project.slug, &period, tz);
+        let rows = body.get(query.csv_rows()).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        return Ok(csv_attachment(csv_text(rows), &filename));
     }
     let mut answer = json!({
         "query": query.name(),
@@ -138,6 +119,38 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
         answer.extend(body);
     }
     ok(&answer)
+}
+
+/// The deployment's analytics engine; 503 `analytics_off` when it writes no facts.
+pub(crate) fn engine<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<std::sync::Arc<dyn AnalyticsEngine>, ApiError> {
+    call.api.analytics.get().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "analytics_off",
+            "analytics read the fact tables, and this deployment writes none: set facts.kind to parquet (embedded) or clickhouse",
+        )
+    })
+}
+
+/// A failed engine run: logged, and answered 503 `analytics_failed`.
+pub(crate) fn failed(what: &str, engine: &dyn AnalyticsEngine, project: &str, error: &str) -> ApiError {
+    tracing::error!(query = what, engine = engine.name(), project = %project, %error, "an analytics query failed");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "analytics_failed", format!("the {} engine failed: {error}", engine.name()))
+}
+
+/// An instant in the project's time zone, RFC 3339 with its offset.
+pub(crate) fn local_time(tz: chrono_tz::Tz, at: i64) -> String {
+    ksa_schemas::Timestamp::from_micros(at).to_datetime().with_timezone(&tz).to_rfc3339()
+}
+
+/// `{name}-{project}-{first day}_{last day}.csv`, the days local to the project.
+pub(crate) fn period_filename(name: &str, slug: &str, period: &Period, tz: chrono_tz::Tz) -> String {
+    format!(
+        "{name}-{slug}-{}_{}.csv",
+        local_time(tz, period.span.from).get(..10).unwrap_or_default(),
+        // The last instant in the period: a bare `to` date names its own day.
+        local_time(tz, period.span.to - 1).get(..10).unwrap_or_default()
+    )
 }
 
 /// The columns that say what a row is about, first and in this order.
@@ -199,8 +212,9 @@ fn cell(value: &Value) -> String {
     }
 }
 
-fn csv_response(rows: &[Value], filename: &str) -> Response {
-    let mut response = warp::reply::with_status(csv_text(rows), StatusCode::OK).into_response();
+/// A CSV file as an attachment named `filename`.
+pub(crate) fn csv_attachment(text: String, filename: &str) -> Response {
+    let mut response = warp::reply::with_status(text, StatusCode::OK).into_response();
     let headers = response.headers_mut();
     headers.insert("content-type", warp::http::HeaderValue::from_static("text/csv; charset=utf-8"));
     if let Ok(value) = warp::http::HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {

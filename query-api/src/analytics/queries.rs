@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::engine::{AnalyticsEngine, Row};
 use super::params::{By, Period, UrgencyFilter, urgency_name};
-use super::sql::{Key, MICROS, Stats, counts, cycles_with_created, intervals_with_created, one_of};
+use super::sql::{Key, MICROS, Stats, counts, cycles_with_created, group_totals, intervals_with_created, one_of};
 
 /// Sum, mean and quantiles of durations in seconds; all but `sum` are null over no values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -96,12 +96,19 @@ impl Scope<'_> {
         self.engine.rows(self.project_id, sql).await
     }
 
-    fn terminal(&self) -> Vec<i64> {
+    /// The settings' terminal groups: their clock is stopped.
+    pub fn terminal(&self) -> Vec<i64> {
         self.settings.terminal_groups.iter().map(|g| i64::from(*g)).collect()
     }
 
-    fn cancellation(&self) -> Vec<i64> {
+    /// The terminal groups that mean the order was cancelled (from the settings).
+    pub fn cancellation(&self) -> Vec<i64> {
         self.settings.cancellation_groups.iter().map(|g| i64::from(*g)).collect()
+    }
+
+    /// The terminal groups that mean the order was completed (from the settings).
+    pub fn completion(&self) -> Vec<i64> {
+        self.settings.completion_groups.iter().map(|g| i64::from(*g)).collect()
     }
 
     /// The intervals, with `created_at` when the period is by creation; and the instant
@@ -393,23 +400,24 @@ pub struct SlaAnswer {
     pub any_over: Vec<AnyOver>,
 }
 
+/// Group totals (of [`group_totals`]) settled in the period: no visit open, the last one ended
+/// in it; of the period's urgency and groups.
+fn settled_filter(period: &Period) -> String {
+    format!(
+        "open_visits = 0 AND {} AND {} AND {}",
+        period.span.contains("settled_at"),
+        period.urgency.condition(),
+        one_of("group_id", &period.groups, "1 = 1")
+    )
+}
+
 /// `sla`: per group and bucket, the orders whose time in the group settled in it (no visit
 /// open, the last one ended in the period), by the group's final state.
 pub async fn sla(scope: &Scope<'_>) -> Result<SlaAnswer, String> {
     let dialect = scope.engine.dialect();
     let period = scope.period;
-    let mut groups = format!("NOT ({})", one_of("group_id", &scope.terminal(), "1 = 0"));
-    if !period.groups.is_empty() {
-        groups = format!("{groups} AND {}", one_of("group_id", &period.groups, "1 = 1"));
-    }
-    // Aggregates never take the name of a column they read: ClickHouse would substitute it.
-    let settled = format!(
-        "(SELECT order_id, group_id, u AS urgency, st AS state, sa AS settled_at, ov AS open_visits FROM \
-         (SELECT order_id, group_id, max(urgency) AS u, max(sla_rank) AS st, max(left_at) AS sa, \
-         sum(CASE WHEN left_at IS NULL THEN 1 ELSE 0 END) AS ov FROM {} AS i WHERE {groups} GROUP BY order_id, group_id) AS a)",
-        dialect.intervals(scope.project_id)
-    );
-    let filter = format!("open_visits = 0 AND {} AND {}", period.span.contains("settled_at"), period.urgency.condition());
+    let settled = group_totals(dialect, scope.project_id, &scope.terminal());
+    let filter = settled_filter(period);
     let mut keys = vec![Key::new("group_id", "group_id")];
     keys.extend(scope.split_keys("settled_at"));
     let key_names = names(&keys);
@@ -487,7 +495,7 @@ pub struct ThroughputAnswer {
 }
 
 /// The orders' creation (first entry) and urgency, one row per order.
-fn orders_relation(scope: &Scope<'_>) -> String {
+pub fn orders_relation(scope: &Scope<'_>) -> String {
     format!(
         "(SELECT order_id, c AS created_at, u AS urgency FROM (SELECT order_id, min(entered_at) AS c, max(urgency) AS u FROM {} AS i \
          GROUP BY order_id) AS a)",
@@ -591,58 +599,127 @@ pub struct CancellationsAnswer {
     pub orders: Vec<Cancelled>,
 }
 
-/// `cancellations`: orders cancelled in the period (by=entered) or created in it and cancelled
-/// since (by=created), their rate among orders created in the period, where they were just
-/// before, and the time spent before cancelling.
-pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, String> {
+/// Orders that entered one of some groups (a cancellation or a completion group): their first
+/// entry into one ends them. With the period by creation, those created in it (ended at any
+/// time since); by entry, those ended in it.
+struct Ends {
+    /// `order_id, ended_at`: each order's first entry into one of the groups.
+    first_entry: String,
+    /// `order_id, created_at, ended_at, urgency`, one row per ended order.
+    relation: String,
+    /// The relation's rows in the period and of its urgency.
+    in_period: String,
+    /// The column that places an ended order in the period.
+    time: &'static str,
+}
+
+impl Ends {
+    fn new(scope: &Scope<'_>, groups: &[i64]) -> Ends {
+        let dialect = scope.engine.dialect();
+        let period = scope.period;
+        let first_entry = format!(
+            "(SELECT order_id, min(entered_at) AS ended_at FROM {} AS k WHERE {} GROUP BY order_id)",
+            dialect.intervals(scope.project_id),
+            one_of("group_id", groups, "1 = 0")
+        );
+        let time = match period.by {
+            By::Created => "created_at",
+            By::Entered => "ended_at",
+        };
+        let relation = format!(
+            "(SELECT order_id, created_at, ended_at, urgency FROM {orders} AS o {join} {first_entry} AS c USING (order_id))",
+            orders = orders_relation(scope),
+            join = dialect.inner_join(),
+        );
+        let in_period = format!("{} AND {}", period.span.contains(time), period.urgency.condition());
+        Ends { first_entry, relation, in_period, time }
+    }
+}
+
+/// One order that ended (see [`Ends`]) in the period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ended {
+    pub order_id: i64,
+    /// 0 pending, 1 normal, 2 urgent.
+    pub urgency: i64,
+    /// Its first status event and its first entry into one of the groups, µs.
+    pub created_at: i64,
+    pub ended_at: i64,
+    /// The group and status it was in just before: its latest visit that began before the end
+    /// (`None` when it ended at once).
+    pub group_id: Option<i64>,
+    pub status_id: Option<i64>,
+    /// Spent before the end, in whole microseconds: the intervals that began before it.
+    pub working_us: i64,
+    pub wall_us: i64,
+    /// The worst state (0 none … 3 over) of a non-terminal interval that began before the end.
+    pub worst: i64,
+}
+
+async fn ended(scope: &Scope<'_>, ends: &Ends) -> Result<Vec<Ended>, String> {
     let dialect = scope.engine.dialect();
-    let period = scope.period;
     let intervals = dialect.intervals(scope.project_id);
-    let join = dialect.inner_join();
-    let cancelled = format!(
-        "(SELECT order_id, min(entered_at) AS cancelled_at FROM {intervals} AS k WHERE {} GROUP BY order_id)",
-        one_of("group_id", &scope.cancellation(), "1 = 0")
-    );
-    let time = match period.by {
-        By::Created => "created_at",
-        By::Entered => "cancelled_at",
-    };
-    let cancelled_orders = format!(
-        "(SELECT order_id, created_at, cancelled_at, urgency FROM {orders} AS o {join} {cancelled} AS c USING (order_id))",
-        orders = orders_relation(scope),
-    );
-    let in_period = format!("{} AND {}", period.span.contains(time), period.urgency.condition());
-    let list = format!("SELECT order_id, created_at, cancelled_at, urgency FROM {cancelled_orders} AS l WHERE {in_period}");
+    let list = format!("SELECT order_id, created_at, ended_at, urgency FROM {} AS l WHERE {}", ends.relation, ends.in_period);
     let before = format!(
-        "SELECT order_id, {group} AS last_group, {status} AS last_status, sum({working}) AS working_us, sum({wall}) AS wall_us \
-         FROM (SELECT order_id, group_id, status_id, entered_at, working_seconds, wall_seconds, cancelled_at FROM {intervals} AS i \
-         {join} {cancelled} AS c USING (order_id)) AS b WHERE entered_at < cancelled_at GROUP BY order_id",
+        "SELECT order_id, {group} AS last_group, {status} AS last_status, sum({working}) AS working_us, sum({wall}) AS wall_us, \
+         max(CASE WHEN {terminal} THEN 0 ELSE sla_rank END) AS worst \
+         FROM (SELECT order_id, group_id, status_id, entered_at, working_seconds, wall_seconds, sla_rank, ended_at FROM {intervals} AS i \
+         {join} {first_entry} AS c USING (order_id)) AS b WHERE entered_at < ended_at GROUP BY order_id",
         group = dialect.arg_max("group_id", "entered_at"),
         status = dialect.arg_max("status_id", "entered_at"),
         working = dialect.int64(&format!("round(working_seconds * {MICROS})")),
         wall = dialect.int64(&format!("round(wall_seconds * {MICROS})")),
+        terminal = one_of("group_id", &scope.terminal(), "1 = 0"),
+        first_entry = ends.first_entry,
+        join = dialect.inner_join(),
     );
     let before: HashMap<i64, Row> = scope.rows(&before).await?.into_iter().map(|row| (int(&row, "order_id"), row)).collect();
-    let mut orders: Vec<Cancelled> = scope
+    let mut orders: Vec<Ended> = scope
         .rows(&list)
         .await?
         .iter()
         .map(|row| {
             let order_id = int(row, "order_id");
             let prior = before.get(&order_id);
-            Cancelled {
+            Ended {
                 order_id,
-                urgency: urgency_name(int(row, "urgency")),
+                urgency: int(row, "urgency"),
                 created_at: int(row, "created_at"),
-                cancelled_at: int(row, "cancelled_at"),
+                ended_at: int(row, "ended_at"),
                 group_id: prior.and_then(|p| opt_int(p, "last_group")),
                 status_id: prior.and_then(|p| opt_int(p, "last_status")),
-                working_seconds: prior.map_or(0, |p| int(p, "working_us")) as f64 / MICROS as f64,
-                wall_seconds: prior.map_or(0, |p| int(p, "wall_us")) as f64 / MICROS as f64,
+                working_us: prior.map_or(0, |p| int(p, "working_us")),
+                wall_us: prior.map_or(0, |p| int(p, "wall_us")),
+                worst: prior.map_or(0, |p| int(p, "worst")),
             }
         })
         .collect();
-    orders.sort_by_key(|o| (o.cancelled_at, o.order_id));
+    orders.sort_by_key(|o| (o.ended_at, o.order_id));
+    Ok(orders)
+}
+
+/// `cancellations`: orders cancelled in the period (by=entered) or created in it and cancelled
+/// since (by=created), their rate among orders created in the period, where they were just
+/// before, and the time spent before cancelling.
+pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, String> {
+    let period = scope.period;
+    let cancellation = scope.cancellation();
+    let ends = Ends::new(scope, &cancellation);
+    let (cancelled_orders, in_period, time) = (&ends.relation, &ends.in_period, ends.time);
+    let orders: Vec<Cancelled> = ended(scope, &ends)
+        .await?
+        .into_iter()
+        .map(|o| Cancelled {
+            order_id: o.order_id,
+            urgency: urgency_name(o.urgency),
+            created_at: o.created_at,
+            cancelled_at: o.ended_at,
+            group_id: o.group_id,
+            status_id: o.status_id,
+            working_seconds: o.working_us as f64 / MICROS as f64,
+            wall_seconds: o.wall_us as f64 / MICROS as f64,
+        })
+        .collect();
 
     // Created per bucket, and the cancelled ones placed by `time`.
     let created_keys = scope.split_keys("created_at");
@@ -654,7 +731,7 @@ pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, Str
         rows.insert(key_of(&row, &created_names), CancellationRow { split: scope.split_of(&row), created, cancelled: 0, rate: None });
     }
     let cancelled_keys = scope.split_keys(time);
-    for row in scope.rows(&counts(&cancelled_orders, &in_period, &cancelled_keys)).await? {
+    for row in scope.rows(&counts(cancelled_orders, in_period, &cancelled_keys)).await? {
         rows.entry(key_of(&row, &names(&cancelled_keys)))
             .or_insert_with(|| CancellationRow { split: scope.split_of(&row), created: 0, cancelled: 0, rate: None })
             .cancelled = int(&row, "orders");
@@ -677,4 +754,85 @@ pub async fn cancellations(scope: &Scope<'_>) -> Result<CancellationsAnswer, Str
         wall_seconds: Stat::of(orders.iter().map(|o| o.wall_seconds).collect()),
         orders,
     })
+}
+
+/// Completed orders (entered a completion group of the settings): with the period by
+/// creation, those created in it and completed since; by entry, those completed in it. Each
+/// with the time spent before completing and the worst state reached before.
+pub async fn completions(scope: &Scope<'_>) -> Result<Vec<Ended>, String> {
+    ended(scope, &Ends::new(scope, &scope.completion())).await
+}
+
+/// One order's time in one non-terminal group (all visits), from [`group_totals`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupTime {
+    pub order_id: i64,
+    pub group_id: i64,
+    /// 0 pending, 1 normal, 2 urgent.
+    pub urgency: i64,
+    /// 0 none, 1 ok, 2 near, 3 over: the group's final state.
+    pub state: i64,
+    /// When the last visit ended; `None` while one is open.
+    pub settled_at: Option<i64>,
+    pub open_visits: i64,
+    pub intervals: i64,
+    pub working_us: i64,
+    pub wall_us: i64,
+    /// The order's first status event.
+    pub created_at: i64,
+}
+
+impl GroupTime {
+    fn from_row(row: &Row) -> GroupTime {
+        GroupTime {
+            order_id: int(row, "order_id"),
+            group_id: int(row, "group_id"),
+            urgency: int(row, "urgency"),
+            state: int(row, "state"),
+            settled_at: opt_int(row, "settled_at").filter(|_| int(row, "open_visits") == 0),
+            open_visits: int(row, "open_visits"),
+            intervals: int(row, "intervals"),
+            working_us: int(row, "working_us"),
+            wall_us: int(row, "wall_us"),
+            created_at: int(row, "created_at"),
+        }
+    }
+}
+
+/// Group times with their order's creation; `filter` is a condition over both.
+async fn group_times(scope: &Scope<'_>, filter: &str) -> Result<Vec<GroupTime>, String> {
+    let dialect = scope.engine.dialect();
+    let sql = format!(
+        "SELECT order_id, group_id, urgency, state, settled_at, open_visits, intervals, working_us, wall_us, created_at \
+         FROM (SELECT order_id, group_id, state, settled_at, open_visits, intervals, working_us, wall_us FROM {totals} AS t0) AS t \
+         {join} {orders} AS o USING (order_id) WHERE {filter}",
+        totals = group_totals(dialect, scope.project_id, &scope.terminal()),
+        join = dialect.inner_join(),
+        orders = orders_relation(scope),
+    );
+    let mut times: Vec<GroupTime> = scope.rows(&sql).await?.iter().map(GroupTime::from_row).collect();
+    times.sort_by_key(|t| (t.order_id, t.group_id));
+    Ok(times)
+}
+
+/// Orders' times in groups that settled in the period (no visit open, the last one ended in
+/// it), as `sla` counts them: of the period's urgency and groups.
+pub async fn settled_group_times(scope: &Scope<'_>) -> Result<Vec<GroupTime>, String> {
+    group_times(scope, &settled_filter(scope.period)).await
+}
+
+/// Every non-terminal group time of the period's orders: by creation, orders created in it; by
+/// entry, orders with a visit that began in it. Of the period's urgency and groups.
+pub async fn order_group_times(scope: &Scope<'_>) -> Result<Vec<GroupTime>, String> {
+    let period = scope.period;
+    let orders = match period.by {
+        By::Created => period.span.contains("created_at"),
+        By::Entered => format!(
+            "order_id IN (SELECT order_id FROM {} AS e WHERE {})",
+            scope.engine.dialect().intervals(scope.project_id),
+            period.span.contains("entered_at")
+        ),
+    };
+    let filter = format!("{orders} AND {} AND {}", period.urgency.condition(), one_of("group_id", &period.groups, "1 = 1"));
+    group_times(scope, &filter).await
 }

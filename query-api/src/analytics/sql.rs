@@ -164,6 +164,25 @@ pub fn cycles_with_created(dialect: &dyn Dialect, project_id: i64) -> String {
     )
 }
 
+/// Per order and non-terminal group: the order's `urgency`, the group's final `state` (the worst
+/// `sla_rank` of its intervals, each as of the order's latest event), when its last visit ended
+/// (`settled_at`), how many of its intervals are still open (`open_visits`), how many there are
+/// (`intervals`), and their working and wall time summed in whole microseconds (`working_us`,
+/// `wall_us`). Aggregates never take the name of a column they read: ClickHouse would
+/// substitute it.
+pub fn group_totals(dialect: &dyn Dialect, project_id: i64, terminal: &[i64]) -> String {
+    format!(
+        "(SELECT order_id, group_id, u AS urgency, st AS state, sa AS settled_at, ov AS open_visits, nv AS intervals, \
+         wk AS working_us, wl AS wall_us FROM (SELECT order_id, group_id, max(urgency) AS u, max(sla_rank) AS st, max(left_at) AS sa, \
+         sum(CASE WHEN left_at IS NULL THEN 1 ELSE 0 END) AS ov, count(*) AS nv, sum({working}) AS wk, sum({wall}) AS wl \
+         FROM {intervals} AS i WHERE NOT ({terminal}) GROUP BY order_id, group_id) AS a)",
+        working = dialect.int64(&format!("round(working_seconds * {MICROS})")),
+        wall = dialect.int64(&format!("round(wall_seconds * {MICROS})")),
+        intervals = dialect.intervals(project_id),
+        terminal = one_of("group_id", terminal, "1 = 0"),
+    )
+}
+
 fn prefixed(items: &[String]) -> String {
     items.iter().map(|item| format!("{item}, ")).collect()
 }

@@ -108,7 +108,9 @@ pub struct Query {
     pub cursor: Option<Cursor>,
 }
 
-async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRules, paged: bool) -> Result<Query, ApiError> {
+/// The orders filters of a request (the list's, the KPIs', the CSV's and the custom report's);
+/// 400 naming the parameter that is wrong.
+pub(crate) async fn filters<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRules) -> Result<Filters, ApiError> {
     let project = call.project()?;
     let groups = known_groups(&*call.api.live.names(&call.api.state, project.id).await);
     let filters = Filters::parse(call.request, rules.settings.timezone, &groups)?;
@@ -117,6 +119,12 @@ async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRule
     {
         return Err(ApiError::bad("cycle", format!("the project's settings have no cycle {cycle}")));
     }
+    Ok(filters)
+}
+
+async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRules, paged: bool) -> Result<Query, ApiError> {
+    let project = call.project()?;
+    let filters = filters(call, rules).await?;
     let sort = params::sort(call.request)?;
     let cursor = if paged { params::cursor(call.request, project.id, sort, &filters)? } else { None };
     Ok(Query { filters, sort, cursor })
@@ -125,13 +133,22 @@ async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRule
 /// The project's index, rules and `as_of` (the cursor's when one is given), with the orders
 /// that changed after `as_of` measured again at it.
 async fn context<S: StateStore, B: Bus>(call: &Call<'_, S, B>, cursor: Option<&Cursor>) -> Result<Context, ApiError> {
+    pinned_context(call, cursor.map(|c| (c.as_of, Some(c.version)))).await
+}
+
+/// [`context`] for a read whose earlier page pinned `as_of` and, while the index still knows
+/// what changed since, the index's version.
+pub(crate) async fn pinned_context<S: StateStore, B: Bus>(
+    call: &Call<'_, S, B>,
+    pin: Option<(Timestamp, Option<Version>)>,
+) -> Result<Context, ApiError> {
     let project = call.project()?.clone();
     let requested = requested_as_of(call, &project).await?;
-    let as_of = match (cursor, requested) {
-        (Some(cursor), Some(as_of)) if cursor.as_of != as_of => {
+    let as_of = match (pin, requested) {
+        (Some((pinned, _)), Some(as_of)) if pinned != as_of => {
             return Err(ApiError::bad("as_of", "a cursor keeps its first page's as_of; leave as_of out or give the same instant"));
         }
-        (Some(cursor), _) => cursor.as_of,
+        (Some((pinned, _)), _) => pinned,
         (None, Some(as_of)) => as_of,
         (None, None) => now(),
     };
@@ -144,7 +161,7 @@ async fn context<S: StateStore, B: Bus>(call: &Call<'_, S, B>, cursor: Option<&C
     // now), and the orders that existed at `as_of` but whose latest event then was after it.
     let (version, changed): (Version, Vec<i64>) = {
         let index = index.read().map_err(|_| ApiError::internal("the orders index is unusable"))?;
-        let was = cursor.and_then(|c| index.as_it_was(c.version).map(|was| (c.version, was)));
+        let was = pin.and_then(|(_, version)| version).and_then(|v| index.as_it_was(v).map(|was| (v, was)));
         let (version, was) = was.unwrap_or_else(|| (index.version(), HashMap::new()));
         let as_of = as_of.as_micros();
         let existed_after = |e: &Entry| e.last > as_of && e.first_event_at <= as_of;
@@ -266,20 +283,25 @@ pub async fn kpis<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
     let Query { filters, .. } = query(call, &rules, false).await?;
     let context = context(call, None).await?;
     let kpis = context.on_snapshot(call.api, move |snapshot, clocks| select::kpis(snapshot.entries(), clocks, &filters)).await?;
-    let mut kpis = serde_json::to_value(&kpis).map_err(|e| ApiError::internal(e.to_string()))?;
-    // Each cycle with its title from the settings.
-    if let Some(cycles) = kpis.get_mut("cycles").and_then(serde_json::Value::as_object_mut) {
-        for rule in &context.rules.settings.cycles {
-            if let Some(cycle) = cycles.get_mut(&rule.id.to_string()).and_then(serde_json::Value::as_object_mut) {
-                cycle.insert("title".into(), json!(rule.title));
-            }
-        }
-    }
+    let kpis = kpis_json(&kpis, &context.rules)?;
     ok(&json!({
         "kpis": kpis,
         "settings_revision": context.revision,
         "as_of": context.as_of,
     }))
+}
+
+/// The KPIs as JSON, each cycle with its title from the settings.
+pub(crate) fn kpis_json(kpis: &select::Kpis, rules: &ProjectRules) -> Result<serde_json::Value, ApiError> {
+    let mut kpis = serde_json::to_value(kpis).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(cycles) = kpis.get_mut("cycles").and_then(serde_json::Value::as_object_mut) {
+        for rule in &rules.settings.cycles {
+            if let Some(cycle) = cycles.get_mut(&rule.id.to_string()).and_then(serde_json::Value::as_object_mut) {
+                cycle.insert("title".into(), json!(rule.title));
+            }
+        }
+    }
+    Ok(kpis)
 }
 
 /// `GET /api/orders.csv`: every matching order, streamed.
