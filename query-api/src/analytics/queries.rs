@@ -803,9 +803,12 @@ impl GroupTime {
 async fn group_times(scope: &Scope<'_>, filter: &str) -> Result<Vec<GroupTime>, String> {
     let dialect = scope.engine.dialect();
     let sql = format!(
-        "SELECT order_id, group_id, urgency, state, settled_at, open_visits, intervals, working_us, wall_us, created_at \
+        "SELECT {columns} FROM (SELECT {columns} \
          FROM (SELECT order_id, group_id, state, settled_at, open_visits, intervals, working_us, wall_us FROM {totals} AS t0) AS t \
-         {join} {orders} AS o USING (order_id) WHERE {filter}",
+         {join} {orders} AS o USING (order_id)) AS j WHERE {filter}",
+        // The join in a relation of its own: a filter that reads `order_id` again (a subquery)
+        // must see one column of that name.
+        columns = "order_id, group_id, urgency, state, settled_at, open_visits, intervals, working_us, wall_us, created_at",
         totals = group_totals(dialect, scope.project_id, &scope.terminal()),
         join = dialect.inner_join(),
         orders = orders_relation(scope),
