@@ -75,7 +75,7 @@ export function Chart({ labels, series, format, name, axis, max, height = 240 })
     const options = {
       width: width(),
       height,
-      padding: [12, 12, 0, 4],
+      padding: [12, Math.round(slot / 2), 0, 4],
       cursor: { points: { show: false }, drag: { x: false, y: false } },
       legend: { show: true, live: false },
       hooks: { setCursor: [say] },

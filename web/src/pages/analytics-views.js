@@ -10,7 +10,7 @@ import { Chart } from '../chart.js';
 
 /** @typedef {import('../chart.js').Series} Series */
 
-const PALETTE = ['--chart-1', '--chart-2', '--chart-3', '--chart-4', '--chart-5', '--chart-6'];
+const PALETTE = ['--chart-1', '--chart-3', '--chart-4', '--chart-5', '--chart-6', '--chart-2'];
 const URGENCY_ORDER = ['urgent', 'normal', 'pending'];
 
 const hours = (seconds) => (seconds == null ? null : seconds / 3600);

@@ -62,6 +62,17 @@ function answeredView(data) {
   return { bucket: data.bucket || 'none', urgency: data.urgency || 'all' };
 }
 
+/**
+ * Whether an answer is the one the view asks for: its period runs from the start of the view's
+ * first day to the end of its last (the API names that instant as the next day's midnight).
+ */
+function answers(data, view) {
+  const asked = answeredView(data);
+  return String(data.from || '').slice(0, 10) === view.from && String(data.to || '').slice(0, 10) === daysBefore(view.to, -1)
+    && asked.bucket === view.bucket && asked.urgency === view.urgency
+    && (data.query === 'sla' || data.by === view.by);
+}
+
 const SECTIONS = [
   { id: 'stages', view: StagesView },
   { id: 'cycles', view: CyclesView },
@@ -95,7 +106,7 @@ export function AnalyticsPage({ project, query }) {
       ${shared.code === 'analytics_off' && html`<p><strong>${t('analytics.off')}</strong></p>`}
       ${!CONTROLS.includes(shared.field) && html`<${ErrorSummary} error=${shared} />`}</div>`}
     ${!shared && html`<div class="analytics-grid">
-      ${SECTIONS.map((s) => html`<${Section} key=${s.id} id=${s.id} answer=${answers[s.id]} csv=${api.analyticsCsv(s.id, params)}>
+      ${SECTIONS.map((s) => html`<${Section} key=${s.id} id=${s.id} answer=${answers[s.id]} view=${view} csv=${api.analyticsCsv(s.id, params)}>
         ${(data) => html`<${s.view} data=${data} names=${names} view=${answeredView(data)} />`}
       </${Section}>`)}
     </div>`}
@@ -127,9 +138,10 @@ function Controls({ view, error }) {
 const errorAt = (error, field) => (error && error.errors.some((e) => e.field === field) ? 'true' : undefined);
 
 /** A chart with its table: a title, the CSV link, and what the answer says (or that it is empty). */
-function Section({ id, answer, csv, children }) {
+function Section({ id, answer, view, csv, children }) {
   const { data, error, loading, reload } = answer;
-  return html`<section class="card analytics-card" data-analytics=${id} aria-busy=${loading ? 'true' : 'false'}>
+  const busy = loading || (data && !answers(data, view));
+  return html`<section class="card analytics-card" data-analytics=${id} aria-busy=${busy ? 'true' : 'false'}>
     <div class="analytics-head">
       <div><h2>${t('analytics.' + id)}</h2><p class="muted small">${t('analytics.' + id + '_hint')}</p></div>
       <a class="chip" href=${csv} download data-csv=${id} title=${t('analytics.csv_title')}>⤓ CSV</a>
