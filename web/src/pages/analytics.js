@@ -73,11 +73,12 @@ function answers(data, view) {
     && (data.query === 'sla' || data.by === view.by);
 }
 
+/** The four cards; `counts` says how much a row holds, so rows of zeros count as no data. */
 const SECTIONS = [
-  { id: 'stages', view: StagesView },
-  { id: 'cycles', view: CyclesView },
-  { id: 'sla', view: SlaView },
-  { id: 'throughput', view: ThroughputView },
+  { id: 'stages', view: StagesView, counts: (r) => r.intervals + r.open },
+  { id: 'cycles', view: CyclesView, counts: (r) => r.completed + r.open },
+  { id: 'sla', view: SlaView, counts: (r) => r.orders },
+  { id: 'throughput', view: ThroughputView, counts: (r) => r.created + r.completed + r.cancelled },
 ];
 
 export function AnalyticsPage({ project, query }) {
@@ -106,7 +107,7 @@ export function AnalyticsPage({ project, query }) {
       ${shared.code === 'analytics_off' && html`<p><strong>${t('analytics.off')}</strong></p>`}
       ${!CONTROLS.includes(shared.field) && html`<${ErrorSummary} error=${shared} />`}</div>`}
     ${!shared && html`<div class="analytics-grid">
-      ${SECTIONS.map((s) => html`<${Section} key=${s.id} id=${s.id} answer=${answers[s.id]} view=${view} csv=${api.analyticsCsv(s.id, params)}>
+      ${SECTIONS.map((s) => html`<${Section} key=${s.id} id=${s.id} answer=${answers[s.id]} view=${view} counts=${s.counts} csv=${api.analyticsCsv(s.id, params)}>
         ${(data) => html`<${s.view} data=${data} names=${names} view=${answeredView(data)} />`}
       </${Section}>`)}
     </div>`}
@@ -138,9 +139,10 @@ function Controls({ view, error }) {
 const errorAt = (error, field) => (error && error.errors.some((e) => e.field === field) ? 'true' : undefined);
 
 /** A chart with its table: a title, the CSV link, and what the answer says (or that it is empty). */
-function Section({ id, answer, view, csv, children }) {
+function Section({ id, answer, view, counts, csv, children }) {
   const { data, error, loading, reload } = answer;
   const busy = loading || (data && !answers(data, view));
+  const filled = data && (data.rows || []).some((r) => counts(r) > 0);
   return html`<section class="card analytics-card" data-analytics=${id} aria-busy=${busy ? 'true' : 'false'}>
     <div class="analytics-head">
       <div><h2>${t('analytics.' + id)}</h2><p class="muted small">${t('analytics.' + id + '_hint')}</p></div>
@@ -148,7 +150,7 @@ function Section({ id, answer, view, csv, children }) {
     </div>
     <${LoadError} error=${error} retry=${reload} />
     ${!data && !error && html`<${Loading} />`}
-    ${data && (data.rows || []).length === 0 && html`<p class="muted empty" data-empty>${t('analytics.empty')}</p>`}
-    ${data && (data.rows || []).length > 0 && html`<div class="analytics-body">${children(data)}</div>`}
+    ${data && !filled && html`<p class="muted empty" data-empty>${t('analytics.empty')}</p>`}
+    ${filled && html`<div class="analytics-body">${children(data)}</div>`}
   </section>`;
 }
