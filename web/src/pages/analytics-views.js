@@ -56,10 +56,10 @@ function keyCells(row, view) {
   return html`${view.bucket !== 'none' && html`<td>${bucketLabel(row.bucket, view.bucket)}</td>`}${view.urgency === 'split' && html`<td>${row.urgency ? t('urgency.' + row.urgency) : '—'}</td>`}`;
 }
 
-/** A scrolling table with a sticky head. */
-function Table({ id, head, children }) {
+/** A scrolling table with a sticky head; `foot` (a total) follows the rows. */
+function Table({ id, head, foot = null, children }) {
   return html`<div class="table-wrap"><table class="totals analytics-table" data-table=${id}>
-    <thead><tr>${head}</tr></thead><tbody>${children}</tbody></table></div>`;
+    <thead><tr>${head}</tr></thead><tbody>${children}</tbody>${foot && html`<tfoot>${foot}</tfoot>`}</table></div>`;
 }
 
 /** Time per stage: per group the median and p90 of a visit's working time. */
@@ -96,18 +96,18 @@ export function StagesView({ data, names, view }) {
   return html`<${Chart} name=${view.bucket === 'none' ? t('col.group') : t('col.bucket')} labels=${labels} series=${series} format=${hoursText} />
     <${Table} id="stages" head=${html`<th>${t('col.group')}</th>${keyHeads(view)}<th class="num">${t('col.intervals')}</th><th class="num">${t('col.orders')}</th>
       <th class="num">${t('col.open')}</th><th class="num">${t('col.median_working')}</th><th class="num">${t('col.median_wall')}</th>
-      <th class="num">${t('col.ninetieth')}</th><th class="num">${t('col.mean')}</th><th class="num">${t('col.sum')}</th>`}>
+      <th class="num">${t('col.ninetieth')}</th><th class="num">${t('col.mean')}</th><th class="num">${t('col.sum')}</th>`}
+      foot=${total && html`<tr class="total" data-total>
+        <th>${t('col.total')}</th>${view.bucket !== 'none' && html`<td></td>`}${view.urgency === 'split' && html`<td></td>`}
+        <td class="num">${number(total.intervals)}</td><td class="num">${number(total.orders)}</td><td class="num">${number(total.open)}</td>
+        <td class="num">${duration(total.working_seconds.median)}</td><td class="num muted">${duration(total.wall_seconds.median)}</td>
+        <td class="num">${duration(total.working_seconds.p90)}</td><td class="num">${duration(total.working_seconds.mean)}</td><td class="num">${duration(total.working_seconds.sum)}</td>
+      </tr>`}>
       ${[...rows].sort(byGroup).map((r) => html`<tr data-group-id=${r.group_id}>
         <td>${groupName(names, r.group_id)}</td>${keyCells(r, view)}<td class="num">${number(r.intervals)}</td><td class="num">${number(r.orders)}</td>
         <td class="num">${number(r.open)}</td><td class="num">${duration(r.working_seconds.median)}</td><td class="num muted">${duration(r.wall_seconds.median)}</td>
         <td class="num">${duration(r.working_seconds.p90)}</td><td class="num">${duration(r.working_seconds.mean)}</td><td class="num">${duration(r.working_seconds.sum)}</td>
       </tr>`)}
-      ${total && html`<tr class="total" data-total>
-        <th>${t('col.total')}</th>${view.bucket !== 'none' && html`<td></td>`}${view.urgency === 'split' && html`<td></td>`}
-        <td class="num">${number(total.intervals)}</td><td class="num">${number(total.orders)}</td><td class="num">${number(total.open)}</td>
-        <td class="num">${duration(total.working_seconds.median)}</td><td class="num muted">${duration(total.wall_seconds.median)}</td>
-        <td class="num">${duration(total.working_seconds.p90)}</td><td class="num">${duration(total.working_seconds.mean)}</td><td class="num">${duration(total.working_seconds.sum)}</td>
-      </tr>`}
     </${Table}>`;
 }
 
@@ -122,9 +122,10 @@ export function CyclesView({ data, view }) {
   const cycles = distinct(rows, (r) => r.cycle_id);
   const bins = (rows[0].histogram || []);
   const title = (id) => rows.find((r) => r.cycle_id === id)?.title || t('cycle.n', { id });
+  // One rule is drawn as bars; several as lines over the same bins, so none hides another.
   /** @type {Series[]} */
   const series = cycles.map((id, i) => ({
-    label: title(id), style: 'bar', colour: PALETTE[i % PALETTE.length], width: Math.max(0.15, 0.7 - i * 0.2),
+    label: title(id), style: cycles.length > 1 ? 'line' : 'bar', colour: PALETTE[i % PALETTE.length],
     values: bins.map((_, b) => rows.filter((r) => r.cycle_id === id).reduce((sum, r) => sum + (r.histogram[b]?.cycles || 0), 0)),
   }));
   return html`<${Chart} name=${t('col.hours')} axis=${t('col.hours')} labels=${bins.map(binLabel)} series=${series} format=${countText} />
