@@ -514,8 +514,8 @@ test('analytics: a chart and a table per query over the generated period, the bu
   await shot(page, 'analytics-light', { fullPage: true });
 });
 
-test('analytics: a period with nothing in it says so, and a period that ends before it starts is named beside the date', async (t) => {
-  const page = await session(t, { expect: ['400 GET /api/analytics/'] });
+test('analytics: a period with nothing in it says so, a period that ends before it starts is named beside the date, analytics off is said once', async (t) => {
+  const page = await session(t, { expect: ['400 GET /api/analytics/', '503 GET /api/analytics/'] });
   await login(page, 'viewer');
   await page.goto(`${BASE}/p/shop/analytics?from=2020-01-01&to=2020-01-31&urgency=split`);
   await page.waitForFunction((n) => document.querySelectorAll('[data-analytics] [data-empty]').length === n, ANALYTICS.length);
@@ -524,4 +524,13 @@ test('analytics: a period with nothing in it says so, and a period that ends bef
   await expectFieldError(page, 'to');
   assert.equal(await page.getAttribute('input[name=to]', 'aria-invalid'), 'true');
   await shot(page, 'analytics-error');
+  // A server whose facts are off answers every analytics query so (scripts/ui-test runs with them on).
+  await page.route('**/api/analytics/**', (route) => route.fulfill({
+    status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: 'analytics_off', message: 'analytics read the fact tables, and this deployment writes none' }),
+  }));
+  await page.goto(`${BASE}/p/shop/analytics`);
+  await page.waitForSelector('[data-analytics-error=analytics_off]');
+  assert.match(await page.textContent('[data-analytics-error]'), /вимкнена/);
+  assert.equal(await page.locator('[data-analytics] canvas').count(), 0, 'no chart without analytics');
 });
