@@ -131,7 +131,7 @@ function Controls({ view, error }) {
     ${select('by', BYS)}
     ${select('bucket', BUCKETS)}
     ${select('urgency', URGENCIES)}
-    <button type="button" class="chip" onClick=${() => setQuery({ from: undefined, to: undefined, by: undefined, bucket: undefined, urgency: undefined })}>
+    <button type="button" class="chip" onClick=${() => setQuery({ from: undefined, to: undefined })}>
       ${t('analytics.last_days', { n: DEFAULT_DAYS })}</button>
   </div>`;
 }
