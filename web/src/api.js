@@ -114,6 +114,10 @@ export const api = {
   deleteOverride: (project, id) => send('DELETE', `/api/orders/${id}/override`, undefined, { project }),
   audit: (query) => get('/api/audit', query),
   openapi: () => get('/api/openapi.yaml'),
+  /** One analytics query (`stages`, `cycles`, `sla`, `throughput`) over a period. */
+  analytics: (query, params, signal) => get(`/api/analytics/${query}`, params, signal),
+  /** The address of the same query's rows as a CSV file. */
+  analyticsCsv: (query, params) => `/api/analytics/${query}` + queryString({ ...params, format: 'csv' }),
 };
 
 /** @type {Promise<Set<string>>|null} */

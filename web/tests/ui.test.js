@@ -71,7 +71,7 @@ async function login(page, who) {
   await page.waitForSelector('.topbar');
 }
 
-const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png` });
+const shot = (page, name, options = {}) => page.screenshot({ path: `${SHOTS}/${name}.png`, ...options });
 
 /** Seconds as the UI shows them (`2 д 04:30`). */
 function duration(seconds) {
@@ -434,4 +434,103 @@ test('csv: the dashboard links its filtered view as a CSV file', async (t) => {
   const lines = (await csv.text()).trim().split('\n');
   assert.match(lines[0], /^order_id,/);
   assert.ok(lines.length > 1, 'the file has the orders over their limit');
+});
+
+const ANALYTICS = ['stages', 'cycles', 'sla', 'throughput'];
+
+/** A date (`YYYY-MM-DD`) in the project's zone. */
+const kyivDate = (at) => new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Kyiv', year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(at));
+
+/**
+ * The period the generated orders lie in: from the first order's creation to today, once every
+ * analytics query has rows for it (the facts are written as the processor goes).
+ */
+async function generatedPeriod(page) {
+  const orders = (await (await page.request.get(BASE + '/api/orders?project=shop&limit=500&sort=created')).json()).orders;
+  assert.ok(orders.length > 0, 'the generated project has orders');
+  const period = { from: kyivDate(orders[0].started_at), to: kyivDate(Date.now()) };
+  for (const query of ANALYTICS) {
+    let rows = 0;
+    for (let i = 0; i < 100 && rows === 0; i++) {
+      const answer = await page.request.get(`${BASE}/api/analytics/${query}?project=shop&from=${period.from}&to=${period.to}`);
+      assert.equal(answer.status(), 200, `${query}: ${await answer.text()}`);
+      rows = (await answer.json()).rows.length;
+      if (rows === 0) await page.waitForTimeout(200);
+    }
+    assert.ok(rows > 0, `${query} has rows for ${period.from}..${period.to}`);
+  }
+  return period;
+}
+
+/** Waits until every analytics card has its answer for the view (none is loading). */
+async function analyticsLoaded(page) {
+  await page.waitForFunction((ids) => ids.every((id) => document.querySelector(`[data-analytics=${id}][aria-busy=false] .chart canvas`)), ANALYTICS);
+}
+
+test('analytics: a chart and a table per query over the generated period, the bucket in the URL, CSV links, both themes', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  const period = await generatedPeriod(page);
+  await page.goto(`${BASE}/p/shop`);
+  await page.click('.main-nav a:has-text("Аналітика")');
+  await page.waitForURL(BASE + '/p/shop/analytics');
+  await page.waitForSelector('[data-analytics-page]');
+  assert.equal(await page.inputValue('input[name=to]'), period.to, 'the period ends today by default');
+  await page.fill('input[name=from]', period.from);
+  await page.waitForURL(new RegExp(`from=${period.from}`));
+  await analyticsLoaded(page);
+  for (const id of ANALYTICS) {
+    assert.equal(await page.locator(`[data-analytics=${id}] .chart canvas`).count() > 0, true, `${id} draws a canvas`);
+    assert.ok(await page.locator(`[data-table=${id}] tbody tr`).count() > 0, `${id} has table rows`);
+    const href = await page.getAttribute(`[data-csv=${id}]`, 'href');
+    assert.match(href || '', new RegExp(`^/api/analytics/${id}\\?.*format=csv`), `${id}: the CSV link asks for CSV`);
+    assert.match(href || '', new RegExp(`from=${period.from}.*to=${period.to}`), `${id}: the CSV link carries the period`);
+  }
+  assert.match(await page.textContent('[data-table=stages] tbody'), /\d{2}:\d{2}/, 'durations as the UI shows them');
+  const csv = await page.request.get(BASE + await page.getAttribute('[data-csv=stages]', 'href'));
+  assert.equal(csv.status(), 200);
+  assert.match(csv.headers()['content-disposition'] || '', /stages-shop-\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}\.csv/);
+  assert.match((await csv.text()).split('\n')[0], /^group_id,/);
+  await shot(page, 'analytics', { fullPage: true });
+
+  await page.selectOption('select[name=bucket]', 'week');
+  await page.waitForURL(/bucket=week/);
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-csv]')].every((a) => a.getAttribute('href').includes('bucket=week')));
+  await analyticsLoaded(page);
+  assert.ok(await page.locator('[data-table=throughput] tbody tr').count() > 1, 'a row per week');
+  await shot(page, 'analytics-week', { fullPage: true });
+  await page.goBack();
+  await page.waitForURL((url) => !url.search.includes('bucket='));
+  assert.equal(await page.inputValue('select[name=bucket]'), 'none');
+  assert.match(page.url(), new RegExp(`from=${period.from}`), 'back keeps the period');
+  await page.goForward();
+  await page.waitForURL(/bucket=week/);
+  assert.equal(await page.inputValue('select[name=bucket]'), 'week');
+  await analyticsLoaded(page);
+
+  await page.click('.tools button[aria-label="Тема"]');
+  await page.waitForSelector('html[data-theme=light]');
+  await analyticsLoaded(page);
+  await shot(page, 'analytics-light', { fullPage: true });
+});
+
+test('analytics: a period with nothing in it says so, a period that ends before it starts is named beside the date, analytics off is said once', async (t) => {
+  const page = await session(t, { expect: ['400 GET /api/analytics/', '503 GET /api/analytics/'] });
+  await login(page, 'viewer');
+  await page.goto(`${BASE}/p/shop/analytics?from=2020-01-01&to=2020-01-31&urgency=split`);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-analytics] [data-empty]').length === n, ANALYTICS.length);
+  await shot(page, 'analytics-empty');
+  await page.goto(`${BASE}/p/shop/analytics?from=2026-05-10&to=2026-05-01`);
+  await expectFieldError(page, 'to');
+  assert.equal(await page.getAttribute('input[name=to]', 'aria-invalid'), 'true');
+  await shot(page, 'analytics-error');
+  // A server whose facts are off answers every analytics query so (scripts/ui-test runs with them on).
+  await page.route('**/api/analytics/**', (route) => route.fulfill({
+    status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: 'analytics_off', message: 'analytics read the fact tables, and this deployment writes none' }),
+  }));
+  await page.goto(`${BASE}/p/shop/analytics`);
+  await page.waitForSelector('[data-analytics-error=analytics_off]');
+  assert.match(await page.textContent('[data-analytics-error]'), /вимкнена/);
+  assert.equal(await page.locator('[data-analytics] canvas').count(), 0, 'no chart without analytics');
 });
