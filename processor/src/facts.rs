@@ -9,9 +9,9 @@ use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, Interv
 /// Appends the order's facts to `facts`. Every row carries the version of this derivation
 /// (settings revision, event count, urgency), so a replay writes the same rows again.
 ///
-/// An interval's `sla_state` is the worse of its group's and its status's state over all visits
-/// (docs/domain.md, "SLA": limits apply to the total per stage), as of the order's latest event; an
-/// interval in a terminal group has none.
+/// An interval's `sla_state` is its group's state over all visits (docs/domain.md, "SLA": limits
+/// apply to the total per stage), as of the order's latest event: what the `sla` analytics count
+/// per order and group. An interval in a terminal group has none.
 pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) {
     let urgency_rank = match timeline.urgency {
         Urgency::Pending => 0,
@@ -22,11 +22,7 @@ pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &Ord
     let is_urgent = timeline.urgency == Urgency::Urgent;
     let state_of = |total: Option<&StageTotal>| total.map_or(SlaState::None, |t| t.sla);
     facts.intervals.extend(timeline.intervals.iter().map(|interval| {
-        let sla = if rules.is_terminal(interval.group_id) {
-            SlaState::None
-        } else {
-            state_of(timeline.groups.get(&interval.group_id)).max(state_of(timeline.statuses.get(&interval.status_id)))
-        };
+        let sla = if rules.is_terminal(interval.group_id) { SlaState::None } else { state_of(timeline.groups.get(&interval.group_id)) };
         IntervalFact {
             project_id,
             order_id: timeline.order_id,

@@ -103,7 +103,13 @@ fn golden() -> (FactBatch, FactBatch) {
                 old.sla_state = FactSlaState::Over;
                 older.intervals.push(old);
             }
-            newest.intervals.push(row);
+            if *group == 2 && order % 5 == 0 && left.is_some() {
+                // Two statuses of one group in a row: one visit to the group, two to statuses.
+                let (first, second) = split_in_group(row);
+                newest.intervals.extend([first, second]);
+            } else {
+                newest.intervals.push(row);
+            }
             if *group == 2 && first_of_2.is_none() {
                 first_of_2 = Some(entered);
             }
@@ -137,6 +143,28 @@ fn golden() -> (FactBatch, FactBatch) {
         newest.cycles.push(cycle);
     }
     (newest, older)
+}
+
+/// A closed interval as two back to back in the same group: the first half in its status,
+/// the second in the next status id.
+fn split_in_group(row: IntervalFact) -> (IntervalFact, IntervalFact) {
+    let left = row.left_at.expect("a closed interval");
+    let middle = Timestamp::from_micros((row.entered_at.as_micros() + left.as_micros()) / 2);
+    let half = |seconds: f64| (seconds * 1e6 / 2.0).round() / 1e6;
+    let first = IntervalFact {
+        left_at: Some(middle),
+        wall_seconds: half(row.wall_seconds),
+        working_seconds: half(row.working_seconds),
+        ..row.clone()
+    };
+    let second = IntervalFact {
+        status_id: row.status_id + 5,
+        entered_at: middle,
+        wall_seconds: ((row.wall_seconds - first.wall_seconds) * 1e6).round() / 1e6,
+        working_seconds: ((row.working_seconds - first.working_seconds) * 1e6).round() / 1e6,
+        ..row
+    };
+    (first, second)
 }
 
 fn settings() -> ProjectSettings {

@@ -59,6 +59,14 @@ impl Dialect for ClickHouseSql {
     fn inner_join(&self) -> &'static str {
         "ALL INNER JOIN"
     }
+
+    fn left_join(&self) -> &'static str {
+        "ALL LEFT JOIN"
+    }
+
+    fn not_null(&self, expr: &str) -> String {
+        format!("assumeNotNull({expr})")
+    }
 }
 
 impl AnalyticsEngine for ClickHouseEngine {

@@ -110,6 +110,14 @@ impl Dialect for DataFusionSql {
     fn inner_join(&self) -> &'static str {
         "INNER JOIN"
     }
+
+    fn left_join(&self) -> &'static str {
+        "LEFT JOIN"
+    }
+
+    fn not_null(&self, expr: &str) -> String {
+        expr.to_owned()
+    }
 }
 
 impl AnalyticsEngine for DataFusionEngine {

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::engine::{AnalyticsEngine, Row};
 use super::params::{By, Period, UrgencyFilter, urgency_name};
-use super::sql::{Key, MICROS, Stats, counts, cycles_with_created, group_totals, intervals_with_created, one_of};
+use super::sql::{
+    CYCLE_COLUMNS, INTERVAL_COLUMNS, Key, MICROS, Stats, VISIT_COLUMNS, counts, group_totals, group_visits, one_of, with_created,
+};
 
 /// Sum, mean and quantiles of durations in seconds; all but `sum` are null over no values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -116,8 +118,18 @@ impl Scope<'_> {
     fn intervals(&self) -> (String, &'static str) {
         let dialect = self.engine.dialect();
         match self.period.by {
-            By::Created => (intervals_with_created(dialect, self.project_id), "created_at"),
+            By::Created => (with_created(dialect, self.project_id, &dialect.intervals(self.project_id), INTERVAL_COLUMNS), "created_at"),
             By::Entered => (dialect.intervals(self.project_id), "entered_at"),
+        }
+    }
+
+    /// The visits to groups ([`group_visits`]), placed in the period as [`Scope::intervals`].
+    fn visits(&self) -> (String, &'static str) {
+        let dialect = self.engine.dialect();
+        let visits = group_visits(dialect, self.project_id);
+        match self.period.by {
+            By::Created => (with_created(dialect, self.project_id, &visits, VISIT_COLUMNS), "created_at"),
+            By::Entered => (visits, "entered_at"),
         }
     }
 
@@ -223,8 +235,11 @@ pub struct StagesAnswer {
 }
 
 /// `stages`: per group (or status), each closed visit's working and wall time.
+///
+/// Per group, a visit is the order's consecutive intervals in the group; per status (or with a
+/// `status` filter), each status interval is a visit of its status.
 pub async fn stages(scope: &Scope<'_>, per_status: bool) -> Result<StagesAnswer, String> {
-    let (rows, time) = scope.intervals();
+    let (rows, time) = if per_status || !scope.period.statuses.is_empty() { scope.intervals() } else { scope.visits() };
     let filter = format!("{} AND NOT ({})", scope.interval_filter(time), one_of("group_id", &scope.terminal(), "1 = 0"));
     let mut keys = vec![Key::new("group_id", "group_id")];
     if per_status {
@@ -295,7 +310,7 @@ pub struct CyclesAnswer {
 pub async fn cycles(scope: &Scope<'_>) -> Result<CyclesAnswer, String> {
     let dialect = scope.engine.dialect();
     let (rows, time) = match scope.period.by {
-        By::Created => (cycles_with_created(dialect, scope.project_id), "created_at"),
+        By::Created => (with_created(dialect, scope.project_id, &dialect.cycles(scope.project_id), CYCLE_COLUMNS), "created_at"),
         By::Entered => (dialect.cycles(scope.project_id), "started_at"),
     };
     let filter = format!("{} AND {}", scope.period.span.contains(time), scope.period.urgency.condition());

@@ -32,6 +32,10 @@ pub trait Dialect: Send + Sync {
     fn arg_max(&self, value: &str, by: &str) -> String;
     /// The keyword(s) of an inner join that keeps every matching pair.
     fn inner_join(&self) -> &'static str;
+    /// The keyword(s) of a left join that keeps every matching pair.
+    fn left_join(&self) -> &'static str;
+    /// A nullable `expr` (never null where it is used) as its non-nullable type.
+    fn not_null(&self, expr: &str) -> String;
 }
 
 /// The quantiles every statistic carries, in percent.
@@ -141,26 +145,63 @@ pub fn counts(rows: &str, filter: &str, keys: &[Key]) -> String {
     )
 }
 
-/// The intervals with each order's creation (its first entry into any status) as `created_at`.
-pub fn intervals_with_created(dialect: &dyn Dialect, project_id: i64) -> String {
+/// The interval columns `rows` adds `created_at` to (see [`with_created`]).
+pub const INTERVAL_COLUMNS: &str = "order_id, status_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank";
+
+/// The cycle columns.
+pub const CYCLE_COLUMNS: &str = "order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, urgency";
+
+/// The visit columns of [`group_visits`].
+pub const VISIT_COLUMNS: &str = "order_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank";
+
+/// `relation` (with `columns` and `order_id`) with its order's creation (the order's first
+/// entry into any status) as `created_at`.
+pub fn with_created(dialect: &dyn Dialect, project_id: i64, relation: &str, columns: &str) -> String {
     let intervals = dialect.intervals(project_id);
     format!(
-        "(SELECT order_id, status_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank, created_at \
-         FROM {intervals} AS i {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
+        "(SELECT {columns}, created_at \
+         FROM {relation} AS r {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
          USING (order_id))",
         join = dialect.inner_join()
     )
 }
 
-/// The cycles with their order's creation as `created_at`.
-pub fn cycles_with_created(dialect: &dyn Dialect, project_id: i64) -> String {
+/// The project's visits to groups, with [`VISIT_COLUMNS`]: an order's consecutive intervals
+/// in one group are one visit (moving between statuses of a group continues the visit,
+/// `docs/domain.md`). A visit starts with an interval that no interval of the same group ends
+/// into; each interval belongs to the latest start of its group at or before it. The visit is
+/// open (`left_at` NULL) while one of its intervals is; its times are its intervals' sums;
+/// `entered_at` is its start. Written without window functions (ClickHouse 18.16 has none);
+/// no name is reused as an alias, as ClickHouse resolves aliases across the whole query.
+pub fn group_visits(dialect: &dyn Dialect, project_id: i64) -> String {
     let intervals = dialect.intervals(project_id);
+    let ends = format!(
+        "(SELECT DISTINCT order_id, {ended} AS entered_at, group_id, 1 AS continues FROM {intervals} AS e WHERE left_at IS NOT NULL)",
+        ended = dialect.not_null("left_at")
+    );
+    let starts = format!(
+        "(SELECT order_id, group_id, entered_at AS began FROM \
+         (SELECT order_id, group_id, entered_at, continues FROM {intervals} AS i {left} {ends} AS p USING (order_id, entered_at, group_id)) AS joined \
+         WHERE coalesce(continues, 0) = 0)",
+        left = dialect.left_join()
+    );
+    let placed = format!(
+        "(SELECT order_id, group_id, max(began) AS visit_start, max(left_at) AS i_left, max(wall_seconds) AS i_wall, \
+         max(working_seconds) AS i_working, max(urgency) AS i_urgency, max(sla_rank) AS i_sla \
+         FROM (SELECT order_id, group_id, status_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank, began \
+         FROM {intervals} AS i {inner} {starts} AS s USING (order_id, group_id)) AS pairs \
+         WHERE began <= entered_at GROUP BY order_id, group_id, status_id, entered_at)",
+        inner = dialect.inner_join()
+    );
     format!(
-        "(SELECT order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, urgency, created_at \
-         FROM {cycles} AS y {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
-         USING (order_id))",
-        cycles = dialect.cycles(project_id),
-        join = dialect.inner_join()
+        "(SELECT order_id, group_id, visit_start AS entered_at, \
+         CASE WHEN count(i_left) < count(*) THEN NULL ELSE max(i_left) END AS left_at, \
+         sum({wall}) / {MICROS}.0 AS wall_seconds, sum({working}) / {MICROS}.0 AS working_seconds, \
+         max(i_urgency) AS urgency, max(i_sla) AS sla_rank \
+         FROM {placed} AS placed GROUP BY order_id, group_id, visit_start)",
+        // Added in whole microseconds, so both engines get the same sums in any order.
+        wall = dialect.int64(&format!("round(i_wall * {MICROS})")),
+        working = dialect.int64(&format!("round(i_working * {MICROS})")),
     )
 }
 
