@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Europe::Kyiv;
 use common::http::{client, get, post_webhook};
-use common::keycrm::{self, TOKEN};
+use common::keycrm;
 use common::server::{Instance, Server};
 use common::{Workspace, example};
 use ksa_app::analyzer::{AnalyzeOptions, analyze};
@@ -303,20 +303,7 @@ async fn stages_cycles_and_sla_equal_the_analyzers_figures() {
     let keycrm = keycrm::start(order);
     let instance = Instance::sqlite();
     let project = instance.add_project("shop", &[]);
-    let mut api = instance.command([
-        "project",
-        "api",
-        "--slug",
-        "shop",
-        "--token-env",
-        "SHOP_TOKEN",
-        "--base-url",
-        &keycrm.base_url,
-        "--rate",
-        "600",
-    ]);
-    common::run(api.env("SHOP_TOKEN", TOKEN)).assert_success();
-    instance.put_settings("shop", &example("settings.json"));
+    keycrm::connect_with_example_settings(&instance, "shop", &keycrm);
     // Every order's items at once, not at KeyCRM's pace.
     let server = instance.start_with(&[("KSA__ENRICHER__BURST", "1000")]);
     let http = client();

@@ -7,10 +7,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::http::{Reply, client, get, list_all_orders, post_webhook, wait_until_processed};
-use common::keycrm::{self, TOKEN};
+use common::keycrm;
 use common::server::{Instance, Server};
 use common::webhook_log::{WebhookLog, assert_all_taken};
-use common::{example, status_change};
+use common::status_change;
 use serde_json::{Value, json};
 
 /// Orders 5001–5040 enter group 2 (Mon 2026-02-02 09:00 in Kyiv); even ones carry the urgent
@@ -45,20 +45,7 @@ async fn shop_with_fetched_items() -> (Instance, Server, reqwest::Client) {
     let keycrm = keycrm::start(order);
     let instance = Instance::sqlite();
     let project = instance.add_project("shop", &[]);
-    let mut api = instance.command([
-        "project",
-        "api",
-        "--slug",
-        "shop",
-        "--token-env",
-        "SHOP_TOKEN",
-        "--base-url",
-        &keycrm.base_url,
-        "--rate",
-        "600",
-    ]);
-    common::run(api.env("SHOP_TOKEN", TOKEN)).assert_success();
-    instance.put_settings("shop", &example("settings.json"));
+    keycrm::connect_with_example_settings(&instance, "shop", &keycrm);
     let server = instance.start();
     let http = client();
     for id in FIRST..FIRST + ORDERS {

@@ -80,3 +80,12 @@ pub fn without_urgent_line(id: i64) -> Value {
     }
     order
 }
+
+/// Points project `slug` of `instance` at this stand-in (its token, 600 requests a minute) and
+/// gives it the example settings (working calendars, an urgent grid, the urgency rules).
+pub fn connect_with_example_settings(instance: &super::server::Instance, slug: &str, keycrm: &FakeKeycrm) {
+    let mut api =
+        instance.command(["project", "api", "--slug", slug, "--token-env", "SHOP_TOKEN", "--base-url", &keycrm.base_url, "--rate", "600"]);
+    super::run(api.env("SHOP_TOKEN", TOKEN)).assert_success();
+    instance.put_settings(slug, &super::example("settings.json"));
+}
