@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use common::http::{Reply, client, get, list_all_orders, post_webhook, wait_until_processed};
 use common::keycrm;
 use common::server::{Instance, Server};
-use common::webhook_log::{WebhookLog, assert_all_taken};
 use common::status_change;
+use common::webhook_log::{WebhookLog, assert_all_taken};
 use serde_json::{Value, json};
 
 /// Orders 5001–5040 enter group 2 (Mon 2026-02-02 09:00 in Kyiv); even ones carry the urgent
