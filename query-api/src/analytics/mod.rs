@@ -78,11 +78,7 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
     let (rules, revision) = call.api.applied_rules(project.id).await?;
     let request = call.request;
     let period = Period::parse(request, rules.settings.timezone, now())?;
-    let csv = match request.param("format") {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => return Err(ApiError::bad("format", format!("{other:?} is not json or csv"))),
-    };
+    let csv = wants_csv(request)?;
     let per_status = match request.param("per") {
         None | Some("group") => false,
         Some("status") if query == Query::Stages => true,
@@ -122,6 +118,15 @@ pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, query: Query) 
 }
 
 /// The deployment's analytics engine; 503 `analytics_off` when it writes no facts.
+/// `format`: `json` (the default) or `csv`; true for CSV.
+pub(crate) fn wants_csv(request: &crate::routes::Request) -> Result<bool, ApiError> {
+    match request.param("format") {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::bad("format", format!("{other:?} is not json or csv"))),
+    }
+}
+
 pub(crate) fn engine<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<std::sync::Arc<dyn AnalyticsEngine>, ApiError> {
     call.api.analytics.get().cloned().ok_or_else(|| {
         ApiError::new(

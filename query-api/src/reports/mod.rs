@@ -78,11 +78,7 @@ struct Answer {
 pub async fn answer<S: StateStore, B: Bus>(call: &Call<'_, S, B>, report: Report) -> Result<Response, ApiError> {
     let project = call.project()?.clone();
     let request = call.request;
-    let csv = match request.param("format") {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => return Err(ApiError::bad("format", format!("{other:?} is not json or csv"))),
-    };
+    let csv = analytics::wants_csv(request)?;
     let limit = request.limit(DEFAULT_LIMIT, MAX_LIMIT)? as usize;
     let fingerprint = table::fingerprint(report.name(), project.id, &request.query);
     let cursor = request.param("cursor").map(|text| Cursor::decode(text, &fingerprint)).transpose()?;
