@@ -3,6 +3,8 @@
 //! is skipped with a visible line, except under `CI=true`, where it fails. ClickHouse suites find
 //! their server the same way, in `KSA_CLICKHOUSE_URL`.
 
+pub mod facts;
+
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
