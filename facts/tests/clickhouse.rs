@@ -56,6 +56,8 @@ fn interval(order_id: i64, status_id: i64, entered: i64, left: Option<i64>, vers
         is_urgent: order_id % 2 == 0,
         sla_state: FactSlaState::Ok,
         version,
+        order_created_at: Some(at(0)),
+        group_entered_at: Some(at(entered)),
     }
 }
 
@@ -70,6 +72,7 @@ fn cycle(order_id: i64, cycle_id: u32, ended: Option<i64>, version: FactVersion)
         working_seconds: ended.unwrap_or(0) as f64 / 3.0,
         is_urgent: false,
         version,
+        order_created_at: Some(at(0)),
     }
 }
 
@@ -85,11 +88,26 @@ fn order_batch(order_id: i64, version: FactVersion) -> FactBatch {
 async fn the_schema_applies_twice_cleanly() {
     with_database("schema_applies_twice", |config| async move {
         let (_, first) = ClickHouseSink::connect(config.clone()).await.expect("first connect");
-        assert_eq!(first.applied, vec![1]);
+        assert_eq!(first.applied, vec![1, 2]);
         let (sink, second) = ClickHouseSink::connect(config).await.expect("second connect");
         assert!(second.applied.is_empty(), "{second:?}");
-        assert_eq!(second.already, vec![1]);
+        assert_eq!(second.already, vec![1, 2]);
         assert!(sink.final_intervals(PROJECT).await.expect("read").is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_migration_whose_columns_were_added_but_not_recorded_completes() {
+    with_database("columns_added_not_recorded", |config| async move {
+        let (sink, _) = ClickHouseSink::connect(config.clone()).await.expect("first connect");
+        // As if every run had stopped after its statements, before recording them.
+        sink.client().query("DROP TABLE ksa_schema_migrations").execute().await.expect("forget the ledger");
+        let (sink, again) = ClickHouseSink::connect(config).await.expect("connect again");
+        assert_eq!(again.applied, vec![1, 2], "{again:?}");
+        sink.write(order_batch(1, FactVersion::new(1, 2))).await.expect("rows with the added columns");
+        let stored = sink.final_intervals(PROJECT).await.expect("read");
+        assert_eq!(stored[0].order_created_at, Some(at(0)));
     })
     .await;
 }

@@ -28,6 +28,8 @@ fn interval(order_id: i64, status_id: i64, entered: i64, left: Option<i64>, vers
         is_urgent: order_id % 2 == 0,
         sla_state: FactSlaState::Near,
         version,
+        order_created_at: Some(at(0)),
+        group_entered_at: Some(at(entered)),
     }
 }
 
@@ -42,6 +44,7 @@ fn cycle(order_id: i64, ended: Option<i64>, version: FactVersion) -> CycleFact {
         working_seconds: ended.unwrap_or(0) as f64 / 3.0,
         is_urgent: false,
         version,
+        order_created_at: Some(at(0)),
     }
 }
 
@@ -156,6 +159,38 @@ async fn a_month_that_reaches_the_file_limit_is_compacted_after_the_write() {
     assert_eq!(facts.stored_rows("order_cycles", PROJECT).expect("count"), 2);
     sink.write(orders(&[3], 2)).await.expect("write 4");
     assert!(facts.files("order_cycles", PROJECT).expect("files").iter().any(|f| f.ends_with("part-4.parquet")));
+}
+
+#[tokio::test]
+async fn only_months_left_alone_long_enough_are_merged_into_one_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = sink(dir.path(), 8);
+    let facts = ParquetFacts::new(sink.dir());
+    sink.write(orders(&[1], 2)).await.expect("write 1");
+    sink.write(orders(&[1], 3)).await.expect("write 2");
+    let report = sink.compact_quiet(std::time::Duration::from_secs(3600)).await.expect("compact");
+    assert_eq!(report.months, 0, "just written: {report:?}");
+    assert!(facts.months("status_intervals", PROJECT).expect("months").iter().all(|files| files.len() == 2));
+
+    let report = sink.compact_quiet(std::time::Duration::ZERO).await.expect("compact");
+    assert_eq!(report.months, 3, "{report:?}");
+    assert!(facts.months("status_intervals", PROJECT).expect("months").iter().all(|files| files.len() == 1));
+    assert_eq!(facts.final_intervals(PROJECT).expect("read"), orders(&[1], 3).intervals);
+}
+
+#[tokio::test]
+async fn one_write_keeps_one_row_per_key_in_its_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = sink(dir.path(), 8);
+    // Two versions of the same order in one batch: the file keeps the newest of each key.
+    let mut batch = orders(&[1], 2);
+    let newer = orders(&[1], 3);
+    batch.intervals.extend(newer.intervals.clone());
+    batch.cycles.extend(newer.cycles.clone());
+    sink.write(batch).await.expect("write");
+    let facts = ParquetFacts::new(sink.dir());
+    assert_eq!(facts.stored_rows("status_intervals", PROJECT).expect("count"), newer.intervals.len() as u64);
+    assert_eq!(facts.stored_rows("order_cycles", PROJECT).expect("count"), 1);
 }
 
 #[tokio::test]

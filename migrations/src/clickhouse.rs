@@ -3,13 +3,17 @@
 //! runs the statements.
 //!
 //! ClickHouse has no transactions and its HTTP interface takes one statement per request, so a
-//! migration is a list of statements, each idempotent (`CREATE TABLE IF NOT EXISTS`): a run that
-//! stops half-way is finished by the next one. A migration is recorded in
+//! migration is a list of statements, each idempotent (`CREATE TABLE IF NOT EXISTS`, or an `ALTER
+//! TABLE` that only adds columns, which a rerun finds already there: [`adds_columns`]): a run
+//! that stops half-way is finished by the next one. A migration is recorded in
 //! [`LEDGER_TABLE`] once all its statements succeeded.
 
 use crate::{MigrateError, Migration, ledger};
 
-static CLICKHOUSE: [Migration; 1] = [Migration { version: 1, name: "facts", sql: include_str!("../clickhouse/0001_facts.sql") }];
+static CLICKHOUSE: [Migration; 2] = [
+    Migration { version: 1, name: "facts", sql: include_str!("../clickhouse/0001_facts.sql") },
+    Migration { version: 2, name: "placing_columns", sql: include_str!("../clickhouse/0002_placing_columns.sql") },
+];
 
 /// The table recording applied ClickHouse migrations, in the facts database.
 pub const LEDGER_TABLE: &str = "ksa_schema_migrations";
@@ -55,6 +59,15 @@ pub fn statements(sql: &str) -> Vec<String> {
     without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
+/// True for an `ALTER TABLE` that only adds columns. 18.16 has no `ADD COLUMN IF NOT EXISTS`;
+/// ClickHouse applies one such statement whole or not at all, so when a rerun answers that a
+/// column already exists, the statement was applied before.
+pub fn adds_columns(statement: &str) -> bool {
+    let Some(rest) = statement.strip_prefix("ALTER TABLE ") else { return false };
+    let Some((_, clauses)) = rest.split_once(char::is_whitespace) else { return false };
+    clauses.split(',').all(|clause| clause.trim_start().starts_with("ADD COLUMN "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,7 +82,8 @@ mod tests {
     fn every_statement_is_idempotent() {
         for migration in clickhouse_migrations() {
             for statement in statements(migration.sql) {
-                assert!(statement.starts_with("CREATE TABLE IF NOT EXISTS "), "{}: {statement}", migration.name);
+                let idempotent = statement.starts_with("CREATE TABLE IF NOT EXISTS ") || adds_columns(&statement);
+                assert!(idempotent, "{}: {statement}", migration.name);
             }
         }
     }
@@ -80,6 +94,14 @@ mod tests {
         assert_eq!(statements.len(), 2);
         assert!(statements[0].contains("status_intervals"));
         assert!(statements[1].contains("order_cycles"));
+    }
+
+    #[test]
+    fn only_alters_that_add_columns_count_as_adding_columns() {
+        assert!(adds_columns("ALTER TABLE t\n    ADD COLUMN a Nullable(Int64),\n    ADD COLUMN b Nullable(Int64)"));
+        assert!(!adds_columns("ALTER TABLE t ADD COLUMN a Int64, DROP COLUMN b"));
+        assert!(!adds_columns("ALTER TABLE t MODIFY COLUMN a Int64"));
+        assert!(!adds_columns("CREATE TABLE t (a Int64)"));
     }
 
     #[test]
@@ -96,11 +118,13 @@ mod tests {
 
     #[test]
     fn applied_migrations_are_not_pending() {
-        let migration = &clickhouse_migrations()[0];
-        let recorded = vec![(1, migration.name.to_owned(), migration.checksum())];
+        let recorded: Vec<(i64, String, String)> =
+            clickhouse_migrations().iter().map(|m| (m.version, m.name.to_owned(), m.checksum())).collect();
         let plan = plan_clickhouse(&recorded).expect("plan");
-        assert_eq!(plan.already, vec![1]);
+        assert_eq!(plan.already, vec![1, 2]);
         assert!(plan.pending.is_empty());
-        assert_eq!(plan_clickhouse(&[]).expect("plan").pending.len(), 1);
+        let plan = plan_clickhouse(&recorded[..1]).expect("plan");
+        assert_eq!(plan.pending.iter().map(|m| m.version).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(plan_clickhouse(&[]).expect("plan").pending.len(), clickhouse_migrations().len());
     }
 }

@@ -185,6 +185,19 @@ mod tests {
     }
 
     #[test]
+    fn each_interval_carries_the_order_creation_and_the_start_of_its_group_visit() {
+        let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
+        // Group 2 twice in a row (statuses 20 and 21: one visit), then 3, then 2 again (rework).
+        let events = [ev(1, 1, 0), ev(20, 2, 30), ev(21, 2, 45), ev(7, 3, 90), ev(20, 2, 120)];
+        let mut facts = FactBatch::default();
+        derive_order_with_facts(5, &events, &inputs(Urgency::Pending), &rules, 3, &mut facts).unwrap();
+        let at = |minute: i64| Some(ev(1, 1, minute).changed_at);
+        let placed: Vec<_> = facts.intervals.iter().map(|i| (i.group_id, i.order_created_at, i.group_entered_at)).collect();
+        assert_eq!(placed, [(1, at(0), at(0)), (2, at(0), at(30)), (2, at(0), at(30)), (3, at(0), at(90)), (2, at(0), at(120))]);
+        assert!(facts.cycles.iter().all(|c| c.order_created_at == at(0)));
+    }
+
+    #[test]
     fn rederiving_the_same_events_in_another_order_writes_identical_facts() {
         let rules = rules_for(ProjectSettings::default(), Timestamp::from_seconds(1_767_225_600));
         let mut first = FactBatch::default();

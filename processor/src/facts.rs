@@ -4,6 +4,7 @@
 
 use ksa_domain::timeline::StageTotal;
 use ksa_domain::{OrderTimeline, ProjectRules, SlaState, Urgency};
+use ksa_schemas::Timestamp;
 use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, IntervalFact};
 
 /// Appends the order's facts to `facts`. Every row carries the version of this derivation
@@ -11,7 +12,9 @@ use ksa_schemas::facts::{CycleFact, FactBatch, FactSlaState, FactVersion, Interv
 ///
 /// An interval's `sla_state` is its group's state over all visits (docs/domain.md, "SLA": limits
 /// apply to the total per stage), as of the order's latest event: what the `sla` analytics count
-/// per order and group. An interval in a terminal group has none.
+/// per order and group. An interval in a terminal group has none. Each interval also carries
+/// the order's creation (its first interval's entry) and the entry into the group visit it
+/// belongs to, so analytics place orders and visits without joining the table to itself.
 pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &OrderTimeline, rules: &ProjectRules, settings_revision: i64) {
     let urgency_rank = match timeline.urgency {
         Urgency::Pending => 0,
@@ -21,8 +24,17 @@ pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &Ord
     let version = FactVersion::with_urgency(settings_revision, timeline.event_count, urgency_rank);
     let is_urgent = timeline.urgency == Urgency::Urgent;
     let state_of = |total: Option<&StageTotal>| total.map_or(SlaState::None, |t| t.sla);
+    let created = timeline.intervals.first().map(|interval| interval.entered_at);
+    let mut visit: Option<(u16, Timestamp)> = None;
     facts.intervals.extend(timeline.intervals.iter().map(|interval| {
         let sla = if rules.is_terminal(interval.group_id) { SlaState::None } else { state_of(timeline.groups.get(&interval.group_id)) };
+        // Moving between statuses of one group continues the visit; entering from another
+        // group starts one.
+        let group_entered_at = match visit {
+            Some((group, started)) if group == interval.group_id => started,
+            _ => interval.entered_at,
+        };
+        visit = Some((interval.group_id, group_entered_at));
         IntervalFact {
             project_id,
             order_id: timeline.order_id,
@@ -35,6 +47,8 @@ pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &Ord
             is_urgent,
             sla_state: fact_sla(sla),
             version,
+            order_created_at: created,
+            group_entered_at: Some(group_entered_at),
         }
     }));
     facts.cycles.extend(timeline.cycles.iter().map(|(cycle_id, cycle)| CycleFact {
@@ -47,6 +61,7 @@ pub fn append_order_facts(facts: &mut FactBatch, project_id: i64, timeline: &Ord
         working_seconds: cycle.working_seconds.seconds(),
         is_urgent,
         version,
+        order_created_at: created,
     }));
 }
 

@@ -108,6 +108,16 @@ pub struct IntervalFact {
     pub is_urgent: bool,
     pub sla_state: FactSlaState,
     pub version: FactVersion,
+    /// When the order entered its first status (its creation, as analytics place orders).
+    /// Unset only in rows written before the column existed.
+    #[serde(default)]
+    pub order_created_at: Option<Timestamp>,
+    /// When the order entered this interval's group for the visit the interval belongs to:
+    /// consecutive intervals in one group are one visit (docs/domain.md), so this is the
+    /// `entered_at` of the visit's first interval. Unset only in rows written before the
+    /// column existed.
+    #[serde(default)]
+    pub group_entered_at: Option<Timestamp>,
 }
 
 /// One cycle rule's span for an order: `[started_at, ended_at)`, `ended_at` unset while open.
@@ -123,6 +133,10 @@ pub struct CycleFact {
     pub working_seconds: f64,
     pub is_urgent: bool,
     pub version: FactVersion,
+    /// When the order entered its first status. Unset only in rows written before the column
+    /// existed.
+    #[serde(default)]
+    pub order_created_at: Option<Timestamp>,
 }
 
 /// What one write hands a sink: the rows of any number of orders.

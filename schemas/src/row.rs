@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// The shape of the rows the processor writes: a project whose stored rows are of an older one
-/// is recomputed once (1: rows are [`OrderRow`]s).
-pub const ROW_FORMAT: i64 = 1;
+/// is recomputed once (1: rows are [`OrderRow`]s; 2: fact rows carry the order's creation and
+/// the interval's group visit, `facts::IntervalFact`).
+pub const ROW_FORMAT: i64 = 2;
 
 /// Why an order is urgent, normal or pending.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

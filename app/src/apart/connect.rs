@@ -128,9 +128,34 @@ pub async fn open_facts(config: &Config) -> anyhow::Result<Option<BoxedFactSink>
             let store = config.facts.parquet.store(&config.data_dir);
             let dir = store.dir.clone();
             let sink = ParquetSink::open(store).with_context(|| format!("opening the Parquet facts in {}", dir.display()))?;
+            tokio::spawn(settle_months(sink.clone()));
             Ok(Some(BoxedFactSink::new("parquet", sink)))
         }
         FactsKind::Clickhouse => Ok(Some(BoxedFactSink::new("clickhouse", connect_clickhouse(config).await?))),
+    }
+}
+
+/// How often the Parquet store looks for months that stopped changing, and how long a month's
+/// files must have been left alone to be merged into one: a month of one file is read without
+/// deduplication (`docs/distributed.md`, "The Parquet facts").
+const SETTLE_EVERY: Duration = Duration::from_secs(15 * 60);
+const SETTLED_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Merges, now and then, each month that stopped changing into one file.
+async fn settle_months(sink: ParquetSink) {
+    let mut tick = tokio::time::interval(SETTLE_EVERY);
+    loop {
+        tick.tick().await;
+        match sink.compact_quiet(SETTLED_AFTER).await {
+            Ok(report) if report.months > 0 => tracing::info!(
+                months = report.months,
+                files = report.files_merged,
+                rows_kept = report.rows_kept,
+                "merged Parquet months that stopped changing"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "merging quiet Parquet months failed; tried again later"),
+        }
     }
 }
 

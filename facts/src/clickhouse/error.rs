@@ -21,7 +21,7 @@ pub(crate) fn classify(url: String, statement: &str, source: Error) -> FactError
 
 /// The `Code: NNN` of a server exception, if the response carries one. A response without a
 /// code (a proxy's 502, a server shutting down) counts as unavailable.
-fn server_code(text: &str) -> Option<u32> {
+pub(crate) fn server_code(text: &str) -> Option<u32> {
     let rest = &text[text.find("Code: ")? + "Code: ".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

@@ -1,4 +1,4 @@
-//! The rows as ClickHouse stores them (see `migrations/clickhouse/0001_facts.sql`), and the
+//! The rows as ClickHouse stores them (see `migrations/clickhouse/0001_facts.sql` and `0002_placing_columns.sql`), and the
 //! conversions from and to the plain fact rows of `schemas`. Column order here is the table's:
 //! with validation off the client sends RowBinary, which is positional.
 
@@ -21,6 +21,8 @@ pub(crate) struct IntervalRow {
     /// The Enum8's code: none 0, ok 1, near 2, over 3.
     pub sla_state: i8,
     pub version: u64,
+    pub order_created_at: Option<i64>,
+    pub group_entered_at: Option<i64>,
 }
 
 /// A row of `order_cycles`.
@@ -35,6 +37,7 @@ pub(crate) struct CycleRow {
     pub working_seconds: f64,
     pub is_urgent: u8,
     pub version: u64,
+    pub order_created_at: Option<i64>,
 }
 
 fn sla_code(state: FactSlaState) -> i8 {
@@ -64,6 +67,8 @@ impl From<&IntervalFact> for IntervalRow {
             is_urgent: u8::from(fact.is_urgent),
             sla_state: sla_code(fact.sla_state),
             version: fact.version.as_u64(),
+            order_created_at: fact.order_created_at.map(Timestamp::as_micros),
+            group_entered_at: fact.group_entered_at.map(Timestamp::as_micros),
         }
     }
 }
@@ -83,6 +88,8 @@ impl IntervalRow {
             is_urgent: self.is_urgent != 0,
             sla_state,
             version: FactVersion::from_u64(self.version),
+            order_created_at: self.order_created_at.map(Timestamp::from_micros),
+            group_entered_at: self.group_entered_at.map(Timestamp::from_micros),
         })
     }
 }
@@ -99,6 +106,7 @@ impl From<&CycleFact> for CycleRow {
             working_seconds: fact.working_seconds,
             is_urgent: u8::from(fact.is_urgent),
             version: fact.version.as_u64(),
+            order_created_at: fact.order_created_at.map(Timestamp::as_micros),
         }
     }
 }
@@ -115,6 +123,7 @@ impl From<CycleRow> for CycleFact {
             working_seconds: row.working_seconds,
             is_urgent: row.is_urgent != 0,
             version: FactVersion::from_u64(row.version),
+            order_created_at: row.order_created_at.map(Timestamp::from_micros),
         }
     }
 }
@@ -145,6 +154,8 @@ mod tests {
             is_urgent: true,
             sla_state: FactSlaState::Near,
             version: FactVersion::new(2, 9),
+            order_created_at: Some(Timestamp::from_micros(1_600_000_000_000_000)),
+            group_entered_at: None,
         };
         assert_eq!(IntervalRow::from(&fact).into_fact(), Ok(fact));
     }

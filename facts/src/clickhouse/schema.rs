@@ -2,12 +2,12 @@
 //! migration of `migrations/clickhouse`, statement by statement.
 
 use clickhouse::Client;
-use ksa_migrations::clickhouse::{LEDGER_DDL, LEDGER_TABLE, statements};
+use ksa_migrations::clickhouse::{LEDGER_DDL, LEDGER_TABLE, adds_columns, statements};
 use ksa_migrations::{MigrationReport, plan_clickhouse};
 use serde::Deserialize;
 
 use super::ClickHouseConfig;
-use super::error::classify;
+use super::error::{classify, server_code};
 use crate::FactError;
 
 #[derive(Debug, ::clickhouse::Row, Deserialize)]
@@ -16,6 +16,9 @@ struct LedgerRow {
     name: String,
     checksum: String,
 }
+
+/// ClickHouse's error code for adding a column a table already has.
+const COLUMN_EXISTS: u32 = 44;
 
 /// Creates the database when missing and applies what the ledger does not list yet.
 pub(crate) async fn apply(server: &Client, client: &Client, config: &ClickHouseConfig) -> Result<MigrationReport, FactError> {
@@ -36,7 +39,15 @@ pub(crate) async fn apply(server: &Client, client: &Client, config: &ClickHouseC
     let mut applied = Vec::new();
     for migration in plan.pending {
         for statement in statements(migration.sql) {
-            run(client, config, &statement).await?;
+            match run(client, config, &statement).await {
+                // Applied by a run that stopped before recording the migration.
+                Err(FactError::Rejected { source: clickhouse::error::Error::BadResponse(text), .. })
+                    if adds_columns(&statement) && server_code(&text) == Some(COLUMN_EXISTS) =>
+                {
+                    tracing::info!(version = migration.version, statement = first_line(&statement), "columns already added");
+                }
+                other => other?,
+            }
         }
         client
             .query(&format!("INSERT INTO {LEDGER_TABLE} (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"))

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::layout::{parts, read_part, remove_part, sync_dir, write_part};
 use super::sink::next_part;
@@ -70,18 +71,36 @@ pub(crate) fn compact_month<T: FactTable>(
     Ok(CompactionReport { months: 1, files_merged: small.len() as u64, rows_read, rows_kept: rows.len() as u64 })
 }
 
-/// Compacts every month of every project of table `T`.
+/// Compacts every month of every project of table `T`; with `quiet`, only the months whose
+/// newest file is at least that old.
 pub(crate) fn compact_table<T: FactTable>(
     root: &Path,
     min_files: usize,
     max_file_bytes: u64,
+    quiet: Option<Duration>,
     parts_known: &mut HashMap<PathBuf, u64>,
 ) -> Result<CompactionReport, FactError> {
     let mut report = CompactionReport::default();
     for project_id in super::layout::project_ids(root, T::NAME)? {
         for month in super::layout::month_dirs(root, T::NAME, project_id)? {
+            if let Some(quiet) = quiet
+                && !quiet_for(&month, quiet)?
+            {
+                continue;
+            }
             report.add(compact_month::<T>(&month, min_files, max_file_bytes, parts_known)?);
         }
     }
     Ok(report)
+}
+
+/// True when no file of `dir` was written in the last `quiet`.
+fn quiet_for(dir: &Path, quiet: Duration) -> Result<bool, FactError> {
+    for (_, path) in parts(dir)? {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(super::layout::io_error(&path))?;
+        if modified.elapsed().unwrap_or_default() < quiet {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

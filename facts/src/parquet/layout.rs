@@ -173,6 +173,7 @@ mod tests {
             wall_seconds: 10.0,
             working_seconds: 5.0,
             is_urgent: false,
+            order_created_at: None,
             version: ksa_schemas::facts::FactVersion::new(1, 2),
         };
         let path = write_part(dir.path(), 0, std::slice::from_ref(&row)).expect("write");

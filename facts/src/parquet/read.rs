@@ -43,11 +43,22 @@ impl ParquetFacts {
 
     /// The project's files in `table`, by month and part number.
     pub fn files(&self, table: &str, project_id: i64) -> Result<Vec<PathBuf>, FactError> {
-        let mut files = Vec::new();
+        Ok(self.months(table, project_id)?.into_iter().flatten().collect())
+    }
+
+    /// The project's files in `table`, one list per month, by part number. Every file holds at
+    /// most one row per key, so the rows of a month with a single file are final as they are
+    /// (for intervals, whose month follows from the key; a cycle's row can move to another
+    /// month).
+    pub fn months(&self, table: &str, project_id: i64) -> Result<Vec<Vec<PathBuf>>, FactError> {
+        let mut months = Vec::new();
         for month in month_dirs(&self.dir, table, project_id)? {
-            files.extend(parts(&month)?.into_iter().map(|(_, path)| path));
+            let files: Vec<PathBuf> = parts(&month)?.into_iter().map(|(_, path)| path).collect();
+            if !files.is_empty() {
+                months.push(files);
+            }
         }
-        Ok(files)
+        Ok(months)
     }
 
     pub fn dir(&self) -> &Path {

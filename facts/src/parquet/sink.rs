@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use ksa_schemas::facts::{CycleFact, FactBatch, IntervalFact};
 
 use super::ParquetConfig;
 use super::compact::{CompactionReport, SMALL_FILE_BYTES, compact_month, compact_table};
 use super::layout::{io_error, month_dir, month_of, parts, write_part};
-use super::table::FactTable;
+use super::table::{FactTable, newest_per_key};
 use crate::{FactError, FactSink};
 
 /// Writes facts as Parquet files. Clones share one writer: writes (and compactions) take
@@ -47,11 +48,22 @@ impl ParquetSink {
     /// Merges every month of every project into one file per month that holds only the
     /// newest row per key, whatever the files' sizes.
     pub async fn compact_all(&self) -> Result<CompactionReport, FactError> {
+        self.merge_months(None).await
+    }
+
+    /// As [`ParquetSink::compact_all`], for the months none of whose files was written in the
+    /// last `quiet`: months that stopped changing become one file each, which readers take as
+    /// final without deduplicating (`ParquetFacts::months`). `run` calls it now and then.
+    pub async fn compact_quiet(&self, quiet: Duration) -> Result<CompactionReport, FactError> {
+        self.merge_months(Some(quiet)).await
+    }
+
+    async fn merge_months(&self, quiet: Option<Duration>) -> Result<CompactionReport, FactError> {
         let sink = self.clone();
         run_blocking(move || {
             let mut parts = sink.lock();
-            let mut report = compact_table::<IntervalFact>(sink.dir(), 2, u64::MAX, &mut parts)?;
-            report.add(compact_table::<CycleFact>(sink.dir(), 2, u64::MAX, &mut parts)?);
+            let mut report = compact_table::<IntervalFact>(sink.dir(), 2, u64::MAX, quiet, &mut parts)?;
+            report.add(compact_table::<CycleFact>(sink.dir(), 2, u64::MAX, quiet, &mut parts)?);
             Ok(report)
         })
         .await
@@ -97,7 +109,9 @@ pub(crate) fn next_part(dir: &Path, parts_known: &mut HashMap<PathBuf, u64>) -> 
     Ok(next)
 }
 
-/// Writes `rows`, one file per project and month; returns the month folders written.
+/// Writes `rows`, one file per project and month, each with at most one row per key (the
+/// newest), so a month of a single file needs no deduplication when read; returns the month
+/// folders written.
 fn write_table<T: FactTable>(root: &Path, rows: Vec<T>, parts_known: &mut HashMap<PathBuf, u64>) -> Result<Vec<PathBuf>, FactError> {
     let mut by_month: BTreeMap<(i64, String), Vec<T>> = BTreeMap::new();
     for row in rows {
@@ -107,7 +121,7 @@ fn write_table<T: FactTable>(root: &Path, rows: Vec<T>, parts_known: &mut HashMa
     for ((project_id, month), rows) in by_month {
         let dir = month_dir(root, T::NAME, project_id, &month);
         let number = next_part(&dir, parts_known)?;
-        write_part(&dir, number, &rows)?;
+        write_part(&dir, number, &newest_per_key(rows))?;
         parts_known.insert(dir.clone(), number + 1);
         written.push(dir);
     }

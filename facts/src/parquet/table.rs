@@ -33,6 +33,9 @@ static INTERVALS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("is_urgent", DataType::Boolean, false),
         Field::new("sla_state", DataType::Utf8, false),
         Field::new("version", DataType::UInt64, false),
+        // Added later: files written before lack them, and read them as null.
+        instant("order_created_at", true),
+        instant("group_entered_at", true),
     ]))
 });
 
@@ -47,6 +50,7 @@ static CYCLES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("working_seconds", DataType::Float64, false),
         Field::new("is_urgent", DataType::Boolean, false),
         Field::new("version", DataType::UInt64, false),
+        instant("order_created_at", true),
     ]))
 });
 
@@ -72,6 +76,10 @@ pub(crate) trait FactTable: Clone + Send + Sync + 'static {
     fn month_instant(&self) -> Timestamp;
     fn key(&self) -> Self::Key;
     fn version(&self) -> FactVersion;
+    /// False for a row written before the table's latest columns existed: of two rows with
+    /// one key and one version (a recompute writes the same version again), the complete one
+    /// is kept.
+    fn complete(&self) -> bool;
     fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError>;
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, String>;
 }
@@ -98,6 +106,18 @@ fn optional(array: &TimestampMicrosecondArray, row: usize) -> Option<Timestamp> 
     array.is_valid(row).then(|| Timestamp::from_micros(array.value(row)))
 }
 
+/// An instant column added after files were first written: absent in older files.
+fn added_instant<'a>(batch: &'a RecordBatch, name: &str) -> Result<Option<&'a TimestampMicrosecondArray>, String> {
+    if batch.column_by_name(name).is_none() {
+        return Ok(None);
+    }
+    primitive::<TimestampMicrosecondType>(batch, name).map(Some)
+}
+
+fn added_optional(array: Option<&TimestampMicrosecondArray>, row: usize) -> Option<Timestamp> {
+    array.and_then(|array| optional(array, row))
+}
+
 impl FactTable for IntervalFact {
     type Key = (i64, i64, Timestamp, i64);
     const NAME: &'static str = "status_intervals";
@@ -122,6 +142,10 @@ impl FactTable for IntervalFact {
         self.version
     }
 
+    fn complete(&self) -> bool {
+        self.order_created_at.is_some() && self.group_entered_at.is_some()
+    }
+
     fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.project_id))),
@@ -135,6 +159,8 @@ impl FactTable for IntervalFact {
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.is_urgent)))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.sla_state.as_str()))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.version.as_u64()))),
+            instants(rows.iter().map(|r| r.order_created_at.map(Timestamp::as_micros))),
+            instants(rows.iter().map(|r| r.group_entered_at.map(Timestamp::as_micros))),
         ];
         RecordBatch::try_new(interval_schema(), columns)
     }
@@ -151,6 +177,8 @@ impl FactTable for IntervalFact {
         let urgent = column(batch, "is_urgent")?.as_boolean_opt().ok_or("column `is_urgent` is not boolean")?;
         let sla = column(batch, "sla_state")?.as_string_opt::<i32>().ok_or("column `sla_state` is not Utf8")?;
         let version = primitive::<UInt64Type>(batch, "version")?;
+        let created = added_instant(batch, "order_created_at")?;
+        let group_entered = added_instant(batch, "group_entered_at")?;
         (0..batch.num_rows())
             .map(|row| {
                 Ok(IntervalFact {
@@ -165,6 +193,8 @@ impl FactTable for IntervalFact {
                     is_urgent: urgent.value(row),
                     sla_state: FactSlaState::parse(sla.value(row)).ok_or_else(|| format!("unknown sla_state `{}`", sla.value(row)))?,
                     version: FactVersion::from_u64(version.value(row)),
+                    order_created_at: added_optional(created, row),
+                    group_entered_at: added_optional(group_entered, row),
                 })
             })
             .collect()
@@ -195,6 +225,10 @@ impl FactTable for CycleFact {
         self.version
     }
 
+    fn complete(&self) -> bool {
+        self.order_created_at.is_some()
+    }
+
     fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.project_id))),
@@ -206,6 +240,7 @@ impl FactTable for CycleFact {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.working_seconds))),
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.is_urgent)))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.version.as_u64()))),
+            instants(rows.iter().map(|r| r.order_created_at.map(Timestamp::as_micros))),
         ];
         RecordBatch::try_new(cycle_schema(), columns)
     }
@@ -220,6 +255,7 @@ impl FactTable for CycleFact {
         let working = primitive::<Float64Type>(batch, "working_seconds")?;
         let urgent = column(batch, "is_urgent")?.as_boolean_opt().ok_or("column `is_urgent` is not boolean")?;
         let version = primitive::<UInt64Type>(batch, "version")?;
+        let created = added_instant(batch, "order_created_at")?;
         Ok((0..batch.num_rows())
             .map(|row| CycleFact {
                 project_id: project_id.value(row),
@@ -231,14 +267,16 @@ impl FactTable for CycleFact {
                 working_seconds: working.value(row),
                 is_urgent: urgent.value(row),
                 version: FactVersion::from_u64(version.value(row)),
+                order_created_at: added_optional(created, row),
             })
             .collect())
     }
 }
 
-/// Keeps, per key, the row with the highest version (the first of equal ones), sorted by key.
+/// Keeps, per key, the row with the highest version (of equal ones a complete one, else the
+/// first), sorted by key.
 pub(crate) fn newest_per_key<T: FactTable>(mut rows: Vec<T>) -> Vec<T> {
-    rows.sort_by(|a, b| a.key().cmp(&b.key()).then(b.version().cmp(&a.version())));
+    rows.sort_by(|a, b| a.key().cmp(&b.key()).then(b.version().cmp(&a.version())).then(b.complete().cmp(&a.complete())));
     rows.dedup_by(|later, kept| later.key() == kept.key());
     rows
 }
@@ -267,9 +305,52 @@ mod tests {
             working_seconds: 0.0,
             is_urgent: false,
             version: FactVersion::new(0, version),
+            order_created_at: Some(Timestamp::from_seconds(0)),
         };
         let kept = newest_per_key(vec![cycle(2, 1), cycle(1, 2), cycle(2, 3), cycle(1, 1)]);
         assert_eq!(kept, vec![cycle(1, 2), cycle(2, 3)]);
+    }
+
+    #[test]
+    fn of_one_version_the_row_with_the_later_columns_is_kept() {
+        let complete = |order_id| CycleFact {
+            project_id: 1,
+            order_id,
+            cycle_id: 1,
+            started_at: Timestamp::from_seconds(0),
+            ended_at: None,
+            wall_seconds: 1.0,
+            working_seconds: 0.0,
+            is_urgent: false,
+            version: FactVersion::new(0, 4),
+            order_created_at: Some(Timestamp::from_seconds(0)),
+        };
+        let older_format = |order_id| CycleFact { order_created_at: None, ..complete(order_id) };
+        let kept = newest_per_key(vec![older_format(1), complete(1), complete(2), older_format(2)]);
+        assert_eq!(kept, vec![complete(1), complete(2)]);
+    }
+
+    #[test]
+    fn a_batch_without_the_later_columns_reads_them_as_unset() {
+        let row = IntervalFact {
+            project_id: 1,
+            order_id: 2,
+            status_id: 3,
+            group_id: 4,
+            entered_at: Timestamp::from_micros(1_700_000_000_123_456),
+            left_at: None,
+            wall_seconds: 1.5,
+            working_seconds: 0.5,
+            is_urgent: true,
+            sla_state: FactSlaState::Over,
+            version: FactVersion::new(2, 9),
+            order_created_at: Some(Timestamp::from_micros(1_600_000_000_000_000)),
+            group_entered_at: Some(Timestamp::from_micros(1_650_000_000_000_000)),
+        };
+        let batch = IntervalFact::to_batch(std::slice::from_ref(&row)).expect("batch");
+        let earlier = batch.project(&(0..batch.num_columns() - 2).collect::<Vec<_>>()).expect("the columns of the first format");
+        let read = IntervalFact::from_batch(&earlier).expect("rows");
+        assert_eq!(read, vec![IntervalFact { order_created_at: None, group_entered_at: None, ..row }]);
     }
 
     #[test]
@@ -286,6 +367,8 @@ mod tests {
             is_urgent: true,
             sla_state: FactSlaState::Over,
             version: FactVersion::new(2, 9),
+            order_created_at: Some(Timestamp::from_micros(1_600_000_000_000_000)),
+            group_entered_at: None,
         };
         let batch = IntervalFact::to_batch(std::slice::from_ref(&row)).expect("batch");
         assert_eq!(IntervalFact::from_batch(&batch), Ok(vec![row]));
