@@ -18,25 +18,27 @@ impl ClickHouseEngine {
     }
 }
 
-struct ClickHouseSql;
+/// The SQL over the ClickHouse fact tables.
+pub struct ClickHouseSql;
 
 impl Dialect for ClickHouseSql {
     fn intervals(&self, project_id: i64) -> String {
         format!(
             "(SELECT order_id, status_id, toInt64(group_id) AS group_id, entered_at, left_at, wall_seconds, working_seconds, \
-             toInt64(version % 4) AS urgency, toInt64(toInt8(sla_state)) AS sla_rank \
-             FROM status_intervals FINAL WHERE project_id = {project_id})"
+             toInt64(version % 4) AS urgency, toInt64(toInt8(sla_state)) AS sla_rank, order_created_at AS created_at, \
+             group_entered_at AS visit_at FROM status_intervals FINAL WHERE project_id = {project_id})"
         )
     }
 
     fn cycles(&self, project_id: i64) -> String {
         format!(
             "(SELECT order_id, toInt64(cycle_id) AS cycle_id, started_at, ended_at, wall_seconds, working_seconds, \
-             toInt64(version % 4) AS urgency FROM order_cycles FINAL WHERE project_id = {project_id})"
+             toInt64(version % 4) AS urgency, order_created_at AS created_at FROM order_cycles FINAL WHERE project_id = {project_id})"
         )
     }
 
     fn sorted(&self, expr: &str) -> String {
+        // groupArray skips NULLs.
         format!("arraySort(groupArray({expr}))")
     }
 
@@ -58,14 +60,6 @@ impl Dialect for ClickHouseSql {
 
     fn inner_join(&self) -> &'static str {
         "ALL INNER JOIN"
-    }
-
-    fn left_join(&self) -> &'static str {
-        "ALL LEFT JOIN"
-    }
-
-    fn not_null(&self, expr: &str) -> String {
-        format!("assumeNotNull({expr})")
     }
 }
 

@@ -1,6 +1,7 @@
 //! The embedded mode's engine: DataFusion over the Parquet fact files. A project's files are
 //! listed per query (compaction replaces them in the background), and the newest version per
-//! natural key is chosen in the query, the rule the Parquet writer's compaction follows.
+//! natural key is chosen in the query, the rule the Parquet writer's compaction follows, except
+//! in months of a single file: every file holds one row per key, so those rows are final.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,11 +30,21 @@ impl DataFusionEngine {
         DataFusionEngine { facts: ParquetFacts::new(dir), partitions: partitions.max(1) }
     }
 
+    /// A session over the project's files: `status_intervals_unique` holds the interval files
+    /// of months with one file (final as they are), `status_intervals` the others and
+    /// `order_cycles` every cycle file (a cycle's newest row can be in another month).
     async fn context(&self, project_id: i64) -> Result<SessionContext, String> {
         let config = SessionConfig::new().with_target_partitions(self.partitions).with_information_schema(false);
         let context = SessionContext::new_with_config(config);
-        for (table, schema) in [("status_intervals", interval_schema()), ("order_cycles", cycle_schema())] {
-            let files = self.facts.files(table, project_id).map_err(|e| e.to_string())?;
+        let months = |table: &str| self.facts.months(table, project_id).map_err(|e| e.to_string());
+        let (single, several): (Vec<Vec<PathBuf>>, Vec<Vec<PathBuf>>) =
+            months("status_intervals")?.into_iter().partition(|files| files.len() == 1);
+        let tables = [
+            ("status_intervals_unique", interval_schema(), single.concat()),
+            ("status_intervals", interval_schema(), several.concat()),
+            ("order_cycles", cycle_schema(), months("order_cycles")?.concat()),
+        ];
+        for (table, schema, files) in tables {
             let provider: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?)
             } else {
@@ -66,29 +77,40 @@ fn listing(files: &[PathBuf], schema: SchemaRef) -> Result<ListingTable, String>
     ListingTable::try_new(config).map_err(|e| e.to_string())
 }
 
-struct DataFusionSql;
+/// The columns of the analytics' intervals relation (`super::sql`) from a Parquet row.
+const INTERVAL_COLUMNS: &str = "order_id, status_id, CAST(group_id AS BIGINT) AS group_id, CAST(entered_at AS BIGINT) AS entered_at, \
+     CAST(left_at AS BIGINT) AS left_at, wall_seconds, working_seconds, CAST(version % 4 AS BIGINT) AS urgency, \
+     CASE WHEN sla_state = 'over' THEN 3 WHEN sla_state = 'near' THEN 2 WHEN sla_state = 'ok' THEN 1 ELSE 0 END AS sla_rank, \
+     CAST(order_created_at AS BIGINT) AS created_at, CAST(group_entered_at AS BIGINT) AS visit_at";
+
+/// The SQL over the Parquet facts; DuckDB reads the same files with the same relations.
+pub struct DataFusionSql;
 
 impl Dialect for DataFusionSql {
     fn intervals(&self, _project_id: i64) -> String {
-        // The newest version per (order, entry, status); the table holds one project's files.
-        "(SELECT order_id, status_id, CAST(group_id AS BIGINT) AS group_id, CAST(entered_at AS BIGINT) AS entered_at, \
-         CAST(left_at AS BIGINT) AS left_at, wall_seconds, working_seconds, CAST(version % 4 AS BIGINT) AS urgency, \
-         CASE WHEN sla_state = 'over' THEN 3 WHEN sla_state = 'near' THEN 2 WHEN sla_state = 'ok' THEN 1 ELSE 0 END AS sla_rank \
-         FROM (SELECT *, row_number() OVER (PARTITION BY order_id, entered_at, status_id ORDER BY version DESC) AS newest \
-         FROM status_intervals) AS versions WHERE newest = 1)"
-            .to_owned()
+        // Months of one file as they are; elsewhere the newest version per (order, entry,
+        // status) and, of one version, a row written after the placing columns existed. The
+        // tables hold one project's files.
+        format!(
+            "(SELECT {INTERVAL_COLUMNS} FROM status_intervals_unique UNION ALL SELECT {INTERVAL_COLUMNS} FROM \
+             (SELECT *, row_number() OVER (PARTITION BY order_id, entered_at, status_id \
+             ORDER BY version DESC, CASE WHEN group_entered_at IS NULL THEN 1 ELSE 0 END) AS newest \
+             FROM status_intervals) AS versions WHERE newest = 1)"
+        )
     }
 
     fn cycles(&self, _project_id: i64) -> String {
         "(SELECT order_id, CAST(cycle_id AS BIGINT) AS cycle_id, CAST(started_at AS BIGINT) AS started_at, \
-         CAST(ended_at AS BIGINT) AS ended_at, wall_seconds, working_seconds, CAST(version % 4 AS BIGINT) AS urgency \
-         FROM (SELECT *, row_number() OVER (PARTITION BY order_id, cycle_id ORDER BY version DESC) AS newest \
+         CAST(ended_at AS BIGINT) AS ended_at, wall_seconds, working_seconds, CAST(version % 4 AS BIGINT) AS urgency, \
+         CAST(order_created_at AS BIGINT) AS created_at \
+         FROM (SELECT *, row_number() OVER (PARTITION BY order_id, cycle_id \
+         ORDER BY version DESC, CASE WHEN order_created_at IS NULL THEN 1 ELSE 0 END) AS newest \
          FROM order_cycles) AS versions WHERE newest = 1)"
             .to_owned()
     }
 
     fn sorted(&self, expr: &str) -> String {
-        format!("array_sort(array_agg({expr}))")
+        format!("array_sort(array_agg({expr}) FILTER (WHERE {expr} IS NOT NULL))")
     }
 
     fn element(&self, array: &str, index: &str) -> String {
@@ -109,14 +131,6 @@ impl Dialect for DataFusionSql {
 
     fn inner_join(&self) -> &'static str {
         "INNER JOIN"
-    }
-
-    fn left_join(&self) -> &'static str {
-        "LEFT JOIN"
-    }
-
-    fn not_null(&self, expr: &str) -> String {
-        expr.to_owned()
     }
 }
 

@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use super::engine::{AnalyticsEngine, Row};
 use super::params::{By, Period, UrgencyFilter, urgency_name};
-use super::sql::{
-    CYCLE_COLUMNS, INTERVAL_COLUMNS, Key, MICROS, Stats, VISIT_COLUMNS, counts, group_totals, group_visits, one_of, with_created,
-};
+use super::sql::{Key, MICROS, Stats, counts, group_totals, group_visits, one_of};
 
 /// Sum, mean and quantiles of durations in seconds; all but `sum` are null over no values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -113,24 +111,23 @@ impl Scope<'_> {
         self.settings.completion_groups.iter().map(|g| i64::from(*g)).collect()
     }
 
-    /// The intervals, with `created_at` when the period is by creation; and the instant
-    /// column that places a row in the period.
-    fn intervals(&self) -> (String, &'static str) {
-        let dialect = self.engine.dialect();
+    /// The column that places a row in the period: the order's creation, or the row's own
+    /// start (`entered`: `entered_at` of intervals and visits, `started_at` of cycles).
+    fn placed_by(&self, entered: &'static str) -> &'static str {
         match self.period.by {
-            By::Created => (with_created(dialect, self.project_id, &dialect.intervals(self.project_id), INTERVAL_COLUMNS), "created_at"),
-            By::Entered => (dialect.intervals(self.project_id), "entered_at"),
+            By::Created => "created_at",
+            By::Entered => entered,
         }
+    }
+
+    /// The intervals, and the column that places one in the period.
+    fn intervals(&self) -> (String, &'static str) {
+        (self.engine.dialect().intervals(self.project_id), self.placed_by("entered_at"))
     }
 
     /// The visits to groups ([`group_visits`]), placed in the period as [`Scope::intervals`].
     fn visits(&self) -> (String, &'static str) {
-        let dialect = self.engine.dialect();
-        let visits = group_visits(dialect, self.project_id);
-        match self.period.by {
-            By::Created => (with_created(dialect, self.project_id, &visits, VISIT_COLUMNS), "created_at"),
-            By::Entered => (visits, "entered_at"),
-        }
+        (group_visits(self.engine.dialect(), self.project_id), self.placed_by("entered_at"))
     }
 
     /// Period, urgency, groups and statuses as a condition on intervals placed by `time`.
@@ -182,11 +179,6 @@ fn key_of(row: &Row, names: &[&str]) -> Vec<i64> {
     names.iter().map(|name| int(row, name)).collect()
 }
 
-/// A row holding only a key's values: for keys with open rows and nothing measured.
-fn key_row(names: &[&str], key: &[i64]) -> Row {
-    names.iter().zip(key).map(|(name, value)| ((*name).to_owned(), (*value).into())).collect()
-}
-
 fn names(keys: &[Key]) -> Vec<&'static str> {
     keys.iter().map(|k| k.name).collect()
 }
@@ -216,11 +208,12 @@ pub struct Visits {
 }
 
 impl Visits {
-    fn from_row(row: &Row, open: i64) -> Visits {
+    /// From a [`Stats`] row.
+    fn from_row(row: &Row) -> Visits {
         Visits {
             intervals: int(row, "n"),
             orders: int(row, "orders"),
-            open,
+            open: int(row, "open_rows"),
             working_seconds: Stat::from_row(row, "working"),
             wall_seconds: Stat::from_row(row, "wall"),
         }
@@ -246,33 +239,22 @@ pub async fn stages(scope: &Scope<'_>, per_status: bool) -> Result<StagesAnswer,
         keys.push(Key::new("status_id", "status_id"));
     }
     keys.extend(scope.split_keys(time));
-    let closed = format!("{filter} AND left_at IS NOT NULL");
-    let open = format!("{filter} AND left_at IS NULL");
     let dialect = scope.engine.dialect();
-    let stats = Stats { rows: rows.clone(), filter: closed.clone(), keys: keys.clone(), values: VALUES }.sql(dialect);
-    let total = Stats { rows: rows.clone(), filter: closed, keys: Vec::new(), values: VALUES }.sql(dialect);
+    let stats =
+        |keys: Vec<Key>| Stats { rows: rows.clone(), filter: filter.clone(), measured: "left_at IS NOT NULL", keys, values: VALUES };
     let key_names = names(&keys);
-    let open_counts: HashMap<Vec<i64>, i64> =
-        scope.rows(&counts(&rows, &open, &keys)).await?.iter().map(|row| (key_of(row, &key_names), int(row, "n"))).collect();
     let mut answer: BTreeMap<Vec<i64>, StageRow> = BTreeMap::new();
-    let stage_row = |row: &Row, open: i64| StageRow {
-        group_id: int(row, "group_id"),
-        status_id: per_status.then(|| int(row, "status_id")),
-        split: scope.split_of(row),
-        figures: Visits::from_row(row, open),
-    };
-    for row in scope.rows(&stats).await? {
-        let key = key_of(&row, &key_names);
-        let open = open_counts.get(&key).copied().unwrap_or(0);
-        answer.insert(key, stage_row(&row, open));
+    for row in scope.rows(&stats(keys.clone()).sql(dialect)).await? {
+        let stage = StageRow {
+            group_id: int(&row, "group_id"),
+            status_id: per_status.then(|| int(&row, "status_id")),
+            split: scope.split_of(&row),
+            figures: Visits::from_row(&row),
+        };
+        answer.insert(key_of(&row, &key_names), stage);
     }
-    for (key, open) in &open_counts {
-        if !answer.contains_key(key) {
-            answer.insert(key.clone(), stage_row(&key_row(&key_names, key), *open));
-        }
-    }
-    let total_row = scope.rows(&total).await?.into_iter().next().unwrap_or_default();
-    let total = Visits::from_row(&total_row, open_counts.values().sum());
+    let total_row = scope.rows(&stats(Vec::new()).sql(dialect)).await?.into_iter().next().unwrap_or_default();
+    let total = Visits::from_row(&total_row);
     Ok(StagesAnswer { rows: answer.into_values().collect(), total })
 }
 
@@ -309,22 +291,14 @@ pub struct CyclesAnswer {
 /// `cycles`: per cycle rule, completed cycles' working and wall time, open ones counted.
 pub async fn cycles(scope: &Scope<'_>) -> Result<CyclesAnswer, String> {
     let dialect = scope.engine.dialect();
-    let (rows, time) = match scope.period.by {
-        By::Created => (with_created(dialect, scope.project_id, &dialect.cycles(scope.project_id), CYCLE_COLUMNS), "created_at"),
-        By::Entered => (dialect.cycles(scope.project_id), "started_at"),
-    };
+    let (rows, time) = (dialect.cycles(scope.project_id), scope.placed_by("started_at"));
     let filter = format!("{} AND {}", scope.period.span.contains(time), scope.period.urgency.condition());
     let mut keys = vec![Key::new("cycle_id", "cycle_id")];
     keys.extend(scope.split_keys(time));
     let key_names = names(&keys);
     let closed = format!("{filter} AND ended_at IS NOT NULL");
-    let stats = Stats { rows: rows.clone(), filter: closed.clone(), keys: keys.clone(), values: VALUES }.sql(dialect);
-    let open_counts: HashMap<Vec<i64>, i64> = scope
-        .rows(&counts(&rows, &format!("{filter} AND ended_at IS NULL"), &keys))
-        .await?
-        .iter()
-        .map(|row| (key_of(row, &key_names), int(row, "n")))
-        .collect();
+    let stats = Stats { rows: rows.clone(), filter: filter.clone(), measured: "ended_at IS NOT NULL", keys: keys.clone(), values: VALUES }
+        .sql(dialect);
     let edges: Vec<i64> = HISTOGRAM_HOURS.iter().map(|h| h * 3600).collect();
     let mut bin_keys = keys.clone();
     bin_keys.push(Key::new("bin", super::sql::bucket_expr("working_seconds", &[&[0], &edges[..]].concat())));
@@ -346,24 +320,19 @@ pub async fn cycles(scope: &Scope<'_>) -> Result<CyclesAnswer, String> {
             .collect()
     };
     let mut answer: BTreeMap<Vec<i64>, CycleRow> = BTreeMap::new();
-    let cycle_row = |row: &Row, key: &Vec<i64>| CycleRow {
-        cycle_id: int(row, "cycle_id"),
-        title: title(int(row, "cycle_id")),
-        split: scope.split_of(row),
-        completed: int(row, "n"),
-        open: open_counts.get(key).copied().unwrap_or(0),
-        working_seconds: Stat::from_row(row, "working"),
-        wall_seconds: Stat::from_row(row, "wall"),
-        histogram: histogram(bins.get(key)),
-    };
     for row in scope.rows(&stats).await? {
         let key = key_of(&row, &key_names);
-        answer.insert(key.clone(), cycle_row(&row, &key));
-    }
-    for key in open_counts.keys() {
-        if !answer.contains_key(key) {
-            answer.insert(key.clone(), cycle_row(&key_row(&key_names, key), key));
-        }
+        let cycle = CycleRow {
+            cycle_id: int(&row, "cycle_id"),
+            title: title(int(&row, "cycle_id")),
+            split: scope.split_of(&row),
+            completed: int(&row, "n"),
+            open: int(&row, "open_rows"),
+            working_seconds: Stat::from_row(&row, "working"),
+            wall_seconds: Stat::from_row(&row, "wall"),
+            histogram: histogram(bins.get(&key)),
+        };
+        answer.insert(key, cycle);
     }
     Ok(CyclesAnswer { rows: answer.into_values().collect() })
 }

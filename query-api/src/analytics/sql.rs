@@ -8,9 +8,13 @@
 //! Both relations expose the same columns, instants as Int64 microseconds since the epoch:
 //! - intervals: `order_id, status_id, group_id, entered_at, left_at (NULL while open),
 //!   wall_seconds, working_seconds, urgency (0 pending, 1 normal, 2 urgent), sla_rank (0 none,
-//!   1 ok, 2 near, 3 over)`;
+//!   1 ok, 2 near, 3 over), created_at (the order's first entry into a status), visit_at (the
+//!   entry into the group visit the interval belongs to)`;
 //! - cycles: `order_id, cycle_id, started_at, ended_at (NULL while open), wall_seconds,
-//!   working_seconds, urgency`.
+//!   working_seconds, urgency, created_at`.
+//!
+//! The processor writes `created_at` and `visit_at` on every row, so placing an order in a
+//! period or an interval in its visit needs no join of a table with itself.
 
 use std::fmt::Write;
 
@@ -20,7 +24,8 @@ pub trait Dialect: Send + Sync {
     fn intervals(&self, project_id: i64) -> String;
     /// The project's cycles, newest version per key.
     fn cycles(&self, project_id: i64) -> String;
-    /// An aggregate: the values of `expr` in the group, sorted ascending, as an array.
+    /// An aggregate: the values of `expr` in the group that are not NULL, sorted ascending, as
+    /// an array.
     fn sorted(&self, expr: &str) -> String;
     /// The 1-based `index`-th element of `array`.
     fn element(&self, array: &str, index: &str) -> String;
@@ -32,10 +37,6 @@ pub trait Dialect: Send + Sync {
     fn arg_max(&self, value: &str, by: &str) -> String;
     /// The keyword(s) of an inner join that keeps every matching pair.
     fn inner_join(&self) -> &'static str;
-    /// The keyword(s) of a left join that keeps every matching pair.
-    fn left_join(&self) -> &'static str;
-    /// A nullable `expr` (never null where it is used) as its non-nullable type.
-    fn not_null(&self, expr: &str) -> String;
 }
 
 /// The quantiles every statistic carries, in percent.
@@ -60,16 +61,30 @@ impl Span {
 
 /// `CASE` mapping an instant to the index of the bucket it falls in; `edges` are the buckets'
 /// starts, ascending. Instants before the first edge get 0 (callers filter to the period).
+/// The conditions nest as a binary search: a row meets about log2(buckets) comparisons, not
+/// one per bucket (a year of weeks is 53).
 pub fn bucket_expr(column: &str, edges: &[i64]) -> String {
     if edges.len() <= 1 {
         return "0".to_owned();
     }
-    let mut sql = String::from("CASE");
-    for (index, edge) in edges.iter().enumerate().skip(1) {
-        let _ = write!(sql, " WHEN {column} < {edge} THEN {}", index - 1);
-    }
-    let _ = write!(sql, " ELSE {} END", edges.len() - 1);
+    let mut sql = String::new();
+    search(&mut sql, column, edges, 0, edges.len() - 1);
     sql
+}
+
+/// Writes the index in `lo..=hi` of the last edge at or before `column` (edge `lo` taken as
+/// passed).
+fn search(sql: &mut String, column: &str, edges: &[i64], lo: usize, hi: usize) {
+    if lo == hi {
+        let _ = write!(sql, "{lo}");
+        return;
+    }
+    let middle = (lo + hi).div_ceil(2);
+    let _ = write!(sql, "CASE WHEN {column} < {} THEN ", edges[middle]);
+    search(sql, column, edges, lo, middle - 1);
+    sql.push_str(" ELSE ");
+    search(sql, column, edges, middle, hi);
+    sql.push_str(" END");
 }
 
 /// `column IN (a, b, …)`, or `fallback` when there are no values.
@@ -94,33 +109,50 @@ impl Key {
     }
 }
 
-/// A statistics query: per key, the count of rows, of distinct orders, and for each value
-/// column its sum (in microseconds), maximum and quantiles. `rows` is a relation with
-/// `order_id` and the value columns; `filter` a condition over it.
+/// A statistics query: per key, the count of measured rows, of distinct orders among them, of
+/// the other rows (open ones, counted but not measured), and for each value column its sum (in
+/// microseconds), maximum and quantiles over the measured rows. `rows` is a relation with
+/// `order_id` and the value columns; `filter` a condition over it; `measured` the condition
+/// that makes a row measured. One pass counts both kinds.
 pub struct Stats<'a> {
     pub rows: String,
     pub filter: String,
+    pub measured: &'a str,
     pub keys: Vec<Key>,
     /// Output prefix and expression (in seconds) of each measured value.
     pub values: &'a [(&'static str, &'static str)],
 }
 
 impl Stats<'_> {
-    /// Output columns: each key, `n`, `orders`, and per value `{p}_sum_us`, `{p}_max`,
-    /// `{p}_q50`, `{p}_q90`, `{p}_q95`.
+    /// Output columns: each key, `n` (measured rows), `open_rows` (the others), `orders`, and per
+    /// value `{p}_sum_us`, `{p}_max`, `{p}_q50`, `{p}_q90`, `{p}_q95`.
     pub fn sql(&self, dialect: &dyn Dialect) -> String {
         let key_select: Vec<String> = self.keys.iter().map(|k| format!("{} AS {}", k.expr, k.name)).collect();
         let key_names: Vec<&str> = self.keys.iter().map(|k| k.name).collect();
-        let values: Vec<String> = self.values.iter().map(|(name, expr)| format!("{expr} AS v_{name}")).collect();
-        let mut inner = format!("SELECT {}order_id, {} FROM {} WHERE {}", prefixed(&key_select), values.join(", "), self.rows, self.filter);
-        let mut aggregates = vec!["count(*) AS n".to_owned(), "count(DISTINCT order_id) AS orders".to_owned()];
+        // Unmeasured rows carry NULL values, which every aggregate below skips.
+        let measured = self.measured;
+        let values: Vec<String> =
+            self.values.iter().map(|(name, expr)| format!("CASE WHEN {measured} THEN {expr} ELSE NULL END AS v_{name}")).collect();
+        let mut inner = format!(
+            "SELECT {}CASE WHEN {measured} THEN order_id ELSE NULL END AS m_order, {} FROM {} WHERE {}",
+            prefixed(&key_select),
+            values.join(", "),
+            self.rows,
+            self.filter
+        );
+        let first = self.values.first().map_or("m_order", |(name, _)| name);
+        let mut aggregates = vec![
+            format!("count(v_{first}) AS n"),
+            format!("count(*) - count(v_{first}) AS open_rows"),
+            "count(DISTINCT m_order) AS orders".to_owned(),
+        ];
         for (name, _) in self.values {
             aggregates.push(format!("sum({}) AS {name}_sum_us", dialect.int64(&format!("round(v_{name} * {MICROS})"))));
             aggregates.push(format!("max(v_{name}) AS {name}_max"));
             aggregates.push(format!("{} AS {name}_sorted", dialect.sorted(&format!("v_{name}"))));
         }
         inner = format!("SELECT {}{} FROM ({inner}) AS facts{}", prefixed_names(&key_names), aggregates.join(", "), group_by(&key_names));
-        let mut outer = vec!["n".to_owned(), "orders".to_owned()];
+        let mut outer = vec!["n".to_owned(), "open_rows".to_owned(), "orders".to_owned()];
         for (name, _) in self.values {
             outer.push(format!("{name}_sum_us"));
             outer.push(format!("{name}_max"));
@@ -145,61 +177,24 @@ pub fn counts(rows: &str, filter: &str, keys: &[Key]) -> String {
     )
 }
 
-/// The interval columns `rows` adds `created_at` to (see [`with_created`]).
-pub const INTERVAL_COLUMNS: &str = "order_id, status_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank";
-
-/// The cycle columns.
-pub const CYCLE_COLUMNS: &str = "order_id, cycle_id, started_at, ended_at, wall_seconds, working_seconds, urgency";
-
-/// The visit columns of [`group_visits`].
-pub const VISIT_COLUMNS: &str = "order_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank";
-
-/// `relation` (with `columns` and `order_id`) with its order's creation (the order's first
-/// entry into any status) as `created_at`.
-pub fn with_created(dialect: &dyn Dialect, project_id: i64, relation: &str, columns: &str) -> String {
-    let intervals = dialect.intervals(project_id);
-    format!(
-        "(SELECT {columns}, created_at \
-         FROM {relation} AS r {join} (SELECT order_id, min(entered_at) AS created_at FROM {intervals} AS f GROUP BY order_id) AS c \
-         USING (order_id))",
-        join = dialect.inner_join()
-    )
-}
-
-/// The project's visits to groups, with [`VISIT_COLUMNS`]: an order's consecutive intervals
-/// in one group are one visit (moving between statuses of a group continues the visit,
-/// `docs/domain.md`). A visit starts with an interval that no interval of the same group ends
-/// into; each interval belongs to the latest start of its group at or before it. The visit is
-/// open (`left_at` NULL) while one of its intervals is; its times are its intervals' sums;
-/// `entered_at` is its start. Written without window functions (ClickHouse 18.16 has none);
-/// no name is reused as an alias, as ClickHouse resolves aliases across the whole query.
+/// The project's visits to groups: an order's consecutive intervals in one group are one visit
+/// (moving between statuses of a group continues the visit, `docs/domain.md`), and each
+/// interval carries the entry into its visit (`visit_at`). A visit is open (`left_at` NULL)
+/// while one of its intervals is; its times are its intervals' sums, added in whole
+/// microseconds so both engines get the same sums in any order; `entered_at` is its start.
+/// Columns: `order_id, group_id, entered_at, left_at, wall_seconds, working_seconds, urgency,
+/// sla_rank, created_at`. No name is reused as an alias, as ClickHouse resolves aliases across
+/// the whole query.
 pub fn group_visits(dialect: &dyn Dialect, project_id: i64) -> String {
-    let intervals = dialect.intervals(project_id);
-    let ends = format!(
-        "(SELECT DISTINCT order_id, {ended} AS entered_at, group_id, 1 AS continues FROM {intervals} AS e WHERE left_at IS NOT NULL)",
-        ended = dialect.not_null("left_at")
-    );
-    let starts = format!(
-        "(SELECT order_id, group_id, entered_at AS began FROM \
-         (SELECT order_id, group_id, entered_at, continues FROM {intervals} AS i {left} {ends} AS p USING (order_id, entered_at, group_id)) AS joined \
-         WHERE coalesce(continues, 0) = 0)",
-        left = dialect.left_join()
-    );
-    let placed = format!(
-        "(SELECT order_id, group_id, max(began) AS visit_start, max(left_at) AS i_left, max(wall_seconds) AS i_wall, \
-         max(working_seconds) AS i_working, max(urgency) AS i_urgency, max(sla_rank) AS i_sla \
-         FROM (SELECT order_id, group_id, status_id, entered_at, left_at, wall_seconds, working_seconds, urgency, sla_rank, began \
-         FROM {intervals} AS i {inner} {starts} AS s USING (order_id, group_id)) AS pairs \
-         WHERE began <= entered_at GROUP BY order_id, group_id, status_id, entered_at)",
-        inner = dialect.inner_join()
-    );
     format!(
-        "(SELECT order_id, group_id, visit_start AS entered_at, \
+        "(SELECT order_id, group_id, visit_at AS entered_at, \
          CASE WHEN count(i_left) < count(*) THEN NULL ELSE max(i_left) END AS left_at, \
          sum({wall}) / {MICROS}.0 AS wall_seconds, sum({working}) / {MICROS}.0 AS working_seconds, \
-         max(i_urgency) AS urgency, max(i_sla) AS sla_rank \
-         FROM {placed} AS placed GROUP BY order_id, group_id, visit_start)",
-        // Added in whole microseconds, so both engines get the same sums in any order.
+         max(i_urgency) AS urgency, max(i_sla) AS sla_rank, min(i_created) AS created_at \
+         FROM (SELECT order_id, group_id, visit_at, left_at AS i_left, wall_seconds AS i_wall, working_seconds AS i_working, \
+         urgency AS i_urgency, sla_rank AS i_sla, created_at AS i_created FROM {intervals} AS i) AS placed \
+         GROUP BY order_id, group_id, visit_at)",
+        intervals = dialect.intervals(project_id),
         wall = dialect.int64(&format!("round(i_wall * {MICROS})")),
         working = dialect.int64(&format!("round(i_working * {MICROS})")),
     )
@@ -243,7 +238,42 @@ mod tests {
     #[test]
     fn buckets_are_a_chain_of_upper_edges() {
         assert_eq!(bucket_expr("t", &[0]), "0");
-        assert_eq!(bucket_expr("t", &[0, 10, 20]), "CASE WHEN t < 10 THEN 0 WHEN t < 20 THEN 1 ELSE 2 END");
+        assert_eq!(bucket_expr("t", &[0, 10]), "CASE WHEN t < 10 THEN 0 ELSE 1 END");
+        assert_eq!(bucket_expr("t", &[0, 10, 20]), "CASE WHEN t < 10 THEN 0 ELSE CASE WHEN t < 20 THEN 1 ELSE 2 END END");
+    }
+
+    #[test]
+    fn the_search_finds_every_bucket() {
+        // Evaluates the nested CASE by hand for every position around every edge.
+        fn eval(sql: &str, t: i64) -> i64 {
+            let sql = sql.trim();
+            let Some(rest) = sql.strip_prefix("CASE WHEN t < ") else { return sql.parse().expect("an index") };
+            let (edge, rest) = rest.split_once(" THEN ").expect("THEN");
+            let body = rest.strip_suffix(" END").expect("END");
+            // Split at the ELSE that belongs to this CASE (depth 0).
+            let (mut depth, mut at) = (0, None);
+            for (i, _) in body.char_indices() {
+                if body[i..].starts_with("CASE ") {
+                    depth += 1;
+                } else if body[i..].starts_with(" END") {
+                    depth -= 1;
+                } else if depth == 0 && body[i..].starts_with(" ELSE ") {
+                    at = Some(i);
+                    break;
+                }
+            }
+            let at = at.expect("ELSE");
+            let (then, other) = (&body[..at], &body[at + 6..]);
+            if t < edge.parse::<i64>().expect("edge") { eval(then, t) } else { eval(other, t) }
+        }
+        for count in 2..60 {
+            let edges: Vec<i64> = (0..count).map(|i| i * 10).collect();
+            let sql = bucket_expr("t", &edges);
+            for (index, edge) in edges.iter().enumerate() {
+                assert_eq!(eval(&sql, *edge), index as i64, "{count} buckets, at edge {index}");
+                assert_eq!(eval(&sql, edge + 9), index as i64, "{count} buckets, inside bucket {index}");
+            }
+        }
     }
 
     #[test]
