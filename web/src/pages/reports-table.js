@@ -31,18 +31,25 @@ export function columnHead(name, all, names) {
   if (m) return { band: null, label: groupName(names, m[1]) };
   m = name.match(/^(normal|urgent|pending)_(.+)$/);
   if (m && FIGURES.includes(m[2])) return { band: t('urgency.' + m[1]), label: fieldLabel(m[2]) };
-  if (FIGURES.includes(name) && all.includes('normal_' + name)) return { band: t('reports.all_urgencies'), label: fieldLabel(name) };
+  if (FIGURES.includes(name) && ['normal', 'urgent', 'pending'].some((u) => all.includes(`${u}_${name}`))) return { band: t('reports.all_urgencies'), label: fieldLabel(name) };
   return { band: null, label: fieldLabel(name) };
 }
 
 /**
  * The columns shown: all the answer names, but an id whose name is a column of its own
- * (`status_id` beside `status` in `custom`) is left to that one (the CSV keeps both).
+ * (`status_id` beside `status` in `custom`) is left to that one, and an urgency of
+ * `stage-time` no row has a visit of (the CSV keeps them all).
  * @param {Column[]} columns
+ * @param {any[]} rows
  */
-export function shownColumns(columns) {
+export function shownColumns(columns, rows) {
   const names = columns.map((c) => c.name);
-  return columns.filter((c) => !(c.name.endsWith('_id') && c.name !== 'order_id' && names.includes(c.name.slice(0, -3))));
+  const empty = (urgency) => names.includes(urgency + '_visits') && rows.every((r) => !r[urgency + '_visits']);
+  return columns.filter((c) => {
+    if (c.name.endsWith('_id') && c.name !== 'order_id' && names.includes(c.name.slice(0, -3))) return false;
+    const m = c.name.match(/^(normal|urgent|pending)_(.+)$/);
+    return !(m && FIGURES.includes(m[2]) && empty(m[1]));
+  });
 }
 
 /** Quantities, right-aligned; ids (orders, groups, statuses) are names and stay left. */
@@ -74,7 +81,7 @@ export function nextSort(current, column) {
  *   onOpen: (id: number) => void, selected: number|null, next: string|null, loading: boolean, more: () => void}} props
  */
 export function ReportTable({ data, rows, names, zone, sort, onSort, onOpen, selected, next, loading, more }) {
-  const columns = shownColumns(data.columns || []);
+  const columns = shownColumns(data.columns || [], rows);
   const all = columns.map((c) => c.name);
   const heads = columns.map((c) => ({ column: c, ...columnHead(c.name, all, names) }));
   const banded = heads.some((h) => h.band);
