@@ -588,6 +588,8 @@ async function everyReport(page, who) {
   const text = await page.textContent('[data-table=custom] tbody');
   assert.match(text, /\d{2}\.\d{2}\.20\d{2}/, 'dates carry their year');
   assert.match(text, /\d{2}:\d{2}/, 'durations as the UI shows them');
+  assert.notEqual((await page.textContent('[data-table=custom] tbody td[data-col=status]')).trim(), '—',
+    'a status the dictionary lacks is named by its number');
 }
 
 test('reports: the admin opens each of the six reports: its summary, its rows in the server’s order, a CSV link of the same view', async (t) => {

@@ -56,8 +56,13 @@ export function shownColumns(columns, rows) {
 const numeric = (column) => (column.type === 'integer' || column.type === 'number') && !/(^|_)(order|group|status)_id$/.test(column.name);
 
 /** A cell's value as the UI shows it. */
-function cellText(column, value, names, zone) {
+function cellText(column, row, names, zone) {
   const { name, type } = column;
+  const value = row[name];
+  // A name the server's dictionary lacks (statuses not synced yet): said by its id, as elsewhere.
+  if ((name === 'status' || name === 'group') && value == null && row[name + '_id'] != null) {
+    return name === 'status' ? statusName(names, row.status_id) : groupName(names, row.group_id);
+  }
   if (value === null || value === undefined || value === '') return html`<span class="muted">—</span>`;
   if (type === 'sla') return html`<${SlaBadge} state=${value} />`;
   if (type === 'instant') return dateTime(value, zone);
@@ -135,7 +140,7 @@ export function ReportTable({ data, rows, names, zone, sort, onSort, onOpen, sel
             ${c.name === 'order_id' && row.order_id != null
               ? html`<button type="button" class="link order-link" onClick=${(e) => { e.stopPropagation(); open(row); }}
                   aria-label=${t('timeline.title', { id: row.order_id })}>#${row.order_id}</button>`
-              : cellText(c, row[c.name], names, zone)}</td>`)}
+              : cellText(c, row, names, zone)}</td>`)}
         </tr>`)}
       </tbody>
     </table>
