@@ -118,6 +118,10 @@ export const api = {
   analytics: (query, params, signal) => get(`/api/analytics/${query}`, params, signal),
   /** The address of the same query's rows as a CSV file. */
   analyticsCsv: (query, params) => `/api/analytics/${query}` + queryString({ ...params, format: 'csv' }),
+  /** One page of a report (`custom`, `productivity`, `cancellations`, `success`, `sla`, `stage-time`). */
+  report: (name, params, signal) => get(`/api/reports/${name}`, params, signal),
+  /** The address of every row of the same report (its sort too) as a CSV file. */
+  reportCsv: (name, params) => `/api/reports/${name}` + queryString({ ...params, format: 'csv' }),
 };
 
 /** @type {Promise<Set<string>>|null} */

@@ -1,7 +1,7 @@
 // The shell: who is signed in, the page the URL names, and the navigation. A page that needs
 // an optional part of the API names its path (`needs`) and stays out of the navigation until
-// the API's OpenAPI document describes it; pages whose API has not landed yet (reports,
-// webhook statistics) are listed without a page.
+// the API's OpenAPI document describes it; pages whose API has not landed yet (webhook
+// statistics) are listed without a page.
 import { html, useEffect, useState } from './lib.js';
 import { api, capabilities, forgetCapabilities, onUnauthorized } from './api.js';
 import { currentTheme, lang, onPreferences, setLang, setTheme, t } from './i18n.js';
@@ -16,6 +16,7 @@ import { UsersPage } from './pages/users.js';
 import { AccountPage } from './pages/account.js';
 import { AuditPage } from './pages/audit.js';
 import { AnalyticsPage } from './pages/analytics.js';
+import { ReportsPage } from './pages/reports.js';
 
 /**
  * @typedef {{slug: string, name: string, timezone: string, role: 'admin'|'viewer'}} MyProject
@@ -29,7 +30,7 @@ const ROUTES = [
   { id: 'dashboard', path: /^\/p\/([a-z0-9-]+)$/, page: DashboardPage },
   { id: 'settings', path: /^\/p\/([a-z0-9-]+)\/settings$/, page: SettingsPage, admin: true },
   { id: 'analytics', path: /^\/p\/([a-z0-9-]+)\/analytics$/, page: AnalyticsPage, needs: '/api/analytics/stages' },
-  { id: 'reports', path: /^\/p\/([a-z0-9-]+)\/reports$/, page: null, needs: '/api/reports/{name}' },
+  { id: 'reports', path: /^\/p\/([a-z0-9-]+)\/reports$/, page: ReportsPage, needs: '/api/reports/custom' },
   { id: 'webhooks', path: /^\/p\/([a-z0-9-]+)\/webhooks$/, page: null, needs: '/api/webhooks/stats' },
   { id: 'users', path: /^\/users$/, page: UsersPage, manager: true },
   { id: 'audit', path: /^\/audit$/, page: AuditPage, manager: true },

@@ -534,3 +534,193 @@ test('analytics: a period with nothing in it says so, a period that ends before 
   assert.match(await page.textContent('[data-analytics-error]'), /вимкнена/);
   assert.equal(await page.locator('[data-analytics] canvas').count(), 0, 'no chart without analytics');
 });
+
+const REPORTS = ['productivity', 'sla', 'success', 'cancellations', 'stage-time', 'custom'];
+
+/** Waits until the report's table (or its "nothing" line) is the answer to the view in the URL. */
+async function reportLoaded(page, name, sort) {
+  await page.waitForSelector(`[data-report="${name}"][aria-busy=false]${sort ? `[data-sort="${sort}"]` : ''}`);
+}
+
+/** The same report asked of the API directly: the rows the page should show first. */
+async function reportAnswer(page, name, params) {
+  const answer = await page.request.get(`${BASE}/api/reports/${name}?project=shop&limit=500&${params}`);
+  assert.equal(answer.status(), 200, `${name}: ${await answer.text()}`);
+  return answer.json();
+}
+
+/** Opens each report by its tab over the generated period and checks its summary, rows and CSV link. */
+async function everyReport(page, who) {
+  const period = await generatedPeriod(page);
+  await page.goto(`${BASE}/p/shop`);
+  await page.click('.main-nav a:has-text("Звіти")');
+  await page.waitForURL(BASE + '/p/shop/reports');
+  await page.waitForSelector('[data-reports-page]');
+  assert.equal(await page.inputValue('input[name=to]'), period.to, 'the period ends today by default');
+  await page.fill('input[name=from]', period.from);
+  await page.waitForURL(new RegExp(`from=${period.from}`));
+  for (const name of REPORTS) {
+    await page.click(`[data-report-tab="${name}"]`);
+    await page.waitForURL(new RegExp(`report=${name}`));
+    await reportLoaded(page, name);
+    assert.equal(await page.getAttribute(`[data-report-tab="${name}"]`, 'aria-current'), 'page');
+    const params = name === 'custom' ? '' : `from=${period.from}&to=${period.to}`;
+    const answer = await reportAnswer(page, name, params);
+    assert.ok(answer.total_rows > 0, `${name} has rows over the generated period`);
+    const shown = await page.locator(`[data-table="${name}"] tbody tr`).count();
+    assert.equal(shown, Math.min(50, answer.total_rows), `${name}: the first page of rows`);
+    const key = name === 'stage-time' ? 'group_id' : 'order_id';
+    assert.equal(await page.getAttribute(`[data-table="${name}"] tbody tr:first-child td[data-col=${key}]`, 'data-value'),
+      String(answer.rows[0][key]), `${name}: the rows in the server's order`);
+    assert.ok(await page.locator(`[data-summary="${name}"] .kpi`).count() > 0, `${name} has a summary`);
+    assert.match(await page.textContent(`[data-summary="${name}"]`), /\d/, `${name}: the summary has figures`);
+    const href = await page.getAttribute(`[data-csv="${name}"]`, 'href');
+    assert.match(href || '', new RegExp(`^/api/reports/${name}\\?.*format=csv`), `${name}: the CSV link asks for CSV`);
+    if (name !== 'custom') assert.match(href || '', new RegExp(`from=${period.from}.*to=${period.to}`), `${name}: the CSV link carries the period`);
+    const csv = await page.request.get(BASE + href);
+    assert.equal(csv.status(), 200, `${name}: ${href}`);
+    assert.match(csv.headers()['content-disposition'] || '', new RegExp(`${name}-shop-`));
+    const lines = (await csv.text()).trim().split('\n');
+    assert.equal(lines[0].split(',')[0], answer.columns[0].name, `${name}: the CSV's header`);
+    assert.equal(lines.length, 1 + answer.total_rows, `${name}: every row in the CSV`);
+    await shot(page, `${who === 'admin' ? '' : 'viewer-'}reports-${name}`, { fullPage: true });
+  }
+  const text = await page.textContent('[data-table=custom] tbody');
+  assert.match(text, /\d{2}\.\d{2}\.20\d{2}/, 'dates carry their year');
+  assert.match(text, /\d{2}:\d{2}/, 'durations as the UI shows them');
+  assert.notEqual((await page.textContent('[data-table=custom] tbody td[data-col=status]')).trim(), '—',
+    'a status the dictionary lacks is named by its number');
+}
+
+test('reports: the admin opens each of the six reports: its summary, its rows in the server’s order, a CSV link of the same view', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await everyReport(page, 'admin');
+});
+
+test('reports: a viewer opens each of the six reports too', async (t) => {
+  const page = await session(t);
+  await login(page, 'viewer');
+  await everyReport(page, 'viewer');
+});
+
+/** The values of a column on screen, as numbers (null for an empty cell). */
+const columnValues = (page, name, column) => page.$$eval(`[data-table="${name}"] tbody td[data-col="${column}"]`,
+  (cells) => cells.map((c) => (c.dataset.value === '' ? null : Number(c.dataset.value))));
+
+/** Whether `values` are in order (nulls last either way, as the API sorts). */
+function inOrder(values, descending) {
+  const known = values.filter((v) => v !== null);
+  assert.deepEqual(values.slice(0, known.length), known, 'nulls come last');
+  for (let i = 1; i < known.length; i++) assert.ok(descending ? known[i - 1] >= known[i] : known[i - 1] <= known[i], `${known[i - 1]} then ${known[i]}`);
+}
+
+test('reports: a click on a column header sorts on the server, ascending then descending, and the rows and the CSV link follow', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(`${BASE}/p/shop/reports?report=custom`);
+  await reportLoaded(page, 'custom', '-changed_at');
+  // The page's own request and answer (working time grows with the clock: another request
+  // a moment later may order open orders of different calendars otherwise).
+  const answered = (sort) => page.waitForResponse((r) => {
+    const url = new URL(r.url());
+    return url.pathname === '/api/reports/custom' && url.searchParams.get('sort') === sort && !url.searchParams.has('format');
+  });
+  for (const [sort, descending] of [['working_seconds', false], ['-working_seconds', true]]) {
+    const response = answered(sort);
+    await page.click('th[data-col=working_seconds] button.sort');
+    const answer = await (await response).json();
+    await page.waitForURL(new RegExp(`sort=${sort}(&|$)`));
+    await reportLoaded(page, 'custom', sort);
+    assert.equal(await page.getAttribute('th[data-col=working_seconds]', 'aria-sort'), descending ? 'descending' : 'ascending');
+    inOrder(await columnValues(page, 'custom', 'working_seconds'), descending);
+    const ids = await page.$$eval('[data-table=custom] tbody tr', (rows) => rows.map((r) => Number(r.getAttribute('data-order-id'))));
+    assert.deepEqual(ids, answer.rows.map((r) => r.order_id), 'the order the server sorted in');
+    assert.match(await page.getAttribute('[data-csv=custom]', 'href') || '', new RegExp(`sort=${sort.replace('-', '\\-')}.*format=csv|format=csv.*sort=${sort.replace('-', '\\-')}`));
+  }
+  await shot(page, 'reports-sorted');
+  // A column under a group's header sorts the same way.
+  const groupColumn = await page.getAttribute('[data-table=custom] thead th[data-col$="_working_seconds"][data-col^="group_"]', 'data-col');
+  assert.ok(groupColumn, 'per-group columns under their group');
+  await page.click(`th[data-col="${groupColumn}"] button.sort`);
+  await reportLoaded(page, 'custom', groupColumn);
+  inOrder(await columnValues(page, 'custom', groupColumn), false);
+  await page.goBack();
+  await reportLoaded(page, 'custom', '-working_seconds');
+  // A facts report: the SLA table by its worst state, descending.
+  const period = await generatedPeriod(page);
+  await page.goto(`${BASE}/p/shop/reports?report=sla&from=${period.from}`);
+  await reportLoaded(page, 'sla', '-worst');
+  const request = page.waitForRequest((r) => new URL(r.url()).searchParams.get('sort') === 'created_at');
+  await page.click('th[data-col=created_at] button.sort');
+  await request;
+  await reportLoaded(page, 'sla', 'created_at');
+  const created = await page.$$eval('[data-table=sla] tbody td[data-col=created_at]', (cells) => cells.map((c) => Date.parse(c.dataset.value)));
+  inOrder(created, false);
+});
+
+test('reports: more rows load as the table scrolls, a row opens the order’s timeline, and the page fits a phone', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await page.goto(`${BASE}/p/shop/reports?report=custom&sort=order_id`);
+  await reportLoaded(page, 'custom', 'order_id');
+  const total = (await reportAnswer(page, 'custom', 'sort=order_id')).total_rows;
+  assert.ok(total > 50, `more than a page of orders (${total})`);
+  assert.equal(await page.locator('[data-table=custom] tbody tr').count(), 50);
+  await page.locator('.report-wrap .sentinel').scrollIntoViewIfNeeded();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-table=custom] tbody tr').length === n, total);
+  const ids = await page.$$eval('[data-table=custom] tbody tr', (rows) => rows.map((r) => Number(r.getAttribute('data-order-id'))));
+  assert.equal(new Set(ids).size, total, 'no order shows twice');
+  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'the next pages continue the sort');
+  assert.match(await page.textContent('[data-shown]'), new RegExp(`${total}\\D+${total}`));
+  await page.locator('[data-table=custom] tbody tr[data-order-id="990001"] td[data-col=created_at]').click();
+  await page.waitForURL(/order=990001/);
+  await page.waitForSelector('[data-timeline="990001"] [data-totals=groups]');
+  assert.ok(await page.$('[data-table=custom] tr.selected[data-order-id="990001"]'), 'the row of the open order is marked');
+  await shot(page, 'reports-timeline');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('[data-timeline]'));
+  assert.ok(!page.url().includes('order='));
+
+  const period = await generatedPeriod(page);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${BASE}/p/shop/reports?report=productivity&from=${period.from}`);
+  await reportLoaded(page, 'productivity');
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'the page does not scroll sideways');
+  await shot(page, 'reports-phone', { fullPage: true });
+  const first = await page.getAttribute('[data-table=productivity] tbody tr:first-child', 'data-order-id');
+  await page.click('[data-table=productivity] tbody tr:first-child .order-link');
+  await page.waitForSelector(`[data-timeline="${first}"] [data-totals=groups]`);
+  await shot(page, 'reports-phone-timeline');
+});
+
+test('reports: English and the light theme by the switches; a period that ends before it starts is named beside the date; a bad sort is said with a way back', async (t) => {
+  const page = await session(t, { expect: ['400 GET /api/reports/'] });
+  await login(page, 'admin');
+  const period = await generatedPeriod(page);
+  await page.goto(`${BASE}/p/shop/reports?report=stage-time&from=${period.from}`);
+  await reportLoaded(page, 'stage-time');
+  await page.click('.tools button:has-text("EN")');
+  await page.click('.tools button[aria-label="Тема"], .tools button[aria-label="Theme"]');
+  await page.waitForSelector('html[lang=en][data-theme=light]');
+  assert.match(await page.textContent('.report-tabs'), /Over the limit/);
+  assert.match(await page.textContent('[data-table=stage-time] thead'), /Median, working/);
+  await shot(page, 'reports-en-light', { fullPage: true });
+  await page.click('[data-report-tab=success]');
+  await reportLoaded(page, 'success');
+  await shot(page, 'reports-success-en-light', { fullPage: true });
+  await page.click('.tools button:has-text("УК")');
+  await page.click('.tools button[aria-label="Theme"], .tools button[aria-label="Тема"]');
+  await page.waitForSelector('html[lang=uk][data-theme=dark]');
+
+  await page.goto(`${BASE}/p/shop/reports?report=cancellations&from=2026-05-10&to=2026-05-01`);
+  await expectFieldError(page, 'to');
+  assert.equal(await page.getAttribute('input[name=to]', 'aria-invalid'), 'true');
+  await shot(page, 'reports-error');
+  await page.goto(`${BASE}/p/shop/reports?report=sla&sort=speed`);
+  await page.waitForSelector('[data-report-error=sort]');
+  assert.match(await page.textContent('[data-report-error=sort]'), /worst/, 'the message lists the columns');
+  await page.click('[data-report-error=sort] button');
+  await reportLoaded(page, 'sla', '-worst');
+  assert.ok(!page.url().includes('sort='));
+});

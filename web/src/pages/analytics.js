@@ -17,12 +17,12 @@ const URGENCIES = ['all', 'urgent', 'normal', 'pending', 'split'];
 const DEFAULT_DAYS = 30;
 
 /** Today's date in `zone`, as `YYYY-MM-DD`. */
-function today(zone) {
+export function today(zone) {
   return new Intl.DateTimeFormat('en-CA', { timeZone: zone || 'UTC', year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
 }
 
 /** The date `days` before a `YYYY-MM-DD` date. */
-function daysBefore(date, days) {
+export function daysBefore(date, days) {
   const [y, m, d] = date.split('-').map(Number);
   return new Date(Date.UTC(y, m - 1, d - days)).toISOString().slice(0, 10);
 }
