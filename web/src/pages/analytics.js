@@ -122,12 +122,7 @@ function Controls({ view, error }) {
       ${options.map((o) => html`<option value=${o}>${t(key + '.' + o)}</option>`)}
     </select><${FieldError} error=${error} at=${key} /></label>`;
   return html`<div class="filter-bar analytics-controls" role="search">
-    <label><span>${t('analytics.from')}</span>
-      <input type="date" name="from" value=${view.from} onChange=${set('from')} data-field="from" aria-invalid=${errorAt(error, 'from')} />
-      <${FieldError} error=${error} at="from" /></label>
-    <label><span>${t('analytics.to')}</span>
-      <input type="date" name="to" value=${view.to} onChange=${set('to')} data-field="to" aria-invalid=${errorAt(error, 'to')} />
-      <${FieldError} error=${error} at="to" /></label>
+    <${PeriodInputs} view=${view} set=${set} error=${error} />
     ${select('by', BYS)}
     ${select('bucket', BUCKETS)}
     ${select('urgency', URGENCIES)}
@@ -136,7 +131,8 @@ function Controls({ view, error }) {
   </div>`;
 }
 
-const errorAt = (error, field) => (error && error.errors.some((e) => e.field === field) ? 'true' : undefined);
+/** 'true' when `error` names `field` (for aria-invalid). @param {any} error @param {string} field */
+export const errorAt = (error, field) => (error && error.errors.some((/** @type {any} */ e) => e.field === field) ? 'true' : undefined);
 
 /** A chart with its table: a title, the CSV link, and what the answer says (or that it is empty). */
 function Section({ id, answer, view, counts, csv, children }) {
@@ -153,4 +149,17 @@ function Section({ id, answer, view, counts, csv, children }) {
     ${data && !filled && html`<p class="muted empty" data-empty>${t('analytics.empty')}</p>`}
     ${filled && html`<div class="analytics-body">${children(data)}</div>`}
   </section>`;
+}
+
+/**
+ * The period's two dates, each with its error beside it.
+ * @param {{ view: { from: string, to: string }, set: (key: string) => (event: any) => void, error: any }} props
+ */
+export function PeriodInputs({ view, set, error }) {
+  return html`<label><span>${t('analytics.from')}</span>
+      <input type="date" name="from" value=${view.from} onChange=${set('from')} data-field="from" aria-invalid=${errorAt(error, 'from')} />
+      <${FieldError} error=${error} at="from" /></label>
+    <label><span>${t('analytics.to')}</span>
+      <input type="date" name="to" value=${view.to} onChange=${set('to')} data-field="to" aria-invalid=${errorAt(error, 'to')} />
+      <${FieldError} error=${error} at="to" /></label>`;
 }

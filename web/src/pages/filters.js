@@ -15,17 +15,27 @@ export const FILTER_KEYS = ['q', 'group', 'status', 'urgency', 'sla', 'overdue',
 
 const SORTS = ['-changed', 'changed', '-created', 'created', '-working', 'working', '-wall', 'wall', 'id', '-id'];
 
+/**
+ * The change handler of the filter named `key`: an input, a select or a checkbox sets it in the
+ * URL (closing the selected order).
+ * @param {string} key
+ */
+export const setFilter = (key) => (/** @type {any} */ event) => {
+  const target = event.target;
+  const value = target.type === 'checkbox' ? (target.checked ? 'true' : undefined) : target.value || undefined;
+  setQuery({ [key]: value, order: undefined });
+};
+
+/** The search form's submit: its `q` into the URL. @param {any} event */
+export const submitSearch = (event) => {
+  event.preventDefault();
+  const value = new FormData(event.currentTarget).get('q');
+  setQuery({ q: String(value || '') || undefined, order: undefined });
+};
+
 export function FilterBar({ query, names }) {
-  const set = (key) => (event) => {
-    const target = event.target;
-    const value = target.type === 'checkbox' ? (target.checked ? 'true' : undefined) : target.value || undefined;
-    setQuery({ [key]: value, order: undefined });
-  };
-  const search = (event) => {
-    event.preventDefault();
-    const value = new FormData(event.currentTarget).get('q');
-    setQuery({ q: String(value || '') || undefined, order: undefined });
-  };
+  const set = setFilter;
+  const search = submitSearch;
   const select = (key, options, label) => html`<label><span>${label}</span>
     <select name=${key} value=${query[key] || ''} onChange=${set(key)}>
       <option value="">${t('filter.any')}</option>

@@ -12,7 +12,8 @@ import { setQuery } from '../router.js';
 import { administers } from '../access.js';
 import { ErrorSummary, FieldError, LoadError, Loading } from '../ui.js';
 import { TimelinePanel } from './timeline.js';
-import { daysBefore, today } from './analytics.js';
+import { PeriodInputs, daysBefore, errorAt, today } from './analytics.js';
+import { setFilter, submitSearch } from './filters.js';
 import { ReportTable } from './reports-table.js';
 import { ReportSummary } from './reports-summary.js';
 
@@ -162,7 +163,6 @@ function ReportTabs({ active, query }) {
        onClick=${(e) => { e.preventDefault(); setQuery({ report: id, sort: undefined, order: undefined }); }}>${t('report.' + id)}</a>`)}</nav>`;
 }
 
-const errorAt = (error, field) => (error && error.errors.some((e) => e.field === field) ? 'true' : undefined);
 
 /** The period, `by`, urgency and group of the five reports over the facts. */
 function FactsControls({ view, names, error }) {
@@ -170,12 +170,7 @@ function FactsControls({ view, names, error }) {
   const set = (key) => (event) => setQuery({ [key]: (event.target.value === 'all' ? '' : event.target.value) || undefined, order: undefined });
   const groups = names ? [...names.groups.values()].filter((g) => !g.terminal) : [];
   return html`<div class="filter-bar analytics-controls" role="search">
-    <label><span>${t('analytics.from')}</span>
-      <input type="date" name="from" value=${view.from} onChange=${set('from')} data-field="from" aria-invalid=${errorAt(error, 'from')} />
-      <${FieldError} error=${error} at="from" /></label>
-    <label><span>${t('analytics.to')}</span>
-      <input type="date" name="to" value=${view.to} onChange=${set('to')} data-field="to" aria-invalid=${errorAt(error, 'to')} />
-      <${FieldError} error=${error} at="to" /></label>
+    <${PeriodInputs} view=${view} set=${set} error=${error} />
     ${view.name !== 'productivity' && html`<label><span>${t('analytics.by')}</span>
       <select name="by" value=${view.by} onChange=${set('by')} data-field="by">
         ${BYS.map((o) => html`<option value=${o}>${t('by.' + o)}</option>`)}
@@ -196,16 +191,8 @@ function FactsControls({ view, names, error }) {
 
 /** The orders list's filters, for `custom`. */
 function CustomControls({ query, names, error }) {
-  const set = (key) => (event) => {
-    const target = event.target;
-    const value = target.type === 'checkbox' ? (target.checked ? 'true' : undefined) : target.value || undefined;
-    setQuery({ [key]: value, order: undefined });
-  };
-  const search = (event) => {
-    event.preventDefault();
-    const value = new FormData(event.currentTarget).get('q');
-    setQuery({ q: String(value || '') || undefined, order: undefined });
-  };
+  const set = setFilter;
+  const search = submitSearch;
   const select = (key, options, label) => html`<label><span>${label}</span>
     <select name=${key} value=${query[key] || ''} onChange=${set(key)} data-field=${key}>
       <option value="">${t('filter.any')}</option>
