@@ -140,10 +140,10 @@ impl Stats<'_> {
             self.rows,
             self.filter
         );
-        let first = self.values.first().map_or("m_order", |(name, _)| name);
+        // `m_order` is set exactly on measured rows.
         let mut aggregates = vec![
-            format!("count(v_{first}) AS n"),
-            format!("count(*) - count(v_{first}) AS open_rows"),
+            "count(m_order) AS n".to_owned(),
+            "count(*) - count(m_order) AS open_rows".to_owned(),
             "count(DISTINCT m_order) AS orders".to_owned(),
         ];
         for (name, _) in self.values {
