@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ksa_bus::outbox::{OutboxStats, PostgresOutbox, SqliteOutbox};
 use ksa_bus::{AppendOutcome, Bus, BusError, NewRecord, OutboxConfig, Record};
-use ksa_migrations::{migrate_postgres, migrate_sqlite};
+use ksa_migrations::{migrate_postgres, migrate_sqlite, migrate_sqlite_bus};
 use ksa_schemas::Timestamp;
 use ksa_schemas::bus::{ENRICH_REQUESTS, ORDER_UPDATES, STATUS_EVENTS, partition_for};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -52,6 +52,68 @@ ksa_testkit::on_both_databases!(
     shutdown_answers_queued_appends_then_refuses_new_ones,
     every_operation_refuses_an_unknown_topic,
 );
+
+/// An older version kept the embedded bus in the state database's tables: opening the bus file
+/// moves those records, heads and idempotency keys there once, and consumers find the same
+/// offsets. A move interrupted after its copy (the state's rows not yet deleted) is not done
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_bus_file_moves_the_state_databases_outbox_into_it_once() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let state = sqlite_pool(&dir.path().join("state.db")).await;
+    migrate_sqlite(&state).await.expect("migrating the state database");
+    let older = Outbox::Sqlite(SqliteOutbox::start(state.clone(), &TOPICS, config()).await.expect("the older outbox"));
+    let keys: Vec<String> = (1..=10).map(|order| format!("3:{order}")).collect();
+    older.append(STATUS_EVENTS, keys.iter().map(|key| keyed(key, &format!("{key}@1"))).collect()).await.expect("append");
+    older.append(ORDER_UPDATES, vec![record(&keys[0], "announced")]).await.expect("append");
+    let before = read_everything(&older, STATUS_EVENTS).await;
+    drop(older);
+
+    let file = dir.path().join("state-bus.db");
+    let (bus, moved) = SqliteOutbox::open(&file, Some(&state), &TOPICS, config()).await.expect("opening the bus file");
+    assert_eq!((moved.moved_records, moved.moved_keys), (11, 10));
+    let left: (i64, i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM bus_heads), (SELECT count(*) FROM bus_log), (SELECT count(*) FROM bus_idempotency)")
+            .fetch_one(&state)
+            .await
+            .expect("counting");
+    assert_eq!(left, (0, 0, 0), "the state database keeps no outbox rows");
+    let bus = Outbox::Sqlite(bus);
+    assert_eq!(read_everything(&bus, STATUS_EVENTS).await, before, "the same records at the same offsets");
+    assert_eq!(bus.append(STATUS_EVENTS, vec![keyed(&keys[0], "3:1@1")]).await.expect("append"), [AppendOutcome::Duplicate]);
+    let partition = partition_for(&keys[0], PARTITIONS);
+    let next = before[&partition].len() as i64 + 1;
+    assert_eq!(
+        bus.append(STATUS_EVENTS, vec![keyed(&keys[0], "3:1@2")]).await.expect("append"),
+        [AppendOutcome::Appended { partition, offset: next }],
+        "offsets go on from the moved head"
+    );
+    drop(bus);
+
+    // Interrupted after the copy: the state database still holds rows the bus file has.
+    sqlx::query("INSERT INTO bus_heads (topic, partition_no, next_offset) VALUES (?, 0, 99)")
+        .bind(STATUS_EVENTS)
+        .execute(&state)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO bus_idempotency (topic, idempotency_key) VALUES (?, 'stale')")
+        .bind(STATUS_EVENTS)
+        .execute(&state)
+        .await
+        .unwrap();
+    let (bus, moved) = SqliteOutbox::open(&file, Some(&state), &TOPICS, config()).await.expect("opening the bus file again");
+    assert_eq!((moved.moved_records, moved.moved_keys), (0, 0), "nothing is moved twice");
+    let bus = Outbox::Sqlite(bus);
+    let after = read_everything(&bus, STATUS_EVENTS).await;
+    assert_eq!(after.values().map(Vec::len).sum::<usize>(), 11);
+    let left: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM bus_heads) + (SELECT count(*) FROM bus_idempotency)")
+        .fetch_one(&state)
+        .await
+        .expect("counting");
+    assert_eq!(left, 0, "the leftovers are deleted");
+    let outcome = bus.append(STATUS_EVENTS, vec![keyed("3:99", "stale")]).await.expect("append");
+    assert!(matches!(outcome[..], [AppendOutcome::Appended { .. }]), "a leftover key is not taken over: {outcome:?}");
+}
 
 /// Behaviours that need several processes on one database: PostgreSQL only.
 mod appends_of_another_process_wake_a_reader_through_listen_notify {
@@ -611,15 +673,17 @@ where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()>,
 {
+    // The embedded bus's own file, as `run` keeps it beside the state database.
     let dir = tempfile::tempdir().expect("temporary folder");
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("state.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.expect("opening SQLite");
-    migrate_sqlite(&pool).await.expect("migrating SQLite");
+    let pool = sqlite_pool(&dir.path().join("state-bus.db")).await;
+    migrate_sqlite_bus(&pool).await.expect("migrating the bus file");
     behaviour(Db::Sqlite { pool, _dir: Arc::new(dir) }).await;
+}
+
+async fn sqlite_pool(file: &std::path::Path) -> SqlitePool {
+    let options =
+        SqliteConnectOptions::new().filename(file).create_if_missing(true).journal_mode(SqliteJournalMode::Wal).foreign_keys(true);
+    SqlitePoolOptions::new().max_connections(4).connect_with(options).await.expect("opening SQLite")
 }
 
 /// Runs `behaviour` on a database of its own on the `DATABASE_URL` server, and drops that

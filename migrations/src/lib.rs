@@ -18,7 +18,7 @@ mod url;
 pub use clickhouse::{ClickHousePlan, clickhouse_migrations, plan_clickhouse};
 pub use error::MigrateError;
 pub use postgres::migrate_postgres;
-pub use sqlite::migrate_sqlite;
+pub use sqlite::{checkpoint_in_background, migrate_sqlite, migrate_sqlite_bus};
 pub use url::migrate_url;
 
 /// The SQL dialect a set of migrations is written in.
@@ -67,6 +67,15 @@ static SQLITE: [Migration; 7] = [
     Migration { version: 7, name: "accounts", sql: include_str!("../sqlite/0007_accounts.sql") },
 ];
 
+/// The embedded bus's own SQLite file (beside the state database): its ledger and versions are
+/// apart from the state database's.
+static SQLITE_BUS: [Migration; 1] = [Migration { version: 1, name: "outbox", sql: include_str!("../sqlite-bus/0001_outbox.sql") }];
+
+/// Every migration of the embedded bus's SQLite file, in ascending version order.
+pub fn bus_migrations() -> &'static [Migration] {
+    &SQLITE_BUS
+}
+
 /// Every migration of `dialect`, in ascending version order. Both dialects have the same
 /// versions and names.
 pub fn migrations(dialect: Dialect) -> &'static [Migration] {
@@ -89,10 +98,12 @@ mod tests {
 
     #[test]
     fn versions_ascend_without_gaps_or_repeats() {
-        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
-            let versions: Vec<i64> = migrations(dialect).iter().map(|m| m.version).collect();
+        for (set, known) in
+            [("postgres", migrations(Dialect::Postgres)), ("sqlite", migrations(Dialect::Sqlite)), ("sqlite bus", bus_migrations())]
+        {
+            let versions: Vec<i64> = known.iter().map(|m| m.version).collect();
             let expected: Vec<i64> = (1..=versions.len() as i64).collect();
-            assert_eq!(versions, expected, "{dialect:?}");
+            assert_eq!(versions, expected, "{set}");
         }
     }
 

@@ -1,9 +1,11 @@
 //! Applying the SQLite migrations.
 
+use std::time::Duration;
+
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use crate::ledger::{self, Recorded};
-use crate::{Dialect, MigrateError, Migration, MigrationReport, migrations};
+use crate::{Dialect, MigrateError, Migration, MigrationReport, bus_migrations, migrations};
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS ksa_schema_migrations (
     version    INTEGER NOT NULL PRIMARY KEY,
@@ -23,6 +25,16 @@ enum Outcome {
 /// each migration's transaction takes SQLite's write lock first (`BEGIN IMMEDIATE`) and checks
 /// the ledger again inside it, so a migration applied meanwhile by another process is skipped.
 pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
+    apply_all(pool, migrations(Dialect::Sqlite)).await
+}
+
+/// Brings the embedded bus's own file behind `pool` up to date, as [`migrate_sqlite`] does the
+/// state database.
+pub async fn migrate_sqlite_bus(pool: &SqlitePool) -> Result<MigrationReport, MigrateError> {
+    apply_all(pool, bus_migrations()).await
+}
+
+async fn apply_all(pool: &SqlitePool, known: &'static [Migration]) -> Result<MigrationReport, MigrateError> {
     let mut conn = pool.acquire().await.map_err(|source| MigrateError::Connect { target: "the SQLite pool".into(), source })?;
     let ledger_error = |source| MigrateError::Ledger { source };
     sqlx::raw_sql(CREATE_LEDGER).execute(&mut *conn).await.map_err(ledger_error)?;
@@ -31,7 +43,7 @@ pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<MigrationReport, Migrat
         .await
         .map_err(ledger_error)?;
     let recorded: Vec<Recorded> = rows.into_iter().map(Recorded::from).collect();
-    let plan = ledger::plan(migrations(Dialect::Sqlite), &recorded)?;
+    let plan = ledger::plan(known, &recorded)?;
     let mut report = MigrationReport { applied: Vec::new(), already: plan.already };
     for migration in plan.pending {
         let outcome = apply(&mut conn, migration).await.map_err(|error| match error {
@@ -77,4 +89,25 @@ async fn apply(conn: &mut SqliteConnection, migration: &Migration) -> Result<Out
         .await?;
     tx.commit().await?;
     Ok(Outcome::Applied)
+}
+
+/// Checkpoints the WAL of the database behind `pool` every `every` from a task of its own, with
+/// `PRAGMA wal_checkpoint(PASSIVE)`, which neither waits for writers nor makes them wait: the
+/// connections that commit (ingest's group commits, the processor's batches) then do not stop to
+/// copy the WAL into the database themselves, and their `wal_autocheckpoint` is only a backstop.
+/// The task ends once the pool is closed (or with the runtime).
+pub fn checkpoint_in_background(pool: SqlitePool, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if pool.is_closed() {
+                return;
+            }
+            // A failed checkpoint loses nothing: the WAL keeps every frame, and the next try or
+            // a commit's own checkpoint copies it.
+            if let Err(sqlx::Error::PoolClosed) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                return;
+            }
+        }
+    })
 }

@@ -1,5 +1,6 @@
-//! The SQLite adapter (embedded mode): the state database is one file in the data folder, and
-//! the bus outbox shares its pool.
+//! The SQLite adapter (embedded mode): the state database is one file in the data folder; the
+//! bus outbox keeps a file of its own beside it (or, in memory, shares this pool and its write
+//! gate).
 //!
 //! Every write transaction takes SQLite's write lock when it begins (`BEGIN IMMEDIATE`), so it
 //! waits for another writer (up to [`BUSY_TIMEOUT`]) rather than failing half-way when its
@@ -11,11 +12,11 @@
 //! checkpoint, so a power loss may take back the last commits, never half of one. The event log,
 //! derived rows and consumer offsets of a lost commit go together, and the processor reads the same
 //! events again from its offsets (docs/architecture.md, invariant 4). Everything else, the bus
-//! outbox included, keeps `synchronous = FULL`: what ingest acknowledges is on disk.
+//! outbox included (in its own file), keeps `synchronous = FULL`: what ingest acknowledges is on disk.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -49,6 +50,10 @@ const COMMITTER_CACHE_KIB: i64 = 256 * 1024;
 /// 1,000, 4 MiB): checkpointing in larger runs writes each hot page once per run instead of
 /// once per few commits (measured: +10 % processor throughput over 1M events).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+
+/// How often a task of its own checkpoints the database, so that the processor's commits do not
+/// stop for checkpoints; [`WAL_AUTOCHECKPOINT_PAGES`] is the backstop.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The WAL file is truncated back to this size after a checkpoint, so a burst does not leave
 /// hundreds of megabytes behind.
@@ -145,6 +150,8 @@ pub struct SqliteState {
     gate: WriteGate,
     /// The same pool and gate, for the statements written once for both databases.
     db: Db,
+    /// The database file; `None` in memory or for a store made [`SqliteState::from_pool`].
+    file: Option<PathBuf>,
 }
 
 /// Writers to one SQLite file in this process queue here, first come first served.
@@ -185,27 +192,35 @@ impl SqliteState {
         }
         let pool = pool_options.connect_with(options.clone().synchronous(SqliteSynchronous::Full)).await?;
         ksa_migrations::migrate_sqlite(&pool).await?;
+        let file = (!in_memory).then(|| options.get_filename().to_path_buf());
         let committer = if in_memory {
             pool.clone()
         } else {
+            ksa_migrations::checkpoint_in_background(pool.clone(), CHECKPOINT_EVERY);
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal).pragma("cache_size", format!("-{COMMITTER_CACHE_KIB}")))
         };
         let gate = WriteGate::default();
-        Ok(SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, pool, committer, gate })
+        Ok(SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, pool, committer, gate, file })
     }
 
     /// A store over a pool whose schema is already up to date (`migrate_sqlite`). The pool's
     /// connections should enforce foreign keys and wait for the write lock (`busy_timeout`).
     pub fn from_pool(pool: SqlitePool) -> Self {
         let gate = WriteGate::default();
-        SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, committer: pool.clone(), pool, gate }
+        SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, committer: pool.clone(), pool, gate, file: None }
     }
 
-    /// The pool, for the bus outbox that lives in the same database.
+    /// The pool, for a bus outbox that lives in the same database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The database file, when the store is one (not in memory): the embedded bus keeps its
+    /// own file beside it.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The gate this store's writes take; give it to the bus outbox on the same database.

@@ -1,6 +1,6 @@
-//! The SQL outbox: the bus as tables `bus_heads`, `bus_log` and `bus_idempotency` of the state
-//! database — SQLite in embedded mode ([`SqliteOutbox`]), PostgreSQL when distributed
-//! ([`PostgresOutbox`]).
+//! The SQL outbox: the bus as tables `bus_heads`, `bus_log` and `bus_idempotency` — in a SQLite
+//! file of its own beside the state database in embedded mode ([`SqliteOutbox`]), in the state
+//! database when it is PostgreSQL ([`PostgresOutbox`]).
 //!
 //! What holds, on both:
 //! - **Group commit.** Appends go through a bounded queue to one writer task per outbox, which
@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 pub use postgres::{NOTIFY_CHANNEL, PostgresOutbox};
-pub use sqlite::{SqliteOutbox, WriteGate};
+pub use sqlite::{BusFileOpened, SqliteOutbox, WriteGate};
 
 use self::batch::{Appends, Batch, Routed};
 use self::topics::Topics;

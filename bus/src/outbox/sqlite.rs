@@ -1,9 +1,13 @@
-//! The outbox in the embedded SQLite state database.
+//! The outbox of embedded mode: a SQLite file of its own beside the state database
+//! ([`SqliteOutbox::open`]), or tables of the state database itself ([`SqliteOutbox::start`]).
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ksa_schemas::Timestamp;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::batch::{Batch, Claim, LogRow};
 use super::{Core, Store, outbox_handle};
@@ -17,20 +21,107 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// database for long.
 const DELETES_PER_STATEMENT: i64 = 5000;
 
-/// The bus in the SQLite state database, for embedded mode.
+/// How long a writer of the bus file waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of the bus file's pool: the group-commit writer, the processors' reads and
+/// retention.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Page cache per connection of the bus file, in KiB: appends touch the tail of `bus_log` and
+/// the idempotency keys, reads the records just appended.
+const CACHE_KIB: i64 = 16 * 1024;
+
+/// WAL pages after which a commit checkpoints (SQLite's default is 1,000): in larger runs the
+/// tail pages of `bus_log` are written to the database once per run, not once per few commits.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// The WAL is truncated back to this size after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How often a task of its own checkpoints the bus file, so that the group-commit writer (what
+/// each webhook's answer waits for) never stops for a checkpoint; its `wal_autocheckpoint` above
+/// is the backstop.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The bus of embedded mode, in SQLite.
 ///
 /// SQLite here is embedded: one process owns the database file, so in-process signals are
 /// enough to wake waiting readers — an append by another process would only be seen when a
-/// read's wait runs out. The state store writes the same file. Given the store's write gate
-/// ([`SqliteOutbox::start_with_gate`]), the two take turns in arrival order before either asks
-/// SQLite for its write lock; otherwise each transaction takes the lock at its start (`BEGIN
-/// IMMEDIATE`) and the pool's `busy_timeout` makes the loser retry, sleeping up to 100 ms a try.
+/// read's wait runs out.
+///
+/// [`SqliteOutbox::open`] keeps the bus in a file of its own, which is what `run` does: the
+/// processor's commits to the state database and ingest's group commits then never wait for
+/// each other. [`SqliteOutbox::start`] keeps it in the state database's own tables (an
+/// in-memory database has no second file); given the store's write gate
+/// ([`SqliteOutbox::start_with_gate`]) the two writers take turns in arrival order before
+/// either asks SQLite for its write lock, otherwise each transaction takes the lock at its start
+/// (`BEGIN IMMEDIATE`) and the pool's `busy_timeout` makes the loser retry.
+///
+/// Every commit of the outbox is flushed to disk (`synchronous = FULL`): an append is durable
+/// when it is answered.
 #[derive(Clone)]
 pub struct SqliteOutbox {
     core: Core<SqliteStore>,
 }
 
+/// What [`SqliteOutbox::open`] found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BusFileOpened {
+    /// Records moved from the state database's own outbox tables (an older data folder).
+    pub moved_records: u64,
+    /// Idempotency keys moved with them.
+    pub moved_keys: u64,
+}
+
 impl SqliteOutbox {
+    /// Opens (creating and migrating if needed) the bus file at `file` and starts the outbox on
+    /// it. When `state` (the state database, already migrated) still holds outbox records of an
+    /// older version, which kept the bus in its tables, they move into the bus file first, with
+    /// their offsets, heads and idempotency keys, so that consumers resume where they stood.
+    pub async fn open(
+        file: &Path,
+        state: Option<&SqlitePool>,
+        topics: &[&str],
+        config: OutboxConfig,
+    ) -> Result<(Self, BusFileOpened), BusError> {
+        let unavailable =
+            |what: &str, error: &dyn std::fmt::Display| BusError::Unavailable(format!("{what} `{}`: {error}", file.display()));
+        if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| unavailable("cannot create the folder of the bus file", &error))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", format!("-{CACHE_KIB}"))
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unavailable("cannot open the bus file", &error))?;
+        ksa_migrations::migrate_sqlite_bus(&pool).await.map_err(|error| unavailable("cannot migrate the bus file", &error))?;
+        let opened = match state {
+            Some(state) => move_older_records(&options, state)
+                .await
+                .map_err(|error| unavailable("cannot move the outbox records of the state database into the bus file", &error))?,
+            None => BusFileOpened::default(),
+        };
+        let outbox = Self::start(pool.clone(), topics, config).await?;
+        let checkpoints = ksa_migrations::checkpoint_in_background(pool, CHECKPOINT_EVERY);
+        let mut stop = outbox.core.stop_signal();
+        tokio::spawn(async move {
+            // Shutdown, or the last handle dropped.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            checkpoints.abort();
+        });
+        Ok((outbox, opened))
+    }
+
     /// Starts the outbox on `pool` (the state database, already migrated) for `topics`, and
     /// spawns its group-commit writer; must be called inside a Tokio runtime.
     pub async fn start(pool: SqlitePool, topics: &[&str], config: OutboxConfig) -> Result<Self, BusError> {
@@ -133,6 +224,58 @@ impl Store for SqliteStore {
             }
         }
     }
+}
+
+/// Moves the outbox rows an older version kept in the state database into the bus file (one
+/// transaction there), then deletes them from the state database. Interrupted after the first
+/// step, the next start finds the bus file's rows and only deletes: nothing is appended to the
+/// bus file before this has run, so rows there mean the move was done.
+async fn move_older_records(options: &SqliteConnectOptions, state: &SqlitePool) -> Result<BusFileOpened, sqlx::Error> {
+    let left: (i64, i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM bus_heads), (SELECT count(*) FROM bus_log), (SELECT count(*) FROM bus_idempotency)")
+            .fetch_one(state)
+            .await?;
+    if left == (0, 0, 0) {
+        return Ok(BusFileOpened::default());
+    }
+    let mut conn = SqliteConnection::connect_with(options).await?;
+    let here: i64 =
+        sqlx::query_scalar("SELECT (SELECT count(*) FROM bus_heads) + (SELECT count(*) FROM bus_idempotency)").fetch_one(&mut conn).await?;
+    let mut opened = BusFileOpened::default();
+    if here == 0 {
+        let state_file = state.connect_options().get_filename().to_string_lossy().into_owned();
+        sqlx::query("ATTACH DATABASE ? AS older").bind(&state_file).execute(&mut conn).await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO bus_heads (topic, partition_no, next_offset) SELECT topic, partition_no, next_offset FROM older.bus_heads",
+        )
+        .execute(&mut *tx)
+        .await?;
+        opened.moved_records = sqlx::query(
+            "INSERT INTO bus_log (topic, partition_no, record_offset, record_key, payload, appended_at) \
+             SELECT topic, partition_no, record_offset, record_key, payload, appended_at FROM older.bus_log \
+             ORDER BY topic, partition_no, record_offset",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        opened.moved_keys = sqlx::query(
+            "INSERT INTO bus_idempotency (topic, idempotency_key, appended_at) \
+             SELECT topic, idempotency_key, appended_at FROM older.bus_idempotency",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        sqlx::query("DETACH DATABASE older").execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    let mut tx = state.begin_with("BEGIN IMMEDIATE").await?;
+    for statement in ["DELETE FROM bus_log", "DELETE FROM bus_idempotency", "DELETE FROM bus_heads"] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(opened)
 }
 
 /// The batch's statements, inside its transaction.
