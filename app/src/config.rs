@@ -143,7 +143,8 @@ impl Default for EnricherSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
-    /// `outbox` (the state database's `bus_log`) or `kafka`.
+    /// `outbox` (`bus_log` in its own SQLite file beside the state database, or in the PostgreSQL
+    /// state database) or `kafka`.
     pub kind: BusKind,
     /// Partitions per topic; one processor runs per partition. Unset: 1 on SQLite (one writer
     /// at a time, so more gain nothing) and [`POSTGRES_PARTITIONS`] on PostgreSQL (commits in

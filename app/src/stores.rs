@@ -1,5 +1,7 @@
 //! The configured state database, whichever kind it is.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use ksa_state::postgres::PostgresState;
 use ksa_state::sqlite::SqliteState;
@@ -33,4 +35,28 @@ macro_rules! with_state {
             $crate::stores::AnyState::Postgres($state) => $body,
         }
     };
+}
+
+/// Where the embedded bus keeps its records: beside the state database file, named after it.
+pub fn bus_file(state_file: &Path) -> PathBuf {
+    let stem = state_file.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+    let name = match state_file.extension() {
+        Some(extension) => format!("{stem}-bus.{}", extension.to_string_lossy()),
+        None => format!("{stem}-bus"),
+    };
+    state_file.with_file_name(name)
+}
+
+#[cfg(test)]
+mod bus_file_tests {
+    use std::path::Path;
+
+    use super::bus_file;
+
+    #[test]
+    fn the_bus_file_sits_beside_the_state_file_named_after_it() {
+        assert_eq!(bus_file(Path::new("/var/lib/ksa/state.db")), Path::new("/var/lib/ksa/state-bus.db"));
+        assert_eq!(bus_file(Path::new("data/shop.sqlite3")), Path::new("data/shop-bus.sqlite3"));
+        assert_eq!(bus_file(Path::new("state")), Path::new("state-bus"));
+    }
 }

@@ -83,6 +83,59 @@ async fn kill_9_right_after_a_settings_change_still_gets_the_whole_history_recom
     assert_eq!(instance.derived_digest("p1").await, clean, "history after the crash differs from a run with the new settings");
 }
 
+/// An older version kept the embedded outbox in `state.db`. A data dir it left with webhooks
+/// acknowledged but not yet processed starts on this version: the records move into
+/// `state-bus.db`, each is processed once, and KeyCRM's re-deliveries are still duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_data_dir_with_the_outbox_in_the_state_database_is_moved_and_processed_once() {
+    let instance = Instance::sqlite();
+    let project = instance.add_project("p1", &[]);
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let client = client();
+    older_ingest_takes(&instance, &log, &client, &project).await;
+    assert!(!instance.bus_db().exists(), "the older layout has no bus file");
+
+    let server = instance.start();
+    wait_until_processed(&client, &server, "p1", log.expected()).await;
+    let mut state = StateFile::open(&instance.state_db()).await;
+    assert_eq!(state.outbox_rows_in_the_state_database().await, 0, "the state database keeps no outbox rows");
+    assert_eq!(state.written_rows().await.bus_idempotency, log.expected().events as i64, "the keys moved with the records");
+    let again = log.post_all(&client, &server.webhook_url(&project), CONCURRENCY).await;
+    let not_duplicate: Vec<usize> = (0..again.len()).filter(|i| again[*i].outcome() != "duplicate").collect();
+    assert!(not_duplicate.is_empty(), "acknowledged by the older version, yet new after the move: {not_duplicate:?}");
+    assert_eq!(state.event_keys("p1").await, log.event_keys());
+    state.close().await;
+    assert!(server.stop().success());
+
+    let (clean, _) = log.digest_of_a_clean_run(None).await;
+    assert_eq!(instance.derived_digest("p1").await, clean, "the move changed the derived state");
+}
+
+/// Ingest as an older version ran it: the outbox in the state database's own tables, no
+/// processor. Every webhook of `log` is acknowledged.
+async fn older_ingest_takes(instance: &Instance, log: &WebhookLog, client: &reqwest::Client, project: &common::server::Project) {
+    use ksa_bus::OutboxConfig;
+    use ksa_bus::outbox::SqliteOutbox;
+    use ksa_ingest::{Ingest, IngestConfig};
+
+    let state = ksa_state::SqliteState::open(&instance.state_db().display().to_string()).await.expect("opening state.db");
+    let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &ksa_app::serve::TOPICS, OutboxConfig::default())
+        .await
+        .expect("the outbox in state.db");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let routes = ksa_ingest::routes(Ingest::new(bus.clone(), state.clone(), IngestConfig::default()));
+    let server = tokio::spawn(warp::serve(routes).incoming(listener).graceful(async move { stopped.await.unwrap_or(()) }).run());
+    let url = format!("http://{addr}/webhooks/keycrm/{}?token={}", project.slug, project.secret);
+    let replies = log.post_all(client, &url, CONCURRENCY).await;
+    assert_all_taken(&replies);
+    let _ = stop.send(());
+    server.await.expect("the older ingest stopped");
+    bus.shutdown().await;
+    state.pool().close().await;
+}
+
 /// Posts the log with [`CONCURRENCY`] requests in flight and SIGKILLs the server (by `pid`) once
 /// `kill_after` answers are in. Returns each webhook's answer, `None` where none came.
 async fn post_until_killed(client: &reqwest::Client, url: &str, log: &WebhookLog, pid: u32, kill_after: usize) -> Vec<Option<Reply>> {

@@ -282,7 +282,7 @@ async fn plain_text_body_is_refused_with_415_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_ingest_queue_answers_503_with_retry_after_and_loses_no_accepted_webhook() {
     let setup = Setup::start_with(&[("KSA__BUS__QUEUE_CAPACITY", "1")]).await;
-    let lock = WriteLock::take(&setup.instance.state_db()).await;
+    let lock = WriteLock::take(&setup.instance.bus_db()).await;
 
     let bodies: Vec<String> = (0..24).map(|i| status_change(700 + i, 20, 2, "2026-02-03T10:00:00.000000Z")).collect();
     let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();

@@ -12,10 +12,11 @@ use ksa_facts::{BoxedFactSink, ClickHouseSink, FactError, ParquetSink};
 use ksa_processor::ProcessorConfig;
 use ksa_query_api::analytics::{AnalyticsEngine, ClickHouseEngine, DataFusionEngine};
 use ksa_state::StateStore;
+use ksa_state::sqlite::SqliteState;
 
 use crate::config::{BusKind, Config, FactsKind};
 use crate::serve::TOPICS;
-use crate::stores::{AnyState, open_state};
+use crate::stores::{AnyState, bus_file, open_state};
 
 /// What a service does once it has its bus and state, whichever kinds they are.
 pub(crate) trait WithBus {
@@ -28,9 +29,7 @@ pub(crate) async fn with_bus<T: WithBus>(config: &Config, service: T) -> anyhow:
     match config.bus.kind {
         BusKind::Outbox => match state {
             AnyState::Sqlite(state) => {
-                let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox_config(config, false))
-                    .await
-                    .context("starting the outbox bus")?;
+                let bus = open_sqlite_outbox(&state, config).await?;
                 service.run(bus, state).await
             }
             AnyState::Postgres(state) => {
@@ -45,6 +44,31 @@ pub(crate) async fn with_bus<T: WithBus>(config: &Config, service: T) -> anyhow:
             crate::with_state!(state, state => service.run(bus, state).await)
         }
     }
+}
+
+/// The embedded bus: a file of its own beside the state database file (`state.db` →
+/// `state-bus.db`), so that ingest's group commits and the processor's commits never wait for
+/// each other; an in-memory state database keeps the bus in its own tables.
+async fn open_sqlite_outbox(state: &SqliteState, config: &Config) -> anyhow::Result<SqliteOutbox> {
+    let outbox = outbox_config(config, false);
+    let Some(state_file) = state.file() else {
+        return SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox)
+            .await
+            .context("starting the outbox bus");
+    };
+    let file = bus_file(state_file);
+    let (bus, opened) = SqliteOutbox::open(&file, Some(state.pool()), &TOPICS, outbox)
+        .await
+        .with_context(|| format!("starting the outbox bus in {}", file.display()))?;
+    if opened.moved_records > 0 || opened.moved_keys > 0 {
+        tracing::info!(
+            records = opened.moved_records,
+            idempotency_keys = opened.moved_keys,
+            file = %file.display(),
+            "moved the outbox of the state database into its own file"
+        );
+    }
+    Ok(bus)
 }
 
 fn outbox_config(config: &Config, postgres: bool) -> OutboxConfig {

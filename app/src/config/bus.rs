@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BusKind {
-    /// The `bus_log` table of the state database (embedded mode; also works apart on
-    /// PostgreSQL).
+    /// The outbox: `bus_log` in a SQLite file beside the state database (embedded mode), or in
+    /// the PostgreSQL state database (which also works with the services apart).
     #[default]
     Outbox,
     /// Kafka (`[bus.kafka]`); needs a binary built with the `kafka` feature (the default).

@@ -65,6 +65,11 @@ impl Instance {
         self.data_dir.join("state.db")
     }
 
+    /// The embedded bus's SQLite file, beside the state file.
+    pub fn bus_db(&self) -> PathBuf {
+        ksa_app::stores::bus_file(&self.state_db())
+    }
+
     /// The binary with this instance's data dir and environment.
     pub fn command<I, S>(&self, args: I) -> Command
     where

@@ -1,8 +1,8 @@
-//! Looking into an embedded instance's SQLite file from the side, as an operator with the
+//! Looking into an embedded instance's SQLite files from the side, as an operator with the
 //! `sqlite3` shell would: what was written, and a write lock held on purpose.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqliteConnectOptions;
@@ -19,9 +19,12 @@ pub struct WrittenRows {
     pub order_status_events: i64,
 }
 
-/// A connection to a server's `state.db`, used only to read.
+/// A connection to a server's `state.db`, used only to read, and to the bus file beside it
+/// (`state-bus.db`) once that exists.
 pub struct StateFile {
     connection: SqliteConnection,
+    bus_file: PathBuf,
+    bus: Option<SqliteConnection>,
 }
 
 async fn connect(path: &Path) -> SqliteConnection {
@@ -35,17 +38,35 @@ async fn connect(path: &Path) -> SqliteConnection {
 
 impl StateFile {
     pub async fn open(path: &Path) -> StateFile {
-        StateFile { connection: connect(path).await }
+        StateFile { connection: connect(path).await, bus_file: ksa_app::stores::bus_file(path), bus: None }
     }
 
+    /// Rows of the outbox (in the bus file; none before it exists) and of the event log.
     pub async fn written_rows(&mut self) -> WrittenRows {
-        let (bus_log, bus_idempotency, order_status_events) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM bus_log), (SELECT count(*) FROM bus_idempotency), (SELECT count(*) FROM order_status_events)",
+        let order_status_events =
+            sqlx::query_scalar("SELECT count(*) FROM order_status_events").fetch_one(&mut self.connection).await.expect("counting events");
+        if self.bus.is_none() && self.bus_file.is_file() {
+            self.bus = Some(connect(&self.bus_file).await);
+        }
+        let (bus_log, bus_idempotency) = match &mut self.bus {
+            Some(bus) => sqlx::query_as("SELECT (SELECT count(*) FROM bus_log), (SELECT count(*) FROM bus_idempotency)")
+                .fetch_one(bus)
+                .await
+                .expect("counting the outbox's rows"),
+            None => (0, 0),
+        };
+        WrittenRows { bus_log, bus_idempotency, order_status_events }
+    }
+
+    /// Rows left in the outbox tables of `state.db` itself (where an older version kept the
+    /// embedded bus).
+    pub async fn outbox_rows_in_the_state_database(&mut self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM bus_heads) + (SELECT count(*) FROM bus_log) + (SELECT count(*) FROM bus_idempotency)",
         )
         .fetch_one(&mut self.connection)
         .await
-        .expect("counting rows");
-        WrittenRows { bus_log, bus_idempotency, order_status_events }
+        .expect("counting the state database's outbox rows")
     }
 
     /// The dedup keys of the project's stored status events.
@@ -93,11 +114,15 @@ impl StateFile {
 
     pub async fn close(self) {
         let _ = self.connection.close().await;
+        if let Some(bus) = self.bus {
+            let _ = bus.close().await;
+        }
     }
 }
 
-/// SQLite's write lock on `state.db`, taken (`BEGIN IMMEDIATE`) and held by the test: every
-/// writer of the server waits for it, as it would behind a long checkpoint or backup.
+/// SQLite's write lock on a server's file (`state.db`, or the bus file `state-bus.db`), taken
+/// (`BEGIN IMMEDIATE`) and held by the test: every writer of that file waits for it, as it
+/// would behind a long checkpoint or backup.
 pub struct WriteLock {
     connection: SqliteConnection,
 }
