@@ -101,14 +101,15 @@ impl Scratch {
     }
 }
 
-/// A new SQLite database in a temporary folder under `parent` (the system's temporary folder
-/// when `None`), opened and migrated as the app opens it.
+/// A new SQLite database and bus file in a temporary folder under `parent` (the system's
+/// temporary folder when `None`), opened and migrated as the app opens them.
 pub async fn sqlite(parent: Option<&Path>, outbox: OutboxConfig) -> Fallible<Stores<SqliteOutbox, SqliteState>> {
     let builder = tempfile::Builder::new().prefix("ksa-replay-").tempdir_in(parent.map_or_else(std::env::temp_dir, Path::to_path_buf));
     let dir = builder?;
     let path: PathBuf = dir.path().join("state.db");
     let state = SqliteState::open(&path.to_string_lossy()).await?;
-    let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &TOPICS, outbox).await?;
+    // The bus in a file of its own beside the state database, as `run` keeps it.
+    let (bus, _) = SqliteOutbox::open(&ksa_app::stores::bus_file(&path), None, &TOPICS, outbox).await?;
     let project_id = create_project(&state).await?;
     Ok(Stores { bus, state, project_id, scratch: Scratch::Sqlite { dir } })
 }

@@ -170,7 +170,7 @@ async fn measure(
     let unique = replay.unique as i64;
     let sampling = (phase == DistributedPhase::Live).then(|| tokio::spawn(sampler.clone().run(started, posting_done_rx.clone(), unique)));
     let cpu_before = MachineSample::now(&names(&services));
-    let posted = http::post_all(&url, replay, settings.concurrency, Duration::from_millis(10)).await;
+    let posted = http::post_all(&url, replay, settings.concurrency, Duration::from_millis(10), None).await;
     posting_done.send_replace(true);
     let cpu_posting = MachineSample::now(&names(&services)).since(&cpu_before);
     let posted = match posted {

@@ -39,6 +39,11 @@ pub struct HttpSettings {
     pub floor: bool,
     /// Pause before posting again after a 503.
     pub retry_pause: Duration,
+    /// Post to this webhook URL (a `keycrm-analytics run` started elsewhere) instead of a
+    /// server of the benchmark's own.
+    pub url: Option<String>,
+    /// Stop posting after this long, even if the log is not through.
+    pub limit: Option<Duration>,
 }
 
 pub struct HttpResult {
@@ -47,7 +52,8 @@ pub struct HttpResult {
     pub latency: Latencies,
     pub cpu: CpuUse,
     pub peak_rss_kib: u64,
-    pub outbox: OutboxStats,
+    /// `None` when posting to a server elsewhere.
+    pub outbox: Option<OutboxStats>,
     pub processor: Option<ProcessorStats>,
     pub database_size: Option<String>,
 }
@@ -64,22 +70,27 @@ pub fn run(replay: Replay, settings: &HttpSettings) -> Fallible<HttpResult> {
         .enable_all()
         .build()?;
 
-    let server = server_rt.block_on(Server::start(settings))?;
-    eprintln!(
-        "http: ingest listening on {}; posting {} webhooks with {} connections",
-        server.addr,
-        replay.events.len(),
-        settings.concurrency
-    );
+    let server = match &settings.url {
+        Some(_) => None,
+        None => Some(server_rt.block_on(Server::start(settings))?),
+    };
+    let url = match (&server, &settings.url) {
+        (Some(server), _) => format!("http://{}/webhooks/keycrm/{PROJECT_SLUG}?token={PROJECT_SECRET}", server.addr),
+        (None, Some(url)) => url.clone(),
+        (None, None) => unreachable!("a server is started when no URL is given"),
+    };
+    eprintln!("http: posting {} webhooks to {url} with {} connections", replay.events.len(), settings.concurrency);
     reset_peak_rss();
     let cpu_before = CpuSample::now();
-    let url = format!("http://{}/webhooks/keycrm/{PROJECT_SLUG}?token={PROJECT_SECRET}", server.addr);
-    let posted = client_rt.block_on(post_all(&url, Arc::new(replay), settings.concurrency, settings.retry_pause));
+    let posted = client_rt.block_on(post_all(&url, Arc::new(replay), settings.concurrency, settings.retry_pause, settings.limit));
     let cpu = CpuSample::now().since(&cpu_before);
     let peak_rss_kib = peak_rss_kib();
-    let stopped = server_rt.block_on(server.stop());
+    let stopped = server.map(|server| server_rt.block_on(server.stop())).transpose()?;
     let mut posted = posted?;
-    let (outbox, processor, database_size) = stopped?;
+    let (outbox, processor, database_size) = match stopped {
+        Some((outbox, processor, size)) => (Some(outbox), processor, size),
+        None => (None, None, None),
+    };
     Ok(HttpResult {
         latency: Latencies::of(std::mem::take(&mut posted.latencies)),
         posted,
@@ -227,8 +238,15 @@ impl Posted {
 }
 
 /// Posts every delivery to the webhook `url` once (again after a 503, following a pause of
-/// `retry_pause`), `concurrency` at a time over keep-alive connections.
-pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_pause: Duration) -> Fallible<Posted> {
+/// `retry_pause`), `concurrency` at a time over keep-alive connections; with a `limit`, stops
+/// taking new deliveries once it has passed.
+pub async fn post_all(
+    url: &str,
+    replay: Arc<Replay>,
+    concurrency: usize,
+    retry_pause: Duration,
+    limit: Option<Duration>,
+) -> Fallible<Posted> {
     let target = client::Target::parse(url)?;
     let next = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicU64::new(0));
@@ -242,6 +260,9 @@ pub async fn post_all(url: &str, replay: Arc<Replay>, concurrency: usize, retry_
             let mut posted = Posted { latencies: Vec::with_capacity(total / 16), ..Posted::default() };
             let mut body = String::with_capacity(2048);
             loop {
+                if limit.is_some_and(|limit| started.elapsed() >= limit) {
+                    break;
+                }
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(event) = replay.events.get(index) else { break };
                 body.clear();

@@ -6,7 +6,7 @@
 //!        [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000]
 //!        [--threads 2] [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N]
 //!        [--tick-ms 5] [--analyze-every SECONDS]
-//!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor] [--floor]
+//!        [--concurrency 64] [--server-threads 2] [--client-threads 2] [--with-processor] [--floor] [--url URL] [--seconds N]
 //!        [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000]
 //!        [--settings FILE] [--urgent-items]
 //!
@@ -17,6 +17,10 @@
 //! (a server URL); `--analyze-every` runs `ANALYZE` on the run's database meanwhile, for a
 //! server whose autovacuum is off (as the test server's is). Each run creates its own database and drops it afterwards (kept when
 //! `KSA_REPLAY_KEEP` is set).
+//!
+//! `--mode http --url URL` posts to a webhook URL of a server started elsewhere (the burst
+//! benchmark, `benches/burst/run.py`, starts `keycrm-analytics run` and points it here), and
+//! `--seconds N` stops posting after N seconds.
 //!
 //! `--mode http --floor` serves, instead of ingest, a route that only reads each body and answers
 //! 202 as ingest does: what any webhook endpoint on warp pays per request, with the same clients.
@@ -64,7 +68,7 @@ const USAGE: &str = "usage: replay --mode processor-sqlite|processor-postgres|ht
 [--data-dir DIR] [--database-url URL] [--partitions 1 on SQLite, 4 on PostgreSQL] [--batch-records 50000] [--threads 2] \
 [--phase all|throughput|paced|backlog|live] [--rate EVENTS_PER_S] [--paced-deliveries N] [--tick-ms 5] \
 [--analyze-every SECONDS] [--concurrency 64] \
-[--server-threads 2] [--client-threads 2] [--with-processor] \
+[--server-threads 2] [--client-threads 2] [--with-processor] [--url URL] [--seconds N] \
 [--app target/release/keycrm-analytics] [--brokers HOST:PORT] [--clickhouse-url URL] [--processes 1] [--sample-ms 200] [--linger-ms 1000] \
 [--settings FILE] [--urgent-items]";
 
@@ -127,6 +131,10 @@ struct Options {
     settings: Option<PathBuf>,
     /// Store items for the generator's urgent orders before the replay.
     urgent_items: bool,
+    /// HTTP mode: post to this webhook URL instead of a server of the benchmark's own.
+    url: Option<String>,
+    /// HTTP mode: stop posting after this many seconds.
+    seconds: Option<u64>,
 }
 
 impl Options {
@@ -157,6 +165,8 @@ impl Options {
             linger: Duration::from_millis(DISTRIBUTED_LINGER_MS),
             settings: None,
             urgent_items: false,
+            url: None,
+            seconds: None,
         };
         let mut mode = None;
         let mut args = args.peekable();
@@ -216,10 +226,18 @@ impl Options {
                 "--linger-ms" => options.linger = Duration::from_millis(value.parse().map_err(bad)?),
                 "--settings" => options.settings = Some(value.into()),
                 "--sample-ms" => options.sample_every = Duration::from_millis(value.parse().map_err(bad)?),
+                "--url" => options.url = Some(value),
+                "--seconds" => options.seconds = Some(value.parse().map_err(bad)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
         options.mode = mode.ok_or("--mode is required")?;
+        if (options.url.is_some() || options.seconds.is_some()) && options.mode != Mode::Http {
+            return Err("--url and --seconds belong to --mode http".into());
+        }
+        if options.url.is_some() && (options.floor || options.with_processor) {
+            return Err("--url posts to a server elsewhere; --floor and --with-processor describe the benchmark's own".into());
+        }
         if options.floor && (options.mode != Mode::Http || options.with_processor) {
             return Err("--floor belongs to --mode http, without --with-processor".into());
         }
@@ -438,6 +456,8 @@ fn http_mode(replay: Replay, options: &Options) -> Fallible<()> {
         processor: options.with_processor.then(|| options.processor()),
         floor: options.floor,
         retry_pause: Duration::from_millis(10),
+        url: options.url.clone(),
+        limit: options.seconds.map(Duration::from_secs),
     };
     println!(
         "settings: {} connections, server runtime {} threads, client runtime {} threads, {}, {} cores",
@@ -454,13 +474,14 @@ fn http_mode(replay: Replay, options: &Options) -> Fallible<()> {
     let r = http::run(replay, &settings)?;
     println!("http:       {}", r.posted.summary());
     println!("            request latency (2xx): {}", r.latency);
-    let o = &r.outbox;
-    println!(
-        "            outbox: {} transactions, {:.1} appends/transaction, {} overloaded",
-        o.transactions,
-        o.appends as f64 / o.transactions.max(1) as f64,
-        o.overloaded
-    );
+    if let Some(o) = &r.outbox {
+        println!(
+            "            outbox: {} transactions, {:.1} appends/transaction, {} overloaded",
+            o.transactions,
+            o.appends as f64 / o.transactions.max(1) as f64,
+            o.overloaded
+        );
+    }
     if let Some(p) = &r.processor {
         println!("            processor meanwhile: {} records, {} batches", p.records, p.batches);
     }
