@@ -127,16 +127,8 @@ async fn serve<B: Bus, S: StateStore>(
 
     let flusher = {
         let ingest = ingest.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => ingest.flush_counters().await,
-                }
-            }
-            ingest.flush_counters().await;
-        })
+        let stop = shutdown.clone();
+        tokio::spawn(async move { ingest.flush_until(ksa_ingest::FLUSH_EVERY, stop).await })
     };
 
     let enricher = if config.enricher.enabled {

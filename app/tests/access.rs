@@ -111,6 +111,7 @@ const MATRIX: &[Row] = &[
     row("PUT", "/api/orders/{id}/override", "/api/orders/{order}/override?project=shop", Some(r#"{"is_urgent": true}"#), CHANGE),
     row("DELETE", "/api/orders/{id}/override", "/api/orders/{order}/override?project=shop", None, CHANGE),
     row("GET", "/api/audit", "/api/audit", None, [200, 200, 403, 200, 401]),
+    row("GET", "/api/webhooks/stats", "/api/webhooks/stats?project=shop", None, CHANGE),
     row("GET", "/api/orders", "/api/orders?project=shop", None, READ),
     row("GET", "/api/orders/kpis", "/api/orders/kpis?project=shop", None, READ),
     row("GET", "/api/orders.csv", "/api/orders.csv?project=shop", None, READ),

@@ -58,11 +58,25 @@ impl<B: Bus, S: StateStore> Ingest<B, S> {
         &self.counters
     }
 
-    /// Saves the webhook counters gathered so far.
+    /// Saves the webhook statistics gathered so far.
     pub async fn flush_counters(&self) {
         self.counters.flush(&self.state).await;
     }
+
+    /// Saves the webhook statistics every `every` until `stop` turns true, then once more.
+    pub async fn flush_until(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                _ = tokio::time::sleep(every) => self.flush_counters().await,
+            }
+        }
+        self.flush_counters().await;
+    }
 }
+
+/// How often the webhook statistics go to the state database.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// The webhook routes.
 pub fn routes<B: Bus, S: StateStore>(ingest: Arc<Ingest<B, S>>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -134,6 +148,8 @@ async fn answer<B: Bus, S: StateStore>(
     request: Request,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
 ) -> Answer {
+    // Ingest latency runs from here (the request's headers are read) to the answer.
+    let started = std::time::Instant::now();
     let mut segments = request.tail.split('/').filter(|s| !s.is_empty());
     let (Some(slug), path_secret, None) = (segments.next(), segments.next(), segments.next()) else {
         return Answer::error(StatusCode::NOT_FOUND, "not_found", "expected /webhooks/keycrm/{project}[/{secret}]");
@@ -246,16 +262,15 @@ async fn answer<B: Bus, S: StateStore>(
         payload,
         idempotency_key: Some(status_idempotency_key(project.id, &event)),
     };
+    let reached_bus = |outcome: &'static str| {
+        counters.count(project.id, now, outcome, "");
+        counters.latency(project.id, now, i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX));
+        Answer::ok(outcome)
+    };
     match ingest.bus.append(STATUS_EVENTS, vec![record]).await {
         Ok(outcomes) => match outcomes.first() {
-            Some(AppendOutcome::Appended { .. }) => {
-                counters.count(project.id, now, "accepted", "");
-                Answer::ok("accepted")
-            }
-            Some(AppendOutcome::Duplicate) => {
-                counters.count(project.id, now, "duplicate", "");
-                Answer::ok("duplicate")
-            }
+            Some(AppendOutcome::Appended { .. }) => reached_bus("accepted"),
+            Some(AppendOutcome::Duplicate) => reached_bus("duplicate"),
             None => unavailable(reject, "the bus returned no outcome".into(), 5),
         },
         Err(BusError::Overloaded) => {

@@ -47,7 +47,7 @@ impl Migration {
     }
 }
 
-static POSTGRES: [Migration; 7] = [
+static POSTGRES: [Migration; 8] = [
     Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../postgres/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../postgres/0003_hot_path.sql") },
@@ -55,9 +55,10 @@ static POSTGRES: [Migration; 7] = [
     Migration { version: 5, name: "write_path", sql: include_str!("../postgres/0005_write_path.sql") },
     Migration { version: 6, name: "live_writes", sql: include_str!("../postgres/0006_live_writes.sql") },
     Migration { version: 7, name: "accounts", sql: include_str!("../postgres/0007_accounts.sql") },
+    Migration { version: 8, name: "webhook_stats", sql: include_str!("../postgres/0008_webhook_stats.sql") },
 ];
 
-static SQLITE: [Migration; 7] = [
+static SQLITE: [Migration; 8] = [
     Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../sqlite/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../sqlite/0003_hot_path.sql") },
@@ -65,6 +66,7 @@ static SQLITE: [Migration; 7] = [
     Migration { version: 5, name: "write_path", sql: include_str!("../sqlite/0005_write_path.sql") },
     Migration { version: 6, name: "live_writes", sql: include_str!("../sqlite/0006_live_writes.sql") },
     Migration { version: 7, name: "accounts", sql: include_str!("../sqlite/0007_accounts.sql") },
+    Migration { version: 8, name: "webhook_stats", sql: include_str!("../sqlite/0008_webhook_stats.sql") },
 ];
 
 /// The embedded bus's own SQLite file (beside the state database): its ledger and versions are

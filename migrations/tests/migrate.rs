@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use tempfile::TempDir;
 
 /// Every table that belongs to a project, i.e. all but `projects`, `users` and the ledger.
-const PROJECT_TABLES: [&str; 19] = [
+const PROJECT_TABLES: [&str; 21] = [
     "user_projects",
     "project_settings",
     "status_group_dict",
@@ -36,6 +36,8 @@ const PROJECT_TABLES: [&str; 19] = [
     "enrich_cursors",
     "settings_history",
     "recomputes",
+    "webhook_latency",
+    "webhook_latest",
 ];
 
 /// Lookups the stores rely on: (table, leading columns of some index on it).
@@ -227,6 +229,8 @@ async fn enumerations_refuse_values_outside_their_list(db: Db) {
         format!("INSERT INTO user_projects (user_id, project_id, role) VALUES ({user}, {p}, 'analyst')"),
         format!("INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'paused', {t}, {t})"),
         "INSERT INTO users (login, password_hash) VALUES ('', 'x')".to_owned(),
+        format!("INSERT INTO webhook_latency (project_id, hour, bucket, count) VALUES ({p}, {t}, 32, 1)"),
+        format!("INSERT INTO webhook_latest (project_id, kind, hour, last_at) VALUES ({p}, 'ignored', {t}, {t})"),
     ];
     for sql in refused {
         let error = db.execute(&sql).await.expect_err(&format!("must be refused: {sql}"));
@@ -641,6 +645,8 @@ fn rows_of_project(db: &Db, project: i64, user: i64) -> Vec<String> {
         format!("INSERT INTO enrich_cursors (project_id, name, cursor_json) VALUES ({p}, 'backfill', '{{}}')"),
         format!("INSERT INTO settings_history (project_id, revision, settings_json, actor) VALUES ({p}, 1, '{{}}', 'cli')"),
         format!("INSERT INTO recomputes (project_id, revision, state, started_at, updated_at) VALUES ({p}, 1, 'running', {t}, {t})"),
+        format!("INSERT INTO webhook_latency (project_id, hour, bucket, count) VALUES ({p}, {t}, 12, 3)"),
+        format!("INSERT INTO webhook_latest (project_id, kind, hour, last_at, reason) VALUES ({p}, 'refused', {t}, {t}, 'malformed')"),
     ]
 }
 

@@ -27,7 +27,7 @@ use crate::{OPENAPI, QueryApi};
 pub enum Access {
     /// Anyone (login).
     Open,
-    /// Any signed-in user; the handler applies finer rules (users, audit).
+    /// Any signed-in user; the handler applies finer rules (users, audit, webhook statistics).
     Signed,
     /// Members of the project named by `?project=` or `{slug}`; others get 404.
     Viewer,
@@ -90,6 +90,7 @@ pub enum Endpoint {
     OverridePut,
     OverrideDelete,
     Audit,
+    WebhookStats,
     Orders,
     OrderKpis,
     OrdersCsv,
@@ -153,6 +154,7 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/api/orders/{id}/override", Admin, Endpoint::OverridePut),
     route("DELETE", "/api/orders/{id}/override", Admin, Endpoint::OverrideDelete),
     route("GET", "/api/audit", Signed, Endpoint::Audit),
+    route("GET", "/api/webhooks/stats", Signed, Endpoint::WebhookStats),
     route("GET", "/api/orders", Viewer, Endpoint::Orders),
     route("GET", "/api/orders/kpis", Viewer, Endpoint::OrderKpis),
     route("GET", "/api/orders.csv", Viewer, Endpoint::OrdersCsv),
@@ -415,6 +417,7 @@ async fn dispatch<S: StateStore, B: Bus>(api: &Arc<QueryApi<S, B>>, request: &Re
         Endpoint::OverridePut => admin::overrides::put(&call).await,
         Endpoint::OverrideDelete => admin::overrides::delete(&call).await,
         Endpoint::Audit => admin::audit::list(&call).await,
+        Endpoint::WebhookStats => admin::webhooks::stats(&call).await,
         Endpoint::Orders => orders::list(&call).await,
         Endpoint::OrderKpis => orders::kpis(&call).await,
         Endpoint::OrdersCsv => orders::csv(&call).await,

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ksa_schemas::{EventSource, Timestamp};
+use ksa_schemas::EventSource;
 
-use crate::{StateError, WebhookCount};
+use crate::{StateError, WebhookCount, WebhookLatency, WebhookLatest};
 
 /// KeyCRM's six status groups as a new project gets them: `(group_id, name, is_terminal)`.
 /// Completed and canceled stop the clock (docs/domain.md, "Projects, groups and statuses").
@@ -53,22 +53,42 @@ pub(crate) fn count(value: i64, column: &str) -> Result<u32, StateError> {
     u32::try_from(value).map_err(|_| StateError::Corrupt(format!("{column} {value} is out of range")))
 }
 
-/// Webhook counts with the same key summed into one, so that one statement adds each key once
-/// (PostgreSQL refuses an upsert that touches a row twice).
-pub(crate) fn summed_webhook_counts(counts: &[WebhookCount]) -> Vec<WebhookCount> {
-    let mut sums: BTreeMap<(i64, i64, &str, &str), i64> = BTreeMap::new();
-    for count in counts {
-        *sums.entry((count.project_id, count.hour.as_micros(), &count.outcome, &count.reason)).or_default() += count.count;
+/// Rows with the same key merged into one, in key order, so that one statement upserts each
+/// key once (PostgreSQL refuses an upsert that touches a row twice).
+fn merged<T: Clone, K: Ord>(rows: &[T], key: impl Fn(&T) -> K, merge: impl Fn(&mut T, &T)) -> Vec<T> {
+    let mut by_key: BTreeMap<K, T> = BTreeMap::new();
+    for row in rows {
+        match by_key.entry(key(row)) {
+            std::collections::btree_map::Entry::Occupied(mut kept) => merge(kept.get_mut(), row),
+            std::collections::btree_map::Entry::Vacant(place) => {
+                place.insert(row.clone());
+            }
+        }
     }
-    sums.into_iter()
-        .map(|((project_id, hour, outcome, reason), count)| WebhookCount {
-            project_id,
-            hour: Timestamp::from_micros(hour),
-            outcome: outcome.to_owned(),
-            reason: reason.to_owned(),
-            count,
-        })
-        .collect()
+    by_key.into_values().collect()
+}
+
+/// Webhook counts with the same key summed into one.
+pub(crate) fn summed_webhook_counts(counts: &[WebhookCount]) -> Vec<WebhookCount> {
+    merged(counts, |c| (c.project_id, c.hour.as_micros(), c.outcome.clone(), c.reason.clone()), |kept, c| kept.count += c.count)
+}
+
+/// Webhook latencies with the same key summed into one.
+pub(crate) fn summed_webhook_latencies(latencies: &[WebhookLatency]) -> Vec<WebhookLatency> {
+    merged(latencies, |l| (l.project_id, l.hour.as_micros(), l.bucket), |kept, l| kept.count += l.count)
+}
+
+/// The latest of the last webhooks with the same key.
+pub(crate) fn latest_webhooks(latest: &[WebhookLatest]) -> Vec<WebhookLatest> {
+    merged(
+        latest,
+        |l| (l.project_id, l.kind.clone(), l.hour.as_micros()),
+        |kept, l| {
+            if l.at > kept.at {
+                *kept = l.clone();
+            }
+        },
+    )
 }
 
 /// The ids, sorted, each once.

@@ -1,5 +1,5 @@
 //! State: projects and their settings, the event log, derived order state, consumer offsets
-//! and webhook counters. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
+//! and webhook statistics. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
 //! distributed), one test suite run against both.
 
 pub mod admin;
@@ -9,6 +9,7 @@ mod columns;
 mod digest;
 pub mod enrich;
 mod enrich_store;
+pub mod latency;
 mod pg_copy;
 pub mod postgres;
 pub mod secret;
@@ -93,6 +94,45 @@ pub struct WebhookCount {
     pub count: i64,
 }
 
+/// How long ingest took to answer webhooks of one hour: how many fell into one bucket of
+/// [`latency`]'s histogram.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookLatency {
+    pub project_id: i64,
+    /// The start of the UTC hour.
+    pub hour: Timestamp,
+    /// A bucket of [`latency`], 0 to [`latency::BUCKETS`] − 1.
+    pub bucket: u8,
+    pub count: i64,
+}
+
+/// The last webhook of one hour that was accepted, or refused (`kind`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookLatest {
+    pub project_id: i64,
+    /// `accepted` or `refused`.
+    pub kind: String,
+    /// The start of the UTC hour of `at`.
+    pub hour: Timestamp,
+    pub at: Timestamp,
+    /// Why it was refused (as [`WebhookCount::reason`]); empty for an accepted one.
+    pub reason: String,
+}
+
+/// What ingest adds to the state database at once: counts, latencies and the last webhooks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookTally {
+    pub counts: Vec<WebhookCount>,
+    pub latencies: Vec<WebhookLatency>,
+    pub latest: Vec<WebhookLatest>,
+}
+
+impl WebhookTally {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.latencies.is_empty() && self.latest.is_empty()
+    }
+}
+
 /// One row of `orders_current`, as list views read it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderSummary {
@@ -135,12 +175,25 @@ pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     // --- ingest --------------------------------------------------------------------------
     /// Adds the counts to the stored ones.
     fn add_webhook_counts(&self, counts: &[WebhookCount]) -> impl Future<Output = Result<(), StateError>> + Send;
+    /// Adds counts and latencies to the stored ones and keeps each hour's later last webhooks,
+    /// in one transaction.
+    fn add_webhook_tally(&self, tally: &WebhookTally) -> impl Future<Output = Result<(), StateError>> + Send;
+    /// The counts of the hours in `[from, to)`, by hour, outcome and reason.
     fn webhook_counts(
         &self,
         project_id: i64,
         from: Timestamp,
         to: Timestamp,
     ) -> impl Future<Output = Result<Vec<WebhookCount>, StateError>> + Send;
+    /// Everything stored of the hours in `[from, to)`, by hour.
+    fn webhook_tally(
+        &self,
+        project_id: i64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<WebhookTally, StateError>> + Send;
+    /// The project's last accepted and last refused webhook of all time (each when there is one).
+    fn last_webhooks(&self, project_id: i64) -> impl Future<Output = Result<Vec<WebhookLatest>, StateError>> + Send;
 
     // --- processor -----------------------------------------------------------------------
     fn consumer_offsets(&self, group: &str, topic: &str) -> impl Future<Output = Result<HashMap<u32, i64>, StateError>> + Send;

@@ -9,7 +9,10 @@ use crate::admin::{Actor, AdminStore, AuditRecord, SettingsChange};
 use crate::columns::{self, STATUS_GROUPS};
 use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
 use crate::sql::{Row, SqlStore, args, is_unique_violation, sql};
-use crate::{CommitBatch, HotPath, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount};
+use crate::{
+    CommitBatch, HotPath, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount, WebhookLatency,
+    WebhookLatest, WebhookTally,
+};
 
 /// The columns of a [`Project`].
 macro_rules! project_columns {
@@ -19,6 +22,13 @@ macro_rules! project_columns {
              {micros:webhook_secret_prev_until} AS prev_until_micros FROM projects",
             $tail
         )
+    };
+}
+
+/// The columns of a [`WebhookLatest`].
+macro_rules! latest_columns {
+    ($tail:literal) => {
+        concat!("SELECT project_id, kind, {micros:hour} AS hour_micros, {micros:last_at} AS at_micros, reason FROM webhook_latest", $tail)
     };
 }
 
@@ -104,8 +114,14 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
     }
 
     async fn add_webhook_counts(&self, counts: &[WebhookCount]) -> Result<(), StateError> {
-        let counts = columns::summed_webhook_counts(counts);
-        if counts.is_empty() {
+        self.add_webhook_tally(&WebhookTally { counts: counts.to_vec(), ..WebhookTally::default() }).await
+    }
+
+    async fn add_webhook_tally(&self, tally: &WebhookTally) -> Result<(), StateError> {
+        let counts = columns::summed_webhook_counts(&tally.counts);
+        let latencies = columns::summed_webhook_latencies(&tally.latencies);
+        let latest = columns::latest_webhooks(&tally.latest);
+        if counts.is_empty() && latencies.is_empty() && latest.is_empty() {
             return Ok(());
         }
         let mut tx = self.db().begin().await?;
@@ -116,6 +132,27 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
                      ON CONFLICT (project_id, hour, outcome, reason) DO UPDATE SET count = webhook_counters.count + excluded.count"
                 ),
                 args![count.project_id, count.hour, count.outcome, count.reason, count.count],
+            )
+            .await?;
+        }
+        for latency in latencies {
+            tx.execute(
+                sql!(
+                    "INSERT INTO webhook_latency (project_id, hour, bucket, count) VALUES ($1, {at:$2}, $3, $4) \
+                     ON CONFLICT (project_id, hour, bucket) DO UPDATE SET count = webhook_latency.count + excluded.count"
+                ),
+                args![latency.project_id, latency.hour, i64::from(latency.bucket), latency.count],
+            )
+            .await?;
+        }
+        for last in latest {
+            tx.execute(
+                sql!(
+                    "INSERT INTO webhook_latest (project_id, kind, hour, last_at, reason) VALUES ($1, $2, {at:$3}, {at:$4}, $5) \
+                     ON CONFLICT (project_id, kind, hour) DO UPDATE SET last_at = excluded.last_at, reason = excluded.reason \
+                     WHERE excluded.last_at > webhook_latest.last_at"
+                ),
+                args![last.project_id, last.kind, last.hour, last.at, last.reason],
             )
             .await?;
         }
@@ -144,6 +181,56 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
                 })
             })
             .collect()
+    }
+
+    async fn webhook_tally(&self, project_id: i64, from: Timestamp, to: Timestamp) -> Result<WebhookTally, StateError> {
+        let counts = self.webhook_counts(project_id, from, to).await?;
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(
+                    "SELECT project_id, {micros:hour} AS hour_micros, bucket, count FROM webhook_latency \
+                     WHERE project_id = $1 AND hour >= {at:$2} AND hour < {at:$3} ORDER BY hour, bucket"
+                ),
+                args![project_id, from, to],
+            )
+            .await?;
+        let latencies = rows
+            .iter()
+            .map(|row| {
+                let bucket: i64 = row.get("bucket")?;
+                Ok(WebhookLatency {
+                    project_id: row.get("project_id")?,
+                    hour: row.instant("hour_micros")?,
+                    bucket: u8::try_from(bucket).map_err(|_| StateError::Corrupt(format!("latency bucket {bucket} is out of range")))?,
+                    count: row.get("count")?,
+                })
+            })
+            .collect::<Result<_, StateError>>()?;
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(latest_columns!(" WHERE project_id = $1 AND hour >= {at:$2} AND hour < {at:$3} ORDER BY hour, kind")),
+                args![project_id, from, to],
+            )
+            .await?;
+        let latest = rows.iter().map(latest_from_row).collect::<Result<_, StateError>>()?;
+        Ok(WebhookTally { counts, latencies, latest })
+    }
+
+    async fn last_webhooks(&self, project_id: i64) -> Result<Vec<WebhookLatest>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(latest_columns!(
+                    " l WHERE project_id = $1 \
+                     AND hour = (SELECT max(m.hour) FROM webhook_latest m WHERE m.project_id = l.project_id AND m.kind = l.kind) \
+                     ORDER BY kind"
+                )),
+                args![project_id],
+            )
+            .await?;
+        rows.iter().map(latest_from_row).collect()
     }
 
     async fn consumer_offsets(&self, group: &str, topic: &str) -> Result<HashMap<u32, i64>, StateError> {
@@ -333,6 +420,16 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
             .await?;
         row.opt_instant("started_micros")
     }
+}
+
+fn latest_from_row(row: &Row) -> Result<WebhookLatest, StateError> {
+    Ok(WebhookLatest {
+        project_id: row.get("project_id")?,
+        kind: row.get("kind")?,
+        hour: row.instant("hour_micros")?,
+        at: row.instant("at_micros")?,
+        reason: row.get("reason")?,
+    })
 }
 
 fn project_from_row(row: &Row) -> Result<Project, StateError> {

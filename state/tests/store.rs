@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use ksa_schemas::derived::{ConsumerOffset, CycleRow, DerivedOrder, StoredEvent};
 use ksa_schemas::{EventSource, StatusEvent, Timestamp};
-use ksa_state::{CommitBatch, NewProject, OrderSummary, PostgresState, SqliteState, StateError, StateStore, WebhookCount};
+use ksa_state::{
+    CommitBatch, NewProject, OrderSummary, PostgresState, SqliteState, StateError, StateStore, WebhookCount, WebhookLatency, WebhookLatest,
+    WebhookTally,
+};
 use sqlx::AssertSqlSafe;
 
 use common::{on_postgres, on_sqlite};
@@ -35,6 +38,7 @@ ksa_testkit::on_both_databases!(
     new_project_gets_the_six_keycrm_groups_with_completed_and_canceled_terminal,
     settings_revisions_grow_by_one_and_every_change_is_audited,
     webhook_counts_add_up_per_hour_outcome_and_reason,
+    webhook_tally_adds_latencies_and_keeps_the_last_webhook_of_each_hour,
     commit_writes_events_derived_rows_cycles_and_offsets_together,
     event_already_stored_is_skipped_in_a_later_batch,
     events_keep_every_field_exactly,
@@ -165,6 +169,63 @@ async fn webhook_counts_add_up_per_hour_outcome_and_reason<S: Inspect>(store: S)
     assert_eq!(first_hour.len(), 3, "the range ends before `to`: {first_hour:?}");
     let others = store.webhook_counts(other, Timestamp::from_micros(T0), Timestamp::from_micros(T0 + 2 * HOUR)).await.expect("reading");
     assert_eq!(others, vec![count(other, 0, "accepted", "", 100)]);
+}
+
+async fn webhook_tally_adds_latencies_and_keeps_the_last_webhook_of_each_hour<S: Inspect>(store: S) {
+    let project = store.create_project(new_project("alpha")).await.expect("creating alpha").id;
+    let other = store.create_project(new_project("beta")).await.expect("creating beta").id;
+    let at = |hour: i64, seconds: i64| Timestamp::from_micros(T0 + hour * HOUR + seconds * 1_000_000);
+    let latency = |project_id, hour: i64, bucket, count| WebhookLatency { project_id, hour: at(hour, 0), bucket, count };
+    let latest = |project_id, kind: &str, hour: i64, seconds, reason: &str| WebhookLatest {
+        project_id,
+        kind: kind.into(),
+        hour: at(hour, 0),
+        at: at(hour, seconds),
+        reason: reason.into(),
+    };
+    let accepted = WebhookCount { project_id: project, hour: at(0, 0), outcome: "accepted".into(), reason: "".into(), count: 2 };
+    store
+        .add_webhook_tally(&WebhookTally {
+            counts: vec![accepted.clone()],
+            latencies: vec![latency(project, 0, 7, 1), latency(project, 0, 7, 1), latency(project, 1, 31, 1), latency(other, 0, 7, 9)],
+            latest: vec![
+                latest(project, "accepted", 0, 30, ""),
+                latest(project, "accepted", 0, 20, ""),
+                latest(project, "refused", 0, 40, "malformed"),
+                latest(other, "refused", 1, 50, "unauthorized"),
+            ],
+        })
+        .await
+        .expect("first tally");
+    store
+        .add_webhook_tally(&WebhookTally {
+            counts: vec![],
+            latencies: vec![latency(project, 0, 7, 3), latency(project, 0, 0, 1)],
+            // An earlier refusal of hour 0 keeps the later one; hour 1 gets its own.
+            latest: vec![latest(project, "refused", 0, 10, "forbidden"), latest(project, "refused", 1, 5, "overloaded")],
+        })
+        .await
+        .expect("second tally");
+    store.add_webhook_tally(&WebhookTally::default()).await.expect("an empty tally");
+
+    let tally = store.webhook_tally(project, at(0, 0), at(2, 0)).await.expect("reading");
+    assert_eq!(tally.counts, vec![accepted]);
+    assert_eq!(tally.latencies, vec![latency(project, 0, 0, 1), latency(project, 0, 7, 5), latency(project, 1, 31, 1)]);
+    assert_eq!(
+        tally.latest,
+        vec![
+            latest(project, "accepted", 0, 30, ""),
+            latest(project, "refused", 0, 40, "malformed"),
+            latest(project, "refused", 1, 5, "overloaded")
+        ]
+    );
+    let first_hour = store.webhook_tally(project, at(0, 0), at(1, 0)).await.expect("reading");
+    assert_eq!((first_hour.latencies.len(), first_hour.latest.len()), (2, 2), "the range ends before `to`: {first_hour:?}");
+    assert_eq!(
+        store.last_webhooks(project).await.expect("reading"),
+        vec![latest(project, "accepted", 0, 30, ""), latest(project, "refused", 1, 5, "overloaded")]
+    );
+    assert_eq!(store.last_webhooks(other).await.expect("reading"), vec![latest(other, "refused", 1, 50, "unauthorized")]);
 }
 
 async fn commit_writes_events_derived_rows_cycles_and_offsets_together<S: Inspect>(store: S) {

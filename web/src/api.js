@@ -113,6 +113,8 @@ export const api = {
   putOverride: (project, id, value) => send('PUT', `/api/orders/${id}/override`, value, { project }),
   deleteOverride: (project, id) => send('DELETE', `/api/orders/${id}/override`, undefined, { project }),
   audit: (query) => get('/api/audit', query),
+  /** Webhook statistics per project and day (`project` optional, `from`, `to`). */
+  webhookStats: (params, signal) => get('/api/webhooks/stats', params, signal),
   openapi: () => get('/api/openapi.yaml'),
   /** One analytics query (`stages`, `cycles`, `sla`, `throughput`) over a period. */
   analytics: (query, params, signal) => get(`/api/analytics/${query}`, params, signal),

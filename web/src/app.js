@@ -1,7 +1,6 @@
 // The shell: who is signed in, the page the URL names, and the navigation. A page that needs
 // an optional part of the API names its path (`needs`) and stays out of the navigation until
-// the API's OpenAPI document describes it; pages whose API has not landed yet (webhook
-// statistics) are listed without a page.
+// the API's OpenAPI document describes it.
 import { html, useEffect, useState } from './lib.js';
 import { api, capabilities, forgetCapabilities, onUnauthorized } from './api.js';
 import { currentTheme, lang, onPreferences, setLang, setTheme, t } from './i18n.js';
@@ -17,6 +16,7 @@ import { AccountPage } from './pages/account.js';
 import { AuditPage } from './pages/audit.js';
 import { AnalyticsPage } from './pages/analytics.js';
 import { ReportsPage } from './pages/reports.js';
+import { WebhooksPage } from './pages/webhooks.js';
 
 /**
  * @typedef {{slug: string, name: string, timezone: string, role: 'admin'|'viewer'}} MyProject
@@ -31,9 +31,9 @@ const ROUTES = [
   { id: 'settings', path: /^\/p\/([a-z0-9-]+)\/settings$/, page: SettingsPage, admin: true },
   { id: 'analytics', path: /^\/p\/([a-z0-9-]+)\/analytics$/, page: AnalyticsPage, needs: '/api/analytics/stages' },
   { id: 'reports', path: /^\/p\/([a-z0-9-]+)\/reports$/, page: ReportsPage, needs: '/api/reports/custom' },
-  { id: 'webhooks', path: /^\/p\/([a-z0-9-]+)\/webhooks$/, page: null, needs: '/api/webhooks/stats' },
   { id: 'users', path: /^\/users$/, page: UsersPage, manager: true },
   { id: 'audit', path: /^\/audit$/, page: AuditPage, manager: true },
+  { id: 'webhooks', path: /^\/webhooks$/, page: WebhooksPage, manager: true, needs: '/api/webhooks/stats' },
   { id: 'account', path: /^\/account$/, page: AccountPage },
 ];
 
@@ -108,6 +108,7 @@ function Header({ me, route, project, features, onLoggedOut }) {
       ${projectLinks.map((r) => html`<${Link} href=${href(r)} aria-current=${route === r ? 'page' : undefined}>${t('nav.' + r.id)}</${Link}>`)}
       ${managesUsers(me) && html`<${Link} href="/users" aria-current=${route && route.id === 'users' ? 'page' : undefined}>${t('nav.users')}</${Link}>`}
       ${managesUsers(me) && html`<${Link} href="/audit" aria-current=${route && route.id === 'audit' ? 'page' : undefined}>${t('nav.audit')}</${Link}>`}
+      ${managesUsers(me) && features.has('/api/webhooks/stats') && html`<${Link} href="/webhooks" aria-current=${route && route.id === 'webhooks' ? 'page' : undefined}>${t('nav.webhooks')}</${Link}>`}
     </nav>
     <div class="tools">
       <button type="button" class="chip" onClick=${() => setLang(lang() === 'uk' ? 'en' : 'uk')} title=${t('pref.language')}>${lang() === 'uk' ? 'EN' : 'УК'}</button>

@@ -421,6 +421,48 @@ test('users, my account and the audit log work; English and the light theme by a
   await shot(page, 'dashboard-en-light');
 });
 
+test('webhooks: an owner sees today’s row of the project with a duplicate, the latency and the last refusal; a viewer has no such page', async (t) => {
+  await webhook(990101, 1, 1, ago(30), ago(40));
+  await webhook(990101, 1, 1, ago(30), ago(40));
+  const refused = await fetch(`${BASE}/webhooks/keycrm/shop?token=not-the-secret`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(FIXTURE),
+  });
+  assert.equal(refused.status, 401);
+  const page = await session(t, { expect: ['400 GET /api/webhooks/stats'] });
+  await login(page, 'admin');
+  await page.click('.main-nav a[href="/webhooks"]');
+  await page.waitForURL(BASE + '/webhooks');
+  const day = new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Kyiv', year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+  const row = `[data-webhook-project=shop] [data-webhook-day="${day}"]`;
+  // Ingest saves its counters every 5 s: the refusal shows up within a few reloads.
+  for (let i = 0; i < 30 && !(await page.$(`${row} [data-refusal-reason=unauthorized]`)); i++) {
+    await page.waitForTimeout(1000);
+    await page.reload();
+    await page.waitForSelector('[data-webhook-stats], [data-empty]');
+  }
+  await page.waitForSelector(`${row} [data-refusal-reason=unauthorized]`, { timeout: 1000 });
+  const count = async (outcome) => Number((await page.textContent(`${row} [data-outcome=${outcome}]`)).replace(/\D/g, ''));
+  assert.ok((await count('accepted')) >= 1, 'the webhooks posted today are counted');
+  assert.ok((await count('duplicate')) >= 1, 'the webhook posted twice is a duplicate');
+  assert.match(await page.textContent(`${row} [data-reason=unauthorized]`), /хибний або відсутній секрет: 1/);
+  assert.match(await page.textContent(`${row} [data-p50]`), /^≤ [\d,]+ мс$/);
+  assert.match(await page.textContent(`${row} [data-duplicate-share]`), /\d %$/);
+  await shot(page, 'webhooks', { fullPage: true });
+  await page.selectOption('select[name=webhooks-project]', 'shop');
+  await page.waitForURL(/\/webhooks\?project=shop/);
+  await page.fill('input[name=from]', '2026-01-01');
+  await page.fill('input[name=to]', '2025-01-01');
+  await page.dispatchEvent('input[name=to]', 'change');
+  await page.waitForSelector('[data-error-for=to]');
+
+  const viewer = await session(t);
+  await login(viewer, 'viewer');
+  await viewer.waitForSelector('.main-nav');
+  assert.equal(await viewer.locator('.main-nav a[href="/webhooks"]').count(), 0, 'no webhooks link for a viewer');
+  const api = await viewer.request.get(BASE + '/api/webhooks/stats?project=shop');
+  assert.equal(api.status(), 403);
+});
+
 test('csv: the dashboard links its filtered view as a CSV file', async (t) => {
   const page = await session(t);
   await login(page, 'admin');

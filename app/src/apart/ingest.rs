@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ksa_bus::Bus;
 use ksa_ingest::{Ingest, IngestConfig};
@@ -34,14 +33,8 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for IngestService<'_, L> {
             .unify();
         let server = health::serve(config, &listen, routes, shutdown.clone(), on_listening).await?;
 
-        // Webhook counters go to the state database every few seconds and once at the end.
-        let mut stop = shutdown;
-        loop {
-            tokio::select! {
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
-                _ = tokio::time::sleep(Duration::from_secs(5)) => ingest.flush_counters().await,
-            }
-        }
+        // Webhook statistics go to the state database every few seconds and once at the end.
+        ingest.flush_until(ksa_ingest::FLUSH_EVERY, shutdown).await;
         let _ = server.await;
         ingest.flush_counters().await;
         tracing::info!("ingest stopped");

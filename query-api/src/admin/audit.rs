@@ -7,7 +7,6 @@ use ksa_state::admin::{AuditEntry, AuditScope};
 use serde_json::{Value, json};
 use warp::reply::Response;
 
-use crate::auth::policy;
 use crate::error::ApiError;
 use crate::routes::{Call, ok};
 
@@ -34,10 +33,10 @@ pub fn entry_json(entry: &AuditEntry, slug: Option<&str>) -> Value {
 pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Response, ApiError> {
     let caller = call.caller()?;
     let user = &caller.user;
-    if !policy::administers_any(user) {
-        return Err(ApiError::forbidden("only owners and project admins read the audit log"));
-    }
     let request = call.request;
+    let projects = call.api.state.projects().await?;
+    let slug = request.param("project");
+    let administered = super::administered(user, &projects, slug, "audit log")?;
     let limit = match request.param("limit") {
         Some(text) => text
             .parse::<u32>()
@@ -50,20 +49,9 @@ pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
         Some(text) => Some(text.parse::<i64>().map_err(|_| ApiError::bad("cursor", "not a cursor this API returned"))?),
         None => None,
     };
-    let projects = call.api.state.projects().await?;
-    let scope = match request.param("project") {
-        Some(slug) => {
-            let project = projects
-                .iter()
-                .find(|p| p.slug == slug && policy::sees(user, p.id))
-                .ok_or_else(|| ApiError::not_found(format!("no project `{slug}`")))?;
-            if !policy::administers(user, project.id) {
-                return Err(ApiError::forbidden(format!("only an admin of `{slug}` reads its audit log")));
-            }
-            AuditScope::Projects(vec![project.id])
-        }
+    let scope = match slug {
         None if user.is_owner => AuditScope::All,
-        None => AuditScope::Projects(projects.iter().filter(|p| policy::administers(user, p.id)).map(|p| p.id).collect()),
+        _ => AuditScope::Projects(administered.iter().map(|p| p.id).collect()),
     };
     let entries = call.api.state.audit_entries(&scope, before, limit).await?;
     let slug = |id: Option<i64>| id.and_then(|id| projects.iter().find(|p| p.id == id).map(|p| p.slug.as_str()));

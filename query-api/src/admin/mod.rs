@@ -11,10 +11,15 @@ pub mod session;
 pub mod settings;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use ksa_schemas::Timestamp;
+use ksa_state::Project;
 use ksa_state::admin::{AuditRecord, User};
 use serde_json::{Value, json};
+
+use crate::auth::policy;
+use crate::error::ApiError;
 
 /// The command line acts as an owner named `cli`.
 pub fn cli_user() -> User {
@@ -28,6 +33,28 @@ pub fn cli_user() -> User {
         created_at: Timestamp::from_micros(0),
         updated_at: Timestamp::from_micros(0),
         memberships: Vec::new(),
+    }
+}
+
+/// The projects an admin's read of `what` (`audit log`) covers: the one `slug` names (404
+/// unless `user` sees it, 403 unless they administer it), else every project they administer.
+/// 403 for a user who administers none.
+pub fn administered<'p>(user: &User, projects: &'p [Project], slug: Option<&str>, what: &str) -> Result<Vec<&'p Project>, ApiError> {
+    if !policy::administers_any(user) {
+        return Err(ApiError::forbidden(format!("only owners and project admins read the {what}")));
+    }
+    match slug {
+        Some(slug) => {
+            let project = projects
+                .iter()
+                .find(|p| p.slug == slug && policy::sees(user, p.id))
+                .ok_or_else(|| ApiError::not_found(format!("no project `{slug}`")))?;
+            if !policy::administers(user, project.id) {
+                return Err(ApiError::forbidden(format!("only an admin of `{slug}` reads its {what}")));
+            }
+            Ok(vec![project])
+        }
+        None => Ok(projects.iter().filter(|p| policy::administers(user, p.id)).collect()),
     }
 }
 

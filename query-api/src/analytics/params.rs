@@ -137,6 +137,29 @@ pub fn urgency_name(rank: i64) -> &'static str {
     }
 }
 
+impl Span {
+    /// Reads `from` and `to` (dates local to `tz`, or instants with their offset); 400 naming
+    /// the one that is wrong. `to` defaults to now, `from` to 30 days before `to`; a period is
+    /// at most [`MAX_DAYS`] long.
+    pub fn parse(request: &Request, tz: Tz, now: Timestamp) -> Result<Span, ApiError> {
+        let to = bound(request, "to", tz, true)?.unwrap_or(now.as_micros());
+        let from = match bound(request, "from", tz, false)? {
+            Some(from) => from,
+            None => {
+                let day = Timestamp::from_micros(to).to_datetime().with_timezone(&tz).date_naive() - Days::new(DEFAULT_DAYS);
+                start_of_day(tz, day).as_micros()
+            }
+        };
+        if from >= to {
+            return Err(ApiError::bad("to", "to must come after from"));
+        }
+        if to - from > MAX_DAYS * 86_400 * 1_000_000 {
+            return Err(ApiError::bad("from", format!("the period is longer than 3 years ({MAX_DAYS} days); ask for a shorter one")));
+        }
+        Ok(Span { from, to })
+    }
+}
+
 /// The common parameters of a query.
 #[derive(Clone, Debug)]
 pub struct Period {
@@ -152,21 +175,7 @@ impl Period {
     /// Reads `from`, `to`, `by`, `bucket`, `urgency`, `group` and `status`; 400 naming the
     /// parameter that is wrong. `to` defaults to now, `from` to 30 days before `to`.
     pub fn parse(request: &Request, tz: Tz, now: Timestamp) -> Result<Period, ApiError> {
-        let to = bound(request, "to", tz, true)?.unwrap_or(now.as_micros());
-        let from = match bound(request, "from", tz, false)? {
-            Some(from) => from,
-            None => {
-                let day = Timestamp::from_micros(to).to_datetime().with_timezone(&tz).date_naive() - Days::new(DEFAULT_DAYS);
-                start_of_day(tz, day).as_micros()
-            }
-        };
-        if from >= to {
-            return Err(ApiError::bad("to", "to must come after from"));
-        }
-        if to - from > MAX_DAYS * 86_400 * 1_000_000 {
-            return Err(ApiError::bad("from", format!("the period is longer than 3 years ({MAX_DAYS} days); ask for a shorter one")));
-        }
-        let span = Span { from, to };
+        let span = Span::parse(request, tz, now)?;
         let by = match request.param("by") {
             None | Some("created") => By::Created,
             Some("entered") => By::Entered,
