@@ -457,7 +457,7 @@ test('webhooks: an owner sees today’s row of the project with a duplicate, the
 
   const viewer = await session(t);
   await login(viewer, 'viewer');
-  await viewer.waitForSelector('.main-nav');
+  await viewer.waitForSelector('[data-project=shop]');
   assert.equal(await viewer.locator('.main-nav a[href="/webhooks"]').count(), 0, 'no webhooks link for a viewer');
   const api = await viewer.request.get(BASE + '/api/webhooks/stats?project=shop');
   assert.equal(api.status(), 403);

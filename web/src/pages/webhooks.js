@@ -66,8 +66,7 @@ export function WebhooksPage({ me, query }) {
         <th>${t('webhooks.last_refusal')}</th>
       </tr></thead>
       ${projects.filter((p) => p.days.length).map((p) => html`<tbody data-webhook-project=${p.project}>
-        <tr class="group-head"><th colspan="11">${p.name} <span class="muted small">${p.timezone} · ${t('webhooks.ever')}:
-          ${t('webhooks.last_accepted').toLowerCase()} ${dateTime(p.last_accepted_at, p.timezone, true)}${p.last_refusal
+        <tr class="group-head"><th colspan="11">${p.name} <span class="muted small">${p.timezone} · ${t('webhooks.ever')}: ${t('webhooks.last_accepted').toLowerCase()} ${dateTime(p.last_accepted_at, p.timezone, true)}${p.last_refusal
             ? html`, ${t('webhooks.last_refusal').toLowerCase()} ${dateTime(p.last_refusal.at, p.timezone, true)} (${reason(p.last_refusal.reason)})` : ''}</span></th></tr>
         ${[...p.days].reverse().map((d) => html`<tr data-webhook-day=${d.day}>
           <td class="nowrap">${d.day}</td>
