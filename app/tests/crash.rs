@@ -119,7 +119,10 @@ async fn older_ingest_takes(instance: &Instance, log: &WebhookLog, client: &reqw
     use ksa_ingest::{Ingest, IngestConfig};
 
     let state = ksa_state::SqliteState::open(&instance.state_db().display().to_string()).await.expect("opening state.db");
-    let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &ksa_app::serve::TOPICS, OutboxConfig::default())
+    // As many partitions as `run` gives the outbox on SQLite.
+    let partitions = ksa_app::config::Config::default().bus.partitions_for(false);
+    let config = OutboxConfig { partitions, ..OutboxConfig::default() };
+    let bus = SqliteOutbox::start_with_gate(state.pool().clone(), state.write_gate(), &ksa_app::serve::TOPICS, config)
         .await
         .expect("the outbox in state.db");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
