@@ -51,10 +51,6 @@ const COMMITTER_CACHE_KIB: i64 = 256 * 1024;
 /// once per few commits (measured: +10 % processor throughput over 1M events).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
-/// How often a task of its own checkpoints the database, so that the processor's commits do not
-/// stop for checkpoints; [`WAL_AUTOCHECKPOINT_PAGES`] is the backstop.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
 /// The WAL file is truncated back to this size after a checkpoint, so a burst does not leave
 /// hundreds of megabytes behind.
 const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
@@ -196,7 +192,6 @@ impl SqliteState {
         let committer = if in_memory {
             pool.clone()
         } else {
-            ksa_migrations::checkpoint_in_background(pool.clone(), CHECKPOINT_EVERY);
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal).pragma("cache_size", format!("-{COMMITTER_CACHE_KIB}")))
