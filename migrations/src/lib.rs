@@ -18,7 +18,7 @@ mod url;
 pub use clickhouse::{ClickHousePlan, clickhouse_migrations, plan_clickhouse};
 pub use error::MigrateError;
 pub use postgres::migrate_postgres;
-pub use sqlite::{checkpoint_in_background, migrate_sqlite, migrate_sqlite_bus};
+pub use sqlite::{migrate_sqlite, migrate_sqlite_bus};
 pub use url::migrate_url;
 
 /// The SQL dialect a set of migrations is written in.

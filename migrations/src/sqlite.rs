@@ -1,7 +1,5 @@
 //! Applying the SQLite migrations.
 
-use std::time::Duration;
-
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use crate::ledger::{self, Recorded};
@@ -89,25 +87,4 @@ async fn apply(conn: &mut SqliteConnection, migration: &Migration) -> Result<Out
         .await?;
     tx.commit().await?;
     Ok(Outcome::Applied)
-}
-
-/// Checkpoints the WAL of the database behind `pool` every `every` from a task of its own, with
-/// `PRAGMA wal_checkpoint(PASSIVE)`, which neither waits for writers nor makes them wait: the
-/// connections that commit (ingest's group commits, the processor's batches) then do not stop to
-/// copy the WAL into the database themselves, and their `wal_autocheckpoint` is only a backstop.
-/// The task ends once the pool is closed (or with the runtime).
-pub fn checkpoint_in_background(pool: SqlitePool, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            if pool.is_closed() {
-                return;
-            }
-            // A failed checkpoint loses nothing: the WAL keeps every frame, and the next try or
-            // a commit's own checkpoint copies it.
-            if let Err(sqlx::Error::PoolClosed) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                return;
-            }
-        }
-    })
 }

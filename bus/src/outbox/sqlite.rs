@@ -112,7 +112,7 @@ impl SqliteOutbox {
             None => BusFileOpened::default(),
         };
         let outbox = Self::start(pool.clone(), topics, config).await?;
-        let checkpoints = ksa_migrations::checkpoint_in_background(pool, CHECKPOINT_EVERY);
+        let checkpoints = checkpoint_in_background(pool, CHECKPOINT_EVERY);
         let mut stop = outbox.core.stop_signal();
         tokio::spawn(async move {
             // Shutdown, or the last handle dropped.
@@ -224,6 +224,27 @@ impl Store for SqliteStore {
             }
         }
     }
+}
+
+/// Checkpoints the WAL of the database behind `pool` every `every` from a task of its own, with
+/// `PRAGMA wal_checkpoint(PASSIVE)`, which neither waits for writers nor makes them wait: the
+/// connection that commits (the group-commit writer each webhook's answer waits for) does not stop to
+/// copy the WAL into the database itself, and its `wal_autocheckpoint` is only a backstop.
+/// The task ends once the pool is closed (or with the runtime).
+fn checkpoint_in_background(pool: SqlitePool, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if pool.is_closed() {
+                return;
+            }
+            // A failed checkpoint loses nothing: the WAL keeps every frame, and the next try or
+            // a commit's own checkpoint copies it.
+            if let Err(sqlx::Error::PoolClosed) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                return;
+            }
+        }
+    })
 }
 
 /// Moves the outbox rows an older version kept in the state database into the bus file (one
