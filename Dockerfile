@@ -11,9 +11,16 @@ COPY . .
 RUN cargo build --release --locked -p ksa-app --bin keycrm-analytics \
  && cp target/release/keycrm-analytics /usr/local/bin/keycrm-analytics
 
-# Run: no TLS library is linked (the HTTP clients are built without TLS), zlib is in the base.
+# Run: TLS is rustls, linked in (the enricher's reqwest client, and with it every reqwest client
+# of the binary: `probe` too). rustls verifies servers against the platform's certificate store,
+# so the image needs Debian's ca-certificates: without it the enricher's calls to the KeyCRM API
+# fail, and building any client, the health checks' `probe` included, fails with "No CA
+# certificates were loaded from the system". zlib is in the base.
 FROM debian:bookworm-slim
-RUN useradd --system --user-group --home-dir /var/lib/keycrm-analytics --create-home --shell /usr/sbin/nologin ksa \
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --user-group --home-dir /var/lib/keycrm-analytics --create-home --shell /usr/sbin/nologin ksa \
  && mkdir -p /etc/keycrm-analytics
 COPY --from=build /usr/local/bin/keycrm-analytics /usr/local/bin/keycrm-analytics
 COPY config/distributed.example.toml /etc/keycrm-analytics/distributed.example.toml
