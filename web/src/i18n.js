@@ -23,6 +23,7 @@ export const lang = () => /** @type {'uk'|'en'} */ (language);
 export const currentTheme = () => /** @type {'dark'|'light'} */ (theme);
 
 function apply() {
+  if (typeof document === 'undefined') return; // imported by the tests, outside a page
   document.documentElement.lang = language;
   document.documentElement.dataset.theme = theme;
   for (const listener of listeners) listener();

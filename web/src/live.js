@@ -9,13 +9,13 @@ const REQUERY_MS = 1000;
 
 /**
  * @param {{project: string, enabled: boolean, stream: boolean, refresh: () => Promise<any>,
- *          patch: (row: any) => void}} options
+ *          patch: (row: any) => void, slaChange: (change: any) => void}} options
  * @returns {{state: 'live'|'polling'|'connecting'|'offline'|'paused', at: Date|null}}
  */
-export function useLive({ project, enabled, stream, refresh, patch }) {
+export function useLive({ project, enabled, stream, refresh, patch, slaChange }) {
   const [status, setStatus] = useState({ state: /** @type {any} */ (enabled ? 'connecting' : 'paused'), at: null });
-  const handlers = useRef({ refresh, patch });
-  handlers.current = { refresh, patch };
+  const handlers = useRef({ refresh, patch, slaChange });
+  handlers.current = { refresh, patch, slaChange };
 
   useEffect(() => {
     if (!enabled) {
@@ -42,16 +42,15 @@ export function useLive({ project, enabled, stream, refresh, patch }) {
 
     if (stream) {
       const source = new EventSource(`/api/stream/orders?project=${encodeURIComponent(project)}`);
-      const row = (event) => {
+      const on = (apply) => (event) => {
         try {
-          const data = JSON.parse(event.data);
-          handlers.current.patch(data.order || data);
+          apply(JSON.parse(event.data));
         } catch { /* a malformed event is skipped; the next re-query repairs the view */ }
         setStatus({ state: 'live', at: new Date() });
         requery();
       };
-      source.addEventListener('order_updated', row);
-      source.addEventListener('sla_changed', row);
+      source.addEventListener('order_updated', on((data) => handlers.current.patch(data.order || data)));
+      source.addEventListener('sla_changed', on((data) => handlers.current.slaChange(data)));
       source.addEventListener('invalidate', requery);
       source.onopen = () => setStatus((s) => ({ ...s, state: 'live' }));
       source.onerror = () => setStatus((s) => ({ ...s, state: source.readyState === EventSource.CLOSED ? 'offline' : 'connecting' }));

@@ -2,6 +2,7 @@
 // alone), field errors placed beside the field the API names, loading of data, copy buttons.
 import { html, useCallback, useEffect, useRef, useState } from './lib.js';
 import { t } from './i18n.js';
+import { sayError } from './errors.js';
 
 const SLA_ICONS = { ok: '✓', near: '◔', over: '!', none: '·' };
 
@@ -46,7 +47,7 @@ export function errorsAt(error, path) {
 export function FieldError({ error, at }) {
   const found = errorsAt(error, at);
   if (!found.length) return null;
-  return html`<div class="field-error" role="alert" data-error-for=${at}>${found.map((e) => html`<div>${e.message}</div>`)}</div>`;
+  return html`<div class="field-error" role="alert" data-error-for=${at}>${found.map((e) => html`<div title=${e.message}>${sayError(e.message, error.code)}</div>`)}</div>`;
 }
 
 /** A form's error: the API's message, and each named field as a link that focuses it. */
@@ -59,8 +60,8 @@ export function ErrorSummary({ error }) {
   };
   const many = error.errors && error.errors.length > 1;
   return html`<div class="error-summary" role="alert">
-    <strong>${error.status === 429 && error.retryAfter ? t('error.wait', { wait: waitText(error.retryAfter) }) : error.message}</strong>
-    ${many && html`<ul>${error.errors.map((e) => html`<li><a href="#" onClick=${focus(e.field)}><code>${e.field}</code></a>: ${e.message}</li>`)}</ul>`}
+    <strong title=${error.message}>${error.status === 429 && error.retryAfter ? t('error.wait', { wait: waitText(error.retryAfter) }) : sayError(error.message, error.code)}</strong>
+    ${many && html`<ul>${error.errors.map((e) => html`<li><a href="#" onClick=${focus(e.field)}><code>${e.field}</code></a>: <span title=${e.message}>${sayError(e.message, error.code)}</span></li>`)}</ul>`}
   </div>`;
 }
 
@@ -103,7 +104,7 @@ export function useData(load, deps) {
 /** A failed load, said plainly, with a retry. */
 export function LoadError({ error, retry }) {
   if (!error) return null;
-  return html`<div class="error-summary" role="alert">${error.message}
+  return html`<div class="error-summary" role="alert"><span title=${error.message}>${sayError(error.message, error.code)}</span>
     ${retry && html` <button type="button" class="link" onClick=${retry}>${t('action.retry')}</button>`}</div>`;
 }
 

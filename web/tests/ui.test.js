@@ -108,6 +108,24 @@ test('strings: both languages have the same keys, and every key the code names e
   }
 });
 
+test('errors: the API\'s messages are said in Ukrainian with their values, and an unknown one by its code', async () => {
+  const { sayError, knows } = await import('../src/errors.js');
+  const said = {
+    'to must come after from': '«to» має бути пізніше за «from».',
+    '"25:99" is not a duration (expected HH:MM, for example "36:30")': '«25:99» — не тривалість; введіть год:хв, наприклад 36:30.',
+    '"x" is not a number from 1 to 500': '«x» — не число від 1 до 500.',
+    'sla.urgent.2: "25:99" is not a duration (expected HH:MM, for example "36:30")': 'sla.urgent.2: «25:99» — не тривалість; введіть год:хв, наприклад 36:30.',
+    'the password must be at least 10 characters (this one has 3)': 'Пароль має містити щонайменше 10 символів (цей — 3).',
+    '"ftp://example" is not an http(s) URL': '«ftp://example» — не адреса http(s).',
+    '3 fields are invalid': 'Помилок у полях: 3.',
+  };
+  for (const [message, uk] of Object.entries(said)) assert.equal(sayError(message, 'invalid_parameter'), uk, message);
+  assert.equal(sayError('something new the API says', 'forbidden'), 'Недостатньо прав для цієї дії.');
+  assert.equal(sayError('something new the API says', 'a_code_the_ui_lacks'), 'Неприпустиме значення.');
+  assert.equal(sayError('Failed to fetch'), 'Немає зв’язку із сервером.');
+  assert.ok(!knows('something new the API says'));
+});
+
 test('login: a wrong password is said beside it, throttling says how long to wait, Enter logs in', async (t) => {
   const page = await session(t, { expect: ['401 GET /api/me', '401 POST /api/auth/login', '429 POST /api/auth/login'] });
   await page.goto(BASE + '/p/shop');
@@ -140,7 +158,11 @@ test('login: a wrong password is said beside it, throttling says how long to wai
 test('projects: a card per project; picking one opens its dashboard with a card per order and more on scroll', async (t) => {
   const page = await session(t);
   await login(page, 'admin');
-  await page.waitForSelector('[data-project=shop]');
+  await page.waitForSelector('[data-project=shop] .counts dd');
+  const kpis = await (await page.request.get(BASE + '/api/orders/kpis?project=shop&open=true')).json();
+  const counts = await page.$$eval('[data-project=shop] .counts dd', (cells) => cells.map((c) => c.textContent.replace(/\D/g, '')));
+  assert.deepEqual(counts, [kpis.kpis.count, kpis.kpis.sla.over, kpis.kpis.sla.near].map((k) => String(typeof k === 'object' ? k.count : k)),
+    'the card counts the open orders, and those over and near, as the KPIs do');
   await shot(page, 'projects');
   await page.click('[data-project=shop]');
   await page.waitForURL(BASE + '/p/shop');
@@ -174,6 +196,35 @@ test('live: a webhook posted while the dashboard is open appears and patches its
   assert.ok(await card.evaluate((node) => node.isConnected), 'the same card element was patched, not replaced');
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page did not reload');
   await shot(page, 'dashboard-live');
+});
+
+test('live: a card turns near and then over when its crossings pass, by the clock alone, with no request', async (t) => {
+  const page = await session(t);
+  await login(page, 'admin');
+  await webhook(990300, 1, 1, ago(1), ago(1));
+  let row;
+  for (let i = 0; i < 100 && !row; i++) {
+    row = (await (await page.request.get(BASE + '/api/orders?project=shop&q=990300')).json()).orders.find((o) => o.order_id === 990300);
+    if (!row) await new Promise((done) => setTimeout(done, 100));
+  }
+  assert.ok(row, 'the order was processed');
+  const { group_near_at: near, group_over_at: over } = row.crossings;
+  assert.ok(near && over && Date.parse(near) < Date.parse(over), `a new order crosses near, then over: ${JSON.stringify(row.crossings)}`);
+  assert.equal(row.sla, 'ok');
+
+  await page.clock.install();
+  await page.goto(BASE + '/p/shop?q=990300');
+  const card = '[data-order-id="990300"]';
+  await page.waitForSelector(`${card}[data-sla=ok]`);
+  const asked = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/api/orders') asked.push(r.url()); });
+  const pageNow = () => page.evaluate(() => Date.now());
+  await page.clock.fastForward(Date.parse(near) - await pageNow() + 1000);
+  await page.waitForSelector(`${card}[data-sla=near] .group-cell .bar.sla-near`);
+  await shot(page, 'dashboard-clock-near');
+  await page.clock.fastForward(Date.parse(over) - await pageNow() + 1000);
+  await page.waitForSelector(`${card}[data-sla=over] .group-cell .bar.sla-over`);
+  assert.deepEqual(asked, [], 'the colours moved with no request');
 });
 
 test('timeline: the panel shows a known order’s intervals and totals; its state is in the URL and back closes it', async (t) => {
@@ -565,6 +616,8 @@ test('analytics: a period with nothing in it says so, a period that ends before 
   await page.goto(`${BASE}/p/shop/analytics?from=2026-05-10&to=2026-05-01`);
   await expectFieldError(page, 'to');
   assert.equal(await page.getAttribute('input[name=to]', 'aria-invalid'), 'true');
+  assert.equal((await page.textContent('[data-error-for=to]')).trim(), '«to» має бути пізніше за «from».', 'the API\'s error, said in Ukrainian');
+  assert.equal(await page.getAttribute('[data-error-for=to] div', 'title'), 'to must come after from', 'the API\'s own words stay as a tooltip');
   await shot(page, 'analytics-error');
   // A server whose facts are off answers every analytics query so (scripts/ui-test runs with them on).
   await page.route('**/api/analytics/**', (route) => route.fulfill({
@@ -736,6 +789,33 @@ test('reports: more rows load as the table scrolls, a row opens the order’s ti
   await shot(page, 'reports-phone-timeline');
 });
 
+test('reports: the custom report takes an "as of" instant from its picker, keeps it in the URL, and a bad one is named beside it', async (t) => {
+  const page = await session(t, { expect: ['400 GET /api/reports/'] });
+  await login(page, 'admin');
+  await page.goto(`${BASE}/p/shop/reports?report=custom`);
+  await reportLoaded(page, 'custom');
+  const local = (days) => page.evaluate((days) => {
+    const d = new Date(Date.now() + days * 86_400_000);
+    const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Kyiv', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(d).map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  }, days);
+  await page.fill('[data-reports-page] input[name=as_of]', await local(-1));
+  await page.waitForURL(/report=custom.*as_of=|as_of=.*report=custom/);
+  const asOf = new URL(page.url()).searchParams.get('as_of');
+  await reportLoaded(page, 'custom');
+  const frozen = await reportAnswer(page, 'custom', `as_of=${encodeURIComponent(asOf)}`);
+  assert.equal(await page.locator('[data-table=custom] tbody tr').count(), Math.min(50, frozen.rows.length));
+  assert.equal(await page.$('[data-table=custom] tbody tr[data-order-id="990001"]'), null, 'an order that began after the instant is not in the report');
+  assert.match(await page.getAttribute('[data-csv=custom]', 'href') || '', /as_of=/, 'the CSV is of the same instant');
+  await shot(page, 'reports-custom-as-of');
+  await page.fill('[data-reports-page] input[name=as_of]', await local(3));
+  await expectFieldError(page, 'as_of');
+  assert.match(await page.textContent('[data-error-for=as_of]'), /більш ніж на добу в майбутньому/);
+  await page.click('[data-reports-page] .as-of button');
+  await page.waitForFunction(() => !location.search.includes('as_of'));
+  await reportLoaded(page, 'custom');
+});
+
 test('reports: English and the light theme by the switches; a period that ends before it starts is named beside the date; a bad sort is said with a way back', async (t) => {
   const page = await session(t, { expect: ['400 GET /api/reports/'] });
   await login(page, 'admin');
@@ -761,7 +841,7 @@ test('reports: English and the light theme by the switches; a period that ends b
   await shot(page, 'reports-error');
   await page.goto(`${BASE}/p/shop/reports?report=sla&sort=speed`);
   await page.waitForSelector('[data-report-error=sort]');
-  assert.match(await page.textContent('[data-report-error=sort]'), /worst/, 'the message lists the columns');
+  assert.match(await page.textContent('[data-report-error=sort]'), /За «speed» сортувати не можна; оберіть один зі стовпців: .*worst/, 'the message, in Ukrainian, lists the columns');
   await page.click('[data-report-error=sort] button');
   await reportLoaded(page, 'sla', '-worst');
   assert.ok(!page.url().includes('sort='));

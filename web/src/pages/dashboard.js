@@ -5,16 +5,17 @@
 import { html, useCallback, useEffect, useRef, useState } from '../lib.js';
 import { api, queryString } from '../api.js';
 import { t } from '../i18n.js';
-import { dateTime, fromLocalInput, localInput, number, offset } from '../format.js';
+import { dateTime, number } from '../format.js';
 import { useNames } from '../project.js';
 import { setQuery } from '../router.js';
 import { LoadError, Loading } from '../ui.js';
 import { useFeatures } from '../features.js';
 import { useLive } from '../live.js';
+import { advance, applySlaChange, nextInstant } from '../sla.js';
 import { administers } from '../access.js';
 import { OrderCard } from './order-card.js';
 import { TimelinePanel } from './timeline.js';
-import { FilterBar, KpiTiles, FILTER_KEYS } from './filters.js';
+import { AsOf, FilterBar, KpiTiles, FILTER_KEYS } from './filters.js';
 
 const PAGE = 50;
 
@@ -89,7 +90,40 @@ function useOrderPages(params) {
     setState((now) => ({ ...now, rows: now.rows.map((r) => (r.order_id === row.order_id ? { ...r, ...row } : r)) }));
   }, []);
 
-  return { ...state, more, refresh, patch };
+  /** Applies the live feed's `sla_changed` to its order's row. */
+  const slaChange = useCallback((change) => {
+    if (!change || change.order_id === undefined) return;
+    setState((now) => ({ ...now, rows: now.rows.map((r) => (r.order_id === change.order_id ? applySlaChange(r, change) : r)) }));
+  }, []);
+
+  /** Applies every SLA crossing that has passed by `now` (ms) to the loaded rows. */
+  const tick = useCallback((now) => {
+    setState((s) => {
+      const rows = s.rows.map((r) => advance(r, now));
+      return rows.some((r, i) => r !== s.rows[i]) ? { ...s, rows } : s;
+    });
+  }, []);
+
+  return { ...state, more, refresh, patch, slaChange, tick };
+}
+
+/** The longest wait `setTimeout` takes. */
+const MAX_WAIT = 2 ** 31 - 1;
+
+/**
+ * Live views only: moves the cards' SLA colours at the instants their rows' `crossings` name,
+ * with no request (the feed's `sla_changed` and the next re-query say the same later).
+ */
+function useSlaClock(list, live) {
+  useEffect(() => {
+    if (!live) return undefined;
+    const now = Date.now();
+    list.tick(now);
+    const next = nextInstant(list.rows, now);
+    if (next === null) return undefined;
+    const timer = setTimeout(() => list.tick(Date.now()), Math.min(next - now + 20, MAX_WAIT));
+    return () => clearTimeout(timer);
+  }, [list.rows, live]);
 }
 
 export function DashboardPage({ me, project, query }) {
@@ -101,7 +135,8 @@ export function DashboardPage({ me, project, query }) {
   const stream = features.has('/api/stream/orders');
   const params = ordersQuery(slug, query, filtering);
   const list = useOrderPages(params);
-  const live = useLive({ project: slug, enabled: !query.as_of && !list.error, stream, refresh: list.refresh, patch: list.patch });
+  const live = useLive({ project: slug, enabled: !query.as_of && !list.error, stream, refresh: list.refresh, patch: list.patch, slaChange: list.slaChange });
+  useSlaClock(list, !query.as_of);
   const selected = query.order ? Number(query.order) : null;
   const sentinel = useRef(/** @type {HTMLDivElement|null} */ (null));
 
@@ -140,16 +175,6 @@ export function DashboardPage({ me, project, query }) {
   </div>`;
 }
 
-/** The "as of" picker: empty is now (live); an instant freezes the view at it. */
-function AsOf({ zone, value }) {
-  const change = (event) => setQuery({ as_of: fromLocalInput(event.target.value, zone) || undefined });
-  return html`<div class="as-of">
-    <label><span>${t('asof.label')}</span>
-      <input type="datetime-local" name="as_of" value=${value ? localInput(value, zone) : ''} onChange=${change} /></label>
-    <span class="muted small">${zone} ${offset(zone)}</span>
-    ${value && html`<button type="button" class="chip" onClick=${() => setQuery({ as_of: undefined })}>${t('asof.now')}</button>`}
-  </div>`;
-}
 
 function LiveIndicator({ live, zone, asOf }) {
   const state = asOf ? 'paused' : live.state;

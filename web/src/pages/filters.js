@@ -4,10 +4,10 @@
 import { html, useEffect } from '../lib.js';
 import { api } from '../api.js';
 import { t } from '../i18n.js';
-import { duration, number } from '../format.js';
+import { duration, fromLocalInput, localInput, number, offset } from '../format.js';
 import { groupName, kpiCount } from '../project.js';
 import { setQuery } from '../router.js';
-import { useData } from '../ui.js';
+import { FieldError, useData } from '../ui.js';
 
 /** The filters of `/api/orders` (issue 14 §1), as the page's URL names them too. */
 export const FILTER_KEYS = ['q', 'group', 'status', 'urgency', 'sla', 'overdue', 'open', 'created_from', 'created_to',
@@ -83,5 +83,17 @@ export function KpiTiles({ params, live }) {
     ${['over', 'near', 'ok'].map((s) => tile(t('sla.' + s), number(kpiCount(kpis, 'sla.' + s)), 'sla-' + s))}
     ${cycles.slice(0, 2).map(([id, c]) => tile(t('kpi.cycle_median', { title: c.title || id }),
       c.working_seconds && c.working_seconds.median != null ? duration(c.working_seconds.median) : '—'))}
+  </div>`;
+}
+
+/** The "as of" picker: empty is now (live); an instant freezes the view at it. */
+export function AsOf({ zone, value, error = null }) {
+  const change = (event) => setQuery({ as_of: fromLocalInput(event.target.value, zone) || undefined });
+  return html`<div class="as-of">
+    <label><span>${t('asof.label')}</span>
+      <input type="datetime-local" name="as_of" data-field="as_of" value=${value ? localInput(value, zone) : ''} onChange=${change}
+        aria-invalid=${error && error.field === 'as_of' ? 'true' : undefined} /><${FieldError} error=${error} at="as_of" /></label>
+    <span class="muted small">${zone} ${offset(zone)}</span>
+    ${value && html`<button type="button" class="chip" onClick=${() => setQuery({ as_of: undefined })}>${t('asof.now')}</button>`}
   </div>`;
 }

@@ -5,6 +5,7 @@ import { html, useEffect, useRef, useState } from '../lib.js';
 import { api } from '../api.js';
 import { t } from '../i18n.js';
 import { waitText } from '../ui.js';
+import { sayError } from '../errors.js';
 
 export function LoginPage({ onLoggedIn }) {
   const [error, setError] = useState(/** @type {any} */ (null));
@@ -40,7 +41,7 @@ export function LoginPage({ onLoggedIn }) {
   };
   const at = (field) => error && error.status !== 429 && (error.field === field || (!error.field && field === 'password'));
   const message = (field) => at(field) && html`<div class="field-error" role="alert" data-error-for=${field}>
-    ${error.status === 401 ? t('login.wrong') : error.message}</div>`;
+    ${error.status === 401 ? t('login.wrong') : sayError(error.message, error.code)}</div>`;
 
   return html`<main class="login" id="main">
     <form class="card login-card" onSubmit=${submit} novalidate>
@@ -53,7 +54,7 @@ export function LoginPage({ onLoggedIn }) {
       ${message('password')}
       ${error && error.status === 429 && login === throttled && html`<div class="error-summary" role="alert" data-error-for="throttle">
         ${wait > 0 ? t('login.throttled', { wait: waitText(wait) }) : t('login.throttled_over')}</div>`}
-      ${error && ![401, 429, 400].includes(error.status) && html`<div class="error-summary" role="alert">${error.message}</div>`}
+      ${error && ![401, 429, 400].includes(error.status) && html`<div class="error-summary" role="alert" title=${error.message}>${sayError(error.message, error.code)}</div>`}
       <button type="submit" class="primary" disabled=${busy || (wait > 0 && login === throttled)}>${t('login.submit')}</button>
     </form>
   </main>`;

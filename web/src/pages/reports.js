@@ -13,7 +13,7 @@ import { administers } from '../access.js';
 import { ErrorSummary, FieldError, LoadError, Loading } from '../ui.js';
 import { TimelinePanel } from './timeline.js';
 import { PeriodInputs, daysBefore, errorAt, today } from './analytics.js';
-import { setFilter, submitSearch } from './filters.js';
+import { AsOf, setFilter, submitSearch } from './filters.js';
 import { ReportTable } from './reports-table.js';
 import { ReportSummary } from './reports-summary.js';
 
@@ -122,11 +122,11 @@ export function ReportsPage({ me, project, query }) {
       <${ReportTabs} active=${view.name} query=${query} />
       <p class="muted small report-hint">${t('report.' + view.name + '_hint')}</p>
       ${view.name === 'custom'
-        ? html`<${CustomControls} query=${query} names=${names} error=${controlError} />`
+        ? html`<${CustomControls} query=${query} names=${names} zone=${zone} error=${controlError} />`
         : html`<${FactsControls} view=${view} names=${names} error=${controlError} />`}
       ${error && error.code === 'analytics_off' && html`<p data-report-error="analytics_off"><strong>${t('analytics.off')}</strong></p>`}
       ${error && error.status === 400 && html`<div data-report-error=${error.field || 'bad'}>
-        ${!['from', 'to', 'by', 'urgency', 'group', 'created_from', 'created_to'].includes(error.field) && html`<${ErrorSummary} error=${error} />`}
+        ${!['from', 'to', 'by', 'urgency', 'group', 'created_from', 'created_to', 'as_of'].includes(error.field) && html`<${ErrorSummary} error=${error} />`}
         ${error.field === 'sort' && html`<button type="button" class="chip" onClick=${() => setQuery({ sort: undefined })}>${t('reports.default_sort')}</button>`}
       </div>`}
       ${error && error.status !== 400 && error.code !== 'analytics_off' && html`<${LoadError} error=${error} retry=${list.retry} />`}
@@ -190,7 +190,7 @@ function FactsControls({ view, names, error }) {
 }
 
 /** The orders list's filters, for `custom`. */
-function CustomControls({ query, names, error }) {
+function CustomControls({ query, names, zone, error }) {
   const set = setFilter;
   const search = submitSearch;
   const select = (key, options, label) => html`<label><span>${label}</span>
@@ -212,6 +212,7 @@ function CustomControls({ query, names, error }) {
       data-field="created_from" aria-invalid=${errorAt(error, 'created_from')} /><${FieldError} error=${error} at="created_from" /></label>
     <label><span>${t('filter.created_to')}</span><input type="date" name="created_to" value=${query.created_to || ''} onChange=${set('created_to')}
       data-field="created_to" aria-invalid=${errorAt(error, 'created_to')} /><${FieldError} error=${error} at="created_to" /></label>
+    <${AsOf} zone=${zone} value=${query.as_of} error=${error} />
     ${active && html`<button type="button" class="chip" onClick=${() => setQuery(Object.fromEntries([...CUSTOM_KEYS, 'order'].map((k) => [k, undefined])))}>${t('filter.clear')}</button>`}
   </div>`;
 }

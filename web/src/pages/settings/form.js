@@ -6,6 +6,7 @@ import { api } from '../../api.js';
 import { t } from '../../i18n.js';
 import { number } from '../../format.js';
 import { ErrorSummary, FieldError, LoadError, Loading, useData } from '../../ui.js';
+import { sayError } from '../../errors.js';
 
 /**
  * @param {{slug: string, part: string|null, toDocument?: (draft: any) => any,
@@ -70,7 +71,7 @@ export function RecomputeProgress({ slug, revision }) {
         setState(now);
         if (!(now.applied_revision >= revision && now.state === 'done') && now.state !== 'failed') timer = setTimeout(poll, 700);
       } catch (err) {
-        if (!stop) setState({ state: 'failed', error: err.message });
+        if (!stop) setState({ state: 'failed', error: sayError(err.message, err.code) });
       }
     };
     poll();
