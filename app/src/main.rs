@@ -582,8 +582,12 @@ fn run_apart(config: &Config, service: Service) -> anyhow::Result<ExitCode> {
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal: escape codes would litter log files.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    // Colours only for a person at a terminal: escape codes would litter log files. Phones and
+    // e-mails are masked in every line, whatever message carried them.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ksa_app::redact::MaskedLog(std::io::stderr))
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -3,6 +3,7 @@
 //! from it, and nothing of it is logged.
 
 use ksa_schemas::Marketing;
+use ksa_schemas::kept::find_param;
 use ksa_state::enrich::MarketingRow;
 
 /// The marketing row for an order, or `None` when it has nothing to say.
@@ -23,28 +24,6 @@ pub fn marketing_row(marketing: Option<&Marketing>, comment: Option<&str>) -> Op
     (row != MarketingRow::default()).then_some(row)
 }
 
-/// The value after `name=` or `name:` (optionally spaced), where `name` starts a word (so
-/// `_fbc` is not found inside `x_fbc`, and `fbclid` is found in `?fbclid=` of a URL).
-fn find_param(text: &str, name: &str) -> Option<String> {
-    let mut from = 0;
-    while let Some(found) = text[from..].find(name) {
-        let start = from + found;
-        let end = start + name.len();
-        from = end;
-        let before = text[..start].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
-        }
-        let rest = text[end..].trim_start();
-        let Some(rest) = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':')) else { continue };
-        let value: String = rest.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).collect();
-        if !value.is_empty() {
-            return Some(value);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,13 +37,6 @@ mod tests {
         assert_eq!(row.fbc.as_deref(), Some("fb.1.1700000000.IwAR0abc"));
         assert_eq!(row.fbp.as_deref(), Some("fb.1.1700000000.123456789"));
         assert_eq!(row.utm_source, None, "UTM data comes from the marketing object only");
-    }
-
-    #[test]
-    fn names_inside_other_words_or_without_a_value_do_not_count() {
-        assert_eq!(find_param("x_fbc=1 _fbc=2", "_fbc").as_deref(), Some("2"));
-        assert_eq!(find_param("fbclid is missing", "fbclid"), None);
-        assert_eq!(find_param("fbclid= ", "fbclid"), None);
     }
 
     #[test]

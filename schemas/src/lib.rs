@@ -9,6 +9,7 @@ pub mod bus;
 pub mod derived;
 pub mod event;
 pub mod facts;
+pub mod kept;
 pub mod keycrm;
 pub mod loose;
 pub mod row;
@@ -16,6 +17,7 @@ pub mod settings;
 pub mod time;
 
 pub use event::{DedupKey, EventSource, StatusEvent};
+pub use kept::kept_payload;
 pub use keycrm::{Marketing, OrderDetails, OrderLine, WebhookError, WebhookOutcome, parse_order_details, parse_webhook};
 pub use settings::{ProjectSettings, SettingsError};
 pub use time::Timestamp;
