@@ -30,6 +30,8 @@ pub struct Config {
     pub auth: AuthSection,
     pub live: LiveSection,
     pub log: LogConfig,
+    /// `GET /metrics` (docs/operations.md).
+    pub metrics: crate::metrics::MetricsSection,
 }
 
 /// The live feed of the query API (`GET /api/stream/orders`, docs/live.md).
@@ -289,6 +291,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             live: LiveSection::default(),
             log: LogConfig::default(),
+            metrics: crate::metrics::MetricsSection::default(),
         }
     }
 }

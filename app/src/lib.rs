@@ -6,6 +6,7 @@ pub mod analyzer;
 pub mod apart;
 pub mod config;
 pub mod enrich;
+pub mod metrics;
 pub mod projects;
 pub mod redact;
 pub mod serve;

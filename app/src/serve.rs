@@ -28,6 +28,7 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     crate::apart::require_outbox(config, "run")?;
+    crate::metrics::serve(config, "run", shutdown.clone()).await;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     crate::apart::connect::with_bus(config, Embedded { config, listener, addr, shutdown, on_listening }).await

@@ -221,6 +221,7 @@ impl ProjectClient {
                 Attempt::Done(body) => {
                     bump(&self.counters.succeeded);
                     if self.breaker.record_success() == Transition::Closed {
+                        metrics::gauge!("ksa_keycrm_circuit_open", "project" => project.clone()).set(0.0);
                         tracing::info!(project = %project, "KeyCRM answers again; circuit closed");
                     }
                     return Ok(body);
@@ -236,6 +237,7 @@ impl ProjectClient {
                 bump(&self.counters.failed_calls);
                 if self.breaker.record_failure() == Transition::Opened {
                     bump(&self.counters.circuit_opened);
+                    metrics::gauge!("ksa_keycrm_circuit_open", "project" => project.clone()).set(1.0);
                     tracing::warn!(
                         project = %project,
                         open_for_s = self.config.circuit_open_for.as_secs(),
@@ -269,9 +271,20 @@ impl ProjectClient {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(error) => return self.transport_failure(&error),
+            Err(error) => {
+                let outcome = if error.is_timeout() { "timeout" } else { "connect" };
+                metrics::counter!("ksa_keycrm_calls_total", "project" => project.clone(), "outcome" => outcome).increment(1);
+                return self.transport_failure(&error);
+            }
         };
         let status = response.status();
+        let outcome = match status.as_u16() {
+            200..=299 => "2xx",
+            429 => "429",
+            500..=599 => "5xx",
+            _ => "4xx",
+        };
+        metrics::counter!("ksa_keycrm_calls_total", "project" => project.clone(), "outcome" => outcome).increment(1);
         if status.is_success() {
             return match response.bytes().await {
                 Ok(body) => Attempt::Done(body.to_vec()),

@@ -90,7 +90,8 @@ fn hour_of(at: Timestamp) -> i64 {
 }
 
 impl Counters {
-    pub fn count(&self, project_id: i64, at: Timestamp, outcome: &'static str, reason: &'static str) {
+    pub fn count(&self, project_id: i64, slug: &str, at: Timestamp, outcome: &'static str, reason: &'static str) {
+        metrics::counter!("ksa_webhooks_total", "project" => slug.to_owned(), "outcome" => outcome, "reason" => reason).increment(1);
         let hour = hour_of(at);
         if let Ok(mut pending) = self.pending.lock() {
             *pending.counts.entry((project_id, hour, outcome, reason)).or_default() += 1;
@@ -103,7 +104,8 @@ impl Counters {
     }
 
     /// Counts how long a webhook received at `at` took to answer.
-    pub fn latency(&self, project_id: i64, at: Timestamp, micros: i64) {
+    pub fn latency(&self, project_id: i64, slug: &str, at: Timestamp, micros: i64) {
+        metrics::histogram!("ksa_webhook_duration_seconds", "project" => slug.to_owned()).record(micros as f64 / 1e6);
         if let Ok(mut pending) = self.pending.lock() {
             *pending.latencies.entry((project_id, hour_of(at), latency::bucket_of(micros))).or_default() += 1;
         }
@@ -158,13 +160,13 @@ mod tests {
     fn an_hour_keeps_its_counts_latencies_and_latest_accepted_and_refused_webhook() {
         let counters = Counters::default();
         let t = |micros| Timestamp::from_micros(HOUR * 1000 + micros);
-        counters.count(1, t(5), "accepted", "");
-        counters.count(1, t(9), "rejected", "malformed");
-        counters.count(1, t(7), "rejected", "unauthorized");
-        counters.count(1, t(3), "accepted", "");
-        counters.count(1, t(8), "duplicate", "");
-        counters.latency(1, t(5), 150);
-        counters.latency(1, t(8), 150);
+        counters.count(1, "shop", t(5), "accepted", "");
+        counters.count(1, "shop", t(9), "rejected", "malformed");
+        counters.count(1, "shop", t(7), "rejected", "unauthorized");
+        counters.count(1, "shop", t(3), "accepted", "");
+        counters.count(1, "shop", t(8), "duplicate", "");
+        counters.latency(1, "shop", t(5), 150);
+        counters.latency(1, "shop", t(8), 150);
         let mut tally = counters.pending.lock().unwrap().take();
         tally.counts.sort_by(|a, b| (&a.outcome, &a.reason).cmp(&(&b.outcome, &b.reason)));
         tally.latest.sort_by(|a, b| a.kind.cmp(&b.kind));
@@ -175,7 +177,7 @@ mod tests {
         assert_eq!(latest, [("accepted", t(5), ""), ("refused", t(9), "malformed")]);
 
         // What could not be saved comes back, merged with what was counted meanwhile.
-        counters.count(1, t(2), "rejected", "forbidden");
+        counters.count(1, "shop", t(2), "rejected", "forbidden");
         let mut pending = counters.pending.lock().unwrap();
         pending.restore(tally);
         assert_eq!(pending.latest[&(1, t(0).as_micros(), "refused")], (t(9).as_micros(), "malformed"));

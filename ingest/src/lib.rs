@@ -15,7 +15,7 @@ use bytes::Buf;
 use futures_util::Stream;
 use ksa_bus::{AppendOutcome, Bus, BusError, NewRecord};
 use ksa_schemas::bus::{STATUS_EVENTS, StatusMessage, order_key, status_idempotency_key};
-use ksa_schemas::{Timestamp, WebhookError, WebhookOutcome, parse_webhook};
+use ksa_schemas::{Timestamp, WebhookError, WebhookOutcome, kept_payload, parse_webhook};
 use ksa_state::StateStore;
 use serde_json::json;
 use warp::Filter;
@@ -65,13 +65,30 @@ impl<B: Bus, S: StateStore> Ingest<B, S> {
 
     /// Saves the webhook statistics every `every` until `stop` turns true, then once more.
     pub async fn flush_until(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut flushes = 0u32;
         loop {
+            if flushes % 12 == 0 {
+                self.name_projects_in_metrics().await;
+            }
+            flushes = flushes.wrapping_add(1);
             tokio::select! {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
                 _ = tokio::time::sleep(every) => self.flush_counters().await,
             }
         }
         self.flush_counters().await;
+    }
+}
+
+impl<B: Bus, S: StateStore> Ingest<B, S> {
+    /// Gives every active project its `accepted` series from the start, at zero, so that an
+    /// alert on "no webhook for hours" sees a project that has sent nothing since ingest started.
+    async fn name_projects_in_metrics(&self) {
+        if let Ok(projects) = self.state.projects().await {
+            for project in projects.into_iter().filter(|p| p.is_active) {
+                metrics::counter!("ksa_webhooks_total", "project" => project.slug, "outcome" => "accepted", "reason" => "").increment(0);
+            }
+        }
     }
 }
 
@@ -178,12 +195,12 @@ async fn answer<B: Bus, S: StateStore>(
     };
     let counters = &ingest.counters;
     if let Some(project) = &project {
-        counters.count(project.id, now, "received", "");
+        counters.count(project.id, &project.slug, now, "received", "");
     }
     // An unknown project answers exactly as a wrong secret does, so slugs cannot be guessed.
     let unauthorized = |message: &str| {
         if let Some(project) = &project {
-            counters.count(project.id, now, "rejected", "unauthorized");
+            counters.count(project.id, &project.slug, now, "rejected", "unauthorized");
         }
         Answer::error(StatusCode::UNAUTHORIZED, "unauthorized", message)
     };
@@ -195,7 +212,9 @@ async fn answer<B: Bus, S: StateStore>(
         _ => return unauthorized("wrong webhook secret"),
     };
     let reject = |status: StatusCode, reason: &'static str, message: String| {
-        counters.count(project.id, now, "rejected", reason);
+        counters.count(project.id, &project.slug, now, "rejected", reason);
+        // The message may quote the body's values; the log masks phones and e-mails in it.
+        tracing::debug!(project = %project.slug, reason, %message, "webhook refused");
         Answer::error(status, reason, message)
     };
 
@@ -226,13 +245,13 @@ async fn answer<B: Bus, S: StateStore>(
         Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("the body could not be read: {err}")),
     };
 
-    let Ok(text) = std::str::from_utf8(&body) else {
+    if std::str::from_utf8(&body).is_err() {
         return reject(StatusCode::BAD_REQUEST, "malformed", "the body is not valid UTF-8".into());
-    };
+    }
     let event = match parse_webhook(&body) {
         Ok(WebhookOutcome::Status(event)) => event,
         Ok(WebhookOutcome::Ignored { event }) => {
-            counters.count(project.id, now, "ignored", "");
+            counters.count(project.id, &project.slug, now, "ignored", "");
             let mut answer = Answer::ok("ignored");
             answer.body["event"] = json!(event);
             return answer;
@@ -252,7 +271,12 @@ async fn answer<B: Bus, S: StateStore>(
         answer.body["field"] = json!("context.status_changed_at");
         return answer;
     }
-    let message = StatusMessage::StatusChanged { project_id: project.id, event, received_at: now, payload: text.to_owned() };
+    // Only the allow-listed projection goes on: no comment, name, phone or address is written
+    // anywhere (docs/event-path.md, "What is kept of a webhook").
+    let Some(kept) = kept_payload(&body) else {
+        return reject(StatusCode::BAD_REQUEST, "malformed", "the body is not a JSON object".into());
+    };
+    let message = StatusMessage::StatusChanged { project_id: project.id, event, received_at: now, payload: kept };
     let payload = match serde_json::to_vec(&message) {
         Ok(p) => p,
         Err(err) => return reject(StatusCode::BAD_REQUEST, "malformed", err.to_string()),
@@ -263,8 +287,8 @@ async fn answer<B: Bus, S: StateStore>(
         idempotency_key: Some(status_idempotency_key(project.id, &event)),
     };
     let reached_bus = |outcome: &'static str| {
-        counters.count(project.id, now, outcome, "");
-        counters.latency(project.id, now, i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX));
+        counters.count(project.id, &project.slug, now, outcome, "");
+        counters.latency(project.id, &project.slug, now, i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX));
         Answer::ok(outcome)
     };
     match ingest.bus.append(STATUS_EVENTS, vec![record]).await {

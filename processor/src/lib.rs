@@ -88,6 +88,8 @@ struct Prepared {
     offsets: HashMap<u32, i64>,
     /// Per partition, the first and last offsets the batch covers.
     ranges: HashMap<u32, (i64, i64)>,
+    /// When the batch's oldest record reached the bus (µs).
+    oldest_appended: i64,
 }
 
 /// A batch whose commit task runs.
@@ -141,6 +143,7 @@ pub struct Processor<B: Bus, S: StateStore> {
     stats: watch::Sender<ProcessorStats>,
     last_settings_check: Instant,
     last_retention: Instant,
+    last_lag: Instant,
     /// Whether every project's settings were checked against its stored rows since start.
     settings_caught_up: bool,
     /// Where facts go before each commit; none: state only.
@@ -176,6 +179,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             stats,
             last_settings_check: Instant::now(),
             last_retention: Instant::now(),
+            last_lag: Instant::now(),
             settings_caught_up: false,
             facts: None,
             publisher: None,
@@ -446,13 +450,14 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             ranges.insert(*partition, (previous + 1, next - 1));
         }
         let offsets = next_offsets.into_iter().map(|(partition, next)| (partition, next - 1)).collect();
-        Ok(Prepared { batch, facts, records: records.len() as u64, offsets, ranges, enrich_requests })
+        let oldest_appended = records.iter().map(|r| r.appended_at.as_micros()).min().unwrap_or_else(now_micros);
+        Ok(Prepared { batch, facts, records: records.len() as u64, offsets, ranges, enrich_requests, oldest_appended })
     }
 
     /// Commits a prepared batch in a task of its own; when it has committed, the task announces
     /// the batch's orders and counts it.
     fn launch(&mut self, prepared: Prepared) {
-        let Prepared { batch, facts, records, offsets, ranges, enrich_requests } = prepared;
+        let Prepared { batch, facts, records, offsets, ranges, enrich_requests, oldest_appended } = prepared;
         let state = self.state.clone();
         let bus = self.bus.clone();
         let sink = self.facts.clone();
@@ -463,10 +468,26 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             let new_events = batch.events.len() as u64;
             let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
             let announcements = publisher.as_ref().map(|_| batch.orders.iter().map(publish::order_record).collect());
+            let started = Instant::now();
             if let Some(sink) = sink.filter(|_| !facts.is_empty()) {
-                sink.write(facts).await?;
+                let writing = Instant::now();
+                if let Err(err) = sink.write(facts).await {
+                    metrics::counter!("ksa_facts_write_failures_total").increment(1);
+                    return Err(err.into());
+                }
+                metrics::histogram!("ksa_facts_write_seconds").record(writing.elapsed().as_secs_f64());
             }
-            state.commit(batch).await?;
+            let committing = Instant::now();
+            if let Err(err) = state.commit(batch).await {
+                metrics::counter!("ksa_state_write_failures_total").increment(1);
+                return Err(err.into());
+            }
+            metrics::histogram!("ksa_state_write_seconds").record(committing.elapsed().as_secs_f64());
+            metrics::histogram!("ksa_processor_batch_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("ksa_processor_batch_records").record(records as f64);
+            metrics::histogram!("ksa_processor_delay_seconds").record((now_micros() - oldest_appended).max(0) as f64 / 1e6);
+            metrics::counter!("ksa_processor_events_total").increment(new_events);
+            metrics::counter!("ksa_processor_orders_total").increment(orders.len() as u64);
             for update in &orders {
                 let _ = updates.send(update.clone());
             }
@@ -523,6 +544,10 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
 
     /// Settings changes and outbox retention, off the hot path.
     async fn housekeeping(&mut self) {
+        if self.last_lag.elapsed() >= Duration::from_secs(5) {
+            self.last_lag = Instant::now();
+            self.report_lag().await;
+        }
         if !self.settings_caught_up {
             match self.catch_up_settings().await {
                 Ok(()) => self.settings_caught_up = true,
@@ -577,6 +602,18 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                     tracing::warn!(partition, error = %err, "outbox retention of order-updates failed");
                 }
             }
+        }
+    }
+
+    /// Per partition, the bus's end and how far the committed position is behind it (metrics).
+    async fn report_lag(&self) {
+        for partition in &self.partitions {
+            let Ok(end) = self.bus.end_offset(STATUS_EVENTS, *partition).await else { continue };
+            let committed = self.committed.get(partition).copied().unwrap_or(0);
+            let label = partition.to_string();
+            metrics::gauge!("ksa_bus_end_offset", "topic" => STATUS_EVENTS, "partition" => label.clone()).set(end as f64);
+            metrics::gauge!("ksa_consumer_lag_records", "topic" => STATUS_EVENTS, "partition" => label)
+                .set((end - committed).max(0) as f64);
         }
     }
 
@@ -671,6 +708,9 @@ pub struct Progress<'a, S> {
 
 impl<S: StateStore> Progress<'_, S> {
     async fn report(&self, done: u64, total: u64) {
+        let project = self.project_id.to_string();
+        metrics::gauge!("ksa_recompute_orders_done", "project_id" => project.clone()).set(done as f64);
+        metrics::gauge!("ksa_recompute_orders_total", "project_id" => project).set(total as f64);
         let now = Timestamp::from_micros(now_micros());
         if let Err(err) = self.state.recompute_progress(self.project_id, self.revision, done, total, now).await {
             tracing::warn!(project_id = self.project_id, error = %err, "could not record the recompute's progress");

@@ -106,8 +106,10 @@ impl<S: StateStore, B: Bus> QueryApi<S, B> {
 
     /// Starts reading `order-updates`: the live streams' events, and what keeps the orders
     /// index current. Streams end when `shutdown` turns true.
+    /// Also samples the open orders' SLA states for `/metrics` (`orders::gauges`).
     pub fn start_live(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         self.live.set_shutdown(shutdown.clone());
+        tokio::spawn(orders::gauges::sample(self.clone(), shutdown.clone()));
         let api = self.clone();
         tokio::spawn(async move {
             // From the end of each partition: the index loads what came before from the state

@@ -60,6 +60,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> anyhow::Result<()> {
+    crate::metrics::serve(config, service.name(), shutdown.clone()).await;
     match service {
         Service::Ingest { listen } => connect::with_bus(config, ingest::IngestService { config, listen, shutdown, on_listening }).await,
         Service::Process { listen, partitions } => {

@@ -96,6 +96,8 @@ impl Workspace {
                 command.env_remove(name);
             }
         }
+        // Servers run side by side in the tests: each serves /metrics on a port of its own.
+        command.env("KSA__METRICS__LISTEN", "127.0.0.1:0");
         command
     }
 

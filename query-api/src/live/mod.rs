@@ -128,6 +128,7 @@ impl Live {
             return None;
         }
         *streams.entry(user_id).or_default() += 1;
+        metrics::gauge!("ksa_sse_clients").set((total + 1) as f64);
         Some(StreamSlot { live: self.clone(), user_id })
     }
 
@@ -152,6 +153,7 @@ impl Drop for StreamSlot {
             if *count == 0 {
                 streams.remove(&self.user_id);
             }
+            metrics::gauge!("ksa_sse_clients").set(streams.values().sum::<usize>() as f64);
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - `GET /api/orders/{id}/timeline?project=SLUG[&as_of=]`
 
 pub mod csv;
+pub mod gauges;
 pub mod index;
 pub mod params;
 pub mod registry;

@@ -29,6 +29,13 @@ pub struct Measured<'a> {
     pub wall_growth: i64,
 }
 
+impl Entry {
+    /// The worst state over groups and statuses at `as_of` (not before the entry's `at`).
+    pub fn sla_at(&self, as_of: i64) -> RowSla {
+        self.sla.max(crossed(as_of, self.near_at, self.over_at))
+    }
+}
+
 impl Measured<'_> {
     pub fn measure<'a>(entry: &'a Entry, clocks: &mut Clocks) -> Measured<'a> {
         Measured { growth: clocks.growth(entry), wall_growth: clocks.wall_growth(entry), entry }
@@ -36,8 +43,7 @@ impl Measured<'_> {
 
     /// The worst state over groups and statuses at `as_of`.
     pub fn sla(&self, as_of: i64) -> RowSla {
-        let e = self.entry;
-        e.sla.max(crossed(as_of, e.near_at, e.over_at))
+        self.entry.sla_at(as_of)
     }
 
     /// A group's state at `as_of` (its stored state, or the crossing of its limit since for
