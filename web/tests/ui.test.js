@@ -158,7 +158,9 @@ test('login: a wrong password is said beside it, throttling says how long to wai
 test('projects: a card per project; picking one opens its dashboard with a card per order and more on scroll', async (t) => {
   const page = await session(t);
   await login(page, 'admin');
-  await page.waitForSelector('[data-project=shop] .counts dd');
+  await webhook(990050, 1, 1, ago(30), ago(30));
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-project=shop] .counts dd')?.textContent.trim() === '1');
   const kpis = await (await page.request.get(BASE + '/api/orders/kpis?project=shop&open=true')).json();
   const counts = await page.$$eval('[data-project=shop] .counts dd', (cells) => cells.map((c) => c.textContent.replace(/\D/g, '')));
   assert.deepEqual(counts, [kpis.kpis.count, kpis.kpis.sla.over, kpis.kpis.sla.near].map((k) => String(typeof k === 'object' ? k.count : k)),

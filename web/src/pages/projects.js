@@ -28,7 +28,8 @@ export function ProjectsPage({ me }) {
     ${me.projects.length === 0 && html`<p class="muted">${t('projects.none')}</p>`}
     <div class="project-grid">
       ${me.projects.map((p) => {
-        const k = data && data[p.slug];
+        const answer = data && data[p.slug];
+        const k = answer && (answer.kpis || answer);
         return html`<${Link} class="card project-card" href=${'/p/' + p.slug} data-project=${p.slug}>
           <h2>${p.name}</h2>
           <div class="muted">${p.slug} · ${p.timezone} (${offset(p.timezone)}) · ${t('role.' + p.role)}</div>
