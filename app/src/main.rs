@@ -113,9 +113,16 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         window_days: u32,
     },
-    /// The enricher's schedule of order item fetches.
-    #[command(subcommand)]
-    Enrich(EnrichCommand),
+    /// Run only the enricher (order items and urgency, status dictionaries, reconciliation) on
+    /// the bus, one per deployment; GET /healthz on server.listen reports its counts. With a
+    /// subcommand: its schedule of order item fetches.
+    #[command(args_conflicts_with_subcommands = true)]
+    Enrich {
+        #[command(subcommand)]
+        command: Option<EnrichCommand>,
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Users who log in to the web UI and the API (docs/access.md).
     #[command(subcommand)]
     User(UserCommand),
@@ -450,7 +457,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Enrich(command) => {
+        Command::Enrich { command: None, listen } => {
+            run_apart(&config, Service::Enrich { listen: listen.unwrap_or_else(|| config.server.listen.clone()) })
+        }
+        Command::Enrich { command: Some(command), .. } => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {

@@ -133,11 +133,18 @@ async fn serve<B: Bus, S: StateStore>(
     };
 
     let enricher = if config.enricher.enabled {
+        // Held while `run` runs: an `enrich` service beside it would double the KeyCRM calls.
+        let claims = crate::apart::enrich::claim(config, &bus).await?;
         let access = crate::enrich::accessor(config).context("setting up the enricher")?;
         let enricher = ksa_enricher::Enricher::new(bus.clone(), state.clone(), access, crate::enrich::enricher_config(&config.enricher))
             .await
             .context("starting the enricher")?;
-        Some(tokio::spawn(enricher.run(shutdown.clone())))
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let stats = enricher.run(stop).await;
+            drop(claims);
+            stats
+        }))
     } else {
         None
     };

@@ -4,6 +4,10 @@
 //! arrival time, less the burst allowance, has come. With the default burst of one, requests
 //! are spaced at least `window / rate` apart, so no window of any length sees more than the
 //! configured rate (plus the burst). A 429 pauses the bucket for everyone of that project.
+//!
+//! A new bucket starts spent, as if its whole burst had just been used: the limit holds across
+//! restarts (an enricher restarted right after a burst of calls waits as the old one would
+//! have) and across a client made anew for a changed token or rate.
 
 use std::time::Duration;
 
@@ -26,14 +30,11 @@ struct BucketState {
 }
 
 impl RateLimiter {
-    /// `rate` requests per `window`, at most `burst` of them back to back.
+    /// `rate` requests per `window`, at most `burst` of them back to back; spent at first.
     pub fn new(rate: u32, window: Duration, burst: u32) -> Self {
-        let rate = rate.max(1);
-        RateLimiter {
-            interval: window / rate,
-            burst: burst.max(1),
-            state: Mutex::new(BucketState { theoretical_arrival: Instant::now(), paused_until: None }),
-        }
+        let (interval, burst) = (window / rate.max(1), burst.max(1));
+        let spent = Instant::now() + interval * burst;
+        RateLimiter { interval, burst, state: Mutex::new(BucketState { theoretical_arrival: spent, paused_until: None }) }
     }
 
     /// The spacing of requests at the full rate.
@@ -88,19 +89,32 @@ mod tests {
             limiter.acquire().await;
             starts.push(start.elapsed());
         }
-        assert_eq!(starts, (0..5).map(Duration::from_secs).collect::<Vec<_>>());
+        assert_eq!(starts, (1..6).map(Duration::from_secs).collect::<Vec<_>>(), "a new bucket starts spent");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn burst_allows_back_to_back_requests_then_the_rate() {
+    async fn burst_allows_back_to_back_requests_after_a_quiet_spell_then_the_rate() {
         let limiter = RateLimiter::new(20, Duration::from_secs(60), 3);
+        // Spent at first, as after a restart that followed a burst: the rate, not the burst.
+        limiter.acquire().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
         let start = Instant::now();
         for _ in 0..3 {
             limiter.acquire().await;
         }
-        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(start.elapsed(), Duration::ZERO, "a full bucket takes a burst back to back");
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_bucket_waits_as_if_its_burst_had_just_been_used() {
+        let limiter = RateLimiter::new(20, Duration::from_secs(60), 3);
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3), "one interval after the spent burst");
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,7 +88,7 @@ impl TokenCipher {
         let existed = path.exists();
         let key = load_or_create_key(path)?;
         if !existed {
-            tracing::info!(path = %path.display(), "created a new secrets key file (mode 0600); back it up with the state database");
+            tracing::info!(path = %path.display(), "created a new secrets key file (mode 0600); back it up, but apart from the database whose tokens it decrypts");
         }
         Ok(Self::from_key(key))
     }

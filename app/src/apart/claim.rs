@@ -1,6 +1,7 @@
 //! Partition claims: a `process` instance holds a lock per partition of `status-events` it
 //! processes, so a second instance started with an overlapping `--partitions` fails at start,
-//! naming the partition, instead of racing the first on the same orders and offsets.
+//! naming the partition, instead of racing the first on the same orders and offsets. The
+//! enricher (`enrich`, or `run`'s) holds every partition of `enrich-requests` the same way.
 //!
 //! On PostgreSQL a claim is a session advisory lock (scoped to the database) held by a
 //! connection of its own: it goes when the process dies, even by SIGKILL. When that connection
@@ -23,7 +24,7 @@ const HOLDER_GRACE: Duration = Duration::from_secs(3);
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The claims of this instance; dropping it releases them.
-pub(super) enum Claims {
+pub(crate) enum Claims {
     Postgres { url: String, topic: String, partitions: Vec<u32>, connection: PgConnection },
     Files(#[allow(dead_code, reason = "held for its locks")] Vec<File>),
 }
@@ -35,6 +36,9 @@ fn topic_key(topic: &str) -> i32 {
 }
 
 fn overlap(topic: &str, partition: u32) -> anyhow::Error {
+    if topic.ends_with(ksa_schemas::bus::ENRICH_REQUESTS) {
+        return anyhow::anyhow!("partition {partition} of {topic} is already held by another enricher");
+    }
     anyhow::anyhow!(
         "partition {partition} of {topic} is already processed by another `process` instance: \
          give each instance a disjoint --partitions set"

@@ -1,4 +1,4 @@
-//! `keycrm-analytics ingest | process | query-api`: the three services of `run`, each in a
+//! `keycrm-analytics ingest | process | query-api | enrich`: the services of `run`, each in a
 //! process of its own, configured by the same file. With `bus.kind = "kafka"`, PostgreSQL and
 //! `facts.kind = "clickhouse"` this is the distributed mode; on the outbox bus of a PostgreSQL
 //! state database it also runs apart, without Kafka.
@@ -8,6 +8,7 @@
 
 mod claim;
 pub(crate) mod connect;
+pub(crate) mod enrich;
 mod health;
 mod ingest;
 mod process;
@@ -41,6 +42,8 @@ pub enum Service {
     Process { listen: String, partitions: Option<Vec<u32>> },
     /// The API behind a login: reads, administration and the OpenAPI document.
     QueryApi { listen: String },
+    /// The enricher: order items and urgency, status dictionaries, reconciliation.
+    Enrich { listen: String },
 }
 
 impl Service {
@@ -49,6 +52,7 @@ impl Service {
             Service::Ingest { .. } => "ingest",
             Service::Process { .. } => "process",
             Service::QueryApi { .. } => "query-api",
+            Service::Enrich { .. } => "enrich",
         }
     }
 }
@@ -69,5 +73,6 @@ pub async fn run(
         Service::QueryApi { listen } => {
             connect::with_bus(config, query_api::QueryApiService { config, listen, shutdown, on_listening }).await
         }
+        Service::Enrich { listen } => connect::with_bus(config, enrich::EnrichService { config, listen, shutdown, on_listening }).await,
     }
 }
