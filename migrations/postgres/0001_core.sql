@@ -1,4 +1,4 @@
--- KeyCRM Status Analytics: the core data model of DOMAIN.md, PostgreSQL dialect.
+-- KeyCRM Status Analytics: the core data model of docs/domain.md, PostgreSQL dialect.
 --
 -- Shared with sqlite/0001_core.sql (same tables, same columns, same nullability):
 -- * Every row of every table carries project_id, except projects and users themselves. Nothing

@@ -14,7 +14,7 @@
 --
 -- The event log also loses what only its inserts paid for:
 -- * the surrogate `id` and its index: nothing reads events by it, and the unique dedup key
---   `(project_id, order_id, status_changed_at, status_id)` identifies an event (DOMAIN.md);
+--   `(project_id, order_id, status_changed_at, status_id)` identifies an event (docs/domain.md);
 -- * `payload` becomes TEXT instead of JSON: the text is kept exactly as before, but the server
 --   no longer parses every payload to check it (ingest has parsed it before it was accepted).
 -- Changing the column's type rewrites the table once, here.

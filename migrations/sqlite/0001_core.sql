@@ -1,4 +1,4 @@
--- KeyCRM Status Analytics: the core data model of DOMAIN.md, SQLite dialect.
+-- KeyCRM Status Analytics: the core data model of docs/domain.md, SQLite dialect.
 --
 -- TIMESTAMPS: every instant (`*_at` and `*_override` columns) is an INTEGER holding
 -- MICROSECONDS SINCE THE UNIX EPOCH, UTC. Durations are REAL seconds. Defaults of "now" have

@@ -1,6 +1,6 @@
 -- The event log without its surrogate `id`, as on PostgreSQL (its 0005, measured in
 -- BENCHMARKS.md): nothing reads events by it, and the unique dedup key
--- `(project_id, order_id, status_changed_at, status_id)` identifies an event (DOMAIN.md).
+-- `(project_id, order_id, status_changed_at, status_id)` identifies an event (docs/domain.md).
 -- SQLite cannot drop a primary key column, so the table is rebuilt once, here, in the order the
 -- events were stored.
 --
