@@ -32,6 +32,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `GET /metrics` (docs/operations.md).
     pub metrics: crate::metrics::MetricsSection,
+    /// The payload archive and the audit horizon (docs/operations.md).
+    pub retention: crate::archive::RetentionSection,
 }
 
 /// The live feed of the query API (`GET /api/stream/orders`, docs/live.md).
@@ -156,12 +158,22 @@ pub struct BusConfig {
     pub queue_capacity: usize,
     /// Hours consumed records stay in the outbox.
     pub retention_hours: u64,
+    /// Days the outbox remembers a record's idempotency key (a repeat within them is answered
+    /// `duplicate`; a later one is appended and dropped by the processor as a known event).
+    pub idempotency_days: u32,
     pub kafka: KafkaSection,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { kind: BusKind::Outbox, partitions: None, queue_capacity: 4096, retention_hours: 24, kafka: KafkaSection::default() }
+        BusConfig {
+            kind: BusKind::Outbox,
+            partitions: None,
+            queue_capacity: 4096,
+            retention_hours: 24,
+            idempotency_days: 7,
+            kafka: KafkaSection::default(),
+        }
     }
 }
 
@@ -292,6 +304,7 @@ impl Default for Config {
             live: LiveSection::default(),
             log: LogConfig::default(),
             metrics: crate::metrics::MetricsSection::default(),
+            retention: crate::archive::RetentionSection::default(),
         }
     }
 }

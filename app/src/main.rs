@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use ksa_app::analyzer::{AnalyzeOptions, analyze};
 use ksa_app::apart::Service;
 use ksa_app::config::{Config, LogFormat};
-use ksa_app::enrich;
 use ksa_app::projects::{self, AddProject};
 use ksa_app::redact::redact;
 use ksa_app::stores::open_state;
 use ksa_app::with_state;
+use ksa_app::{archive, enrich};
 use ksa_enricher::Secret;
 use ksa_schemas::Timestamp;
 
@@ -140,6 +140,21 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Move event payloads older than retention.payload_days to Parquet files by project and
+    /// month (and delete audit rows older than retention.audit_days); `run` does it nightly.
+    Archive {
+        /// Say what would move, and move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put one archived month of a project's payloads back into the state database.
+    Restore {
+        #[arg(long)]
+        project: String,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+    },
     /// Create or update the state database schema (SQLite file by default, or a postgres:// URL).
     Migrate {
         /// Database URL; default: the configured one, else state.db in the data dir.
@@ -511,6 +526,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::Version => {
             println!("keycrm-analytics {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Archive { dry_run } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let now = ksa_schemas::Timestamp::from_micros(chrono::Utc::now().timestamp_micros());
+            let report = runtime.block_on(async {
+                let state = open_state(&config).await?;
+                with_state!(state, state => archive::archive(&state, &config, now, dry_run, |month| {
+                    let verb = if dry_run { "would move" } else { "moved" };
+                    eprintln!(
+                        "{} {}: {verb} {} payload(s); {} holds {}",
+                        month.project, month.month, month.archived, month.file.display(), month.in_file
+                    );
+                }).await)
+            })?;
+            let archived: u64 = report.months.iter().map(|m| m.archived).sum();
+            if dry_run {
+                println!(
+                    "dry run: {archived} payload(s) in {} month(s) would move to the archive; nothing was changed",
+                    report.months.len()
+                );
+            } else {
+                println!(
+                    "{archived} payload(s) in {} month(s) moved to the archive; {} audit row(s) deleted",
+                    report.months.len(),
+                    report.audit_rows_deleted
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { project, month } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (restored, in_file, file) = runtime.block_on(async {
+                let state = open_state(&config).await?;
+                with_state!(state, state => archive::restore(&state, &config, &project, &month).await)
+            })?;
+            println!("{restored} payload(s) of {in_file} in {} put back (the others were in place); the file stays", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database } => {

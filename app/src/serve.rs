@@ -2,12 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use ksa_bus::Bus;
 use ksa_ingest::{Ingest, IngestConfig};
-use ksa_processor::{Processor, ProcessorConfig};
+use ksa_processor::Processor;
 use ksa_query_api::QueryApi;
 use ksa_schemas::bus::{ENRICH_REQUESTS, ORDER_UPDATES, STATUS_EVENTS};
 use ksa_state::StateStore;
@@ -74,14 +73,7 @@ async fn serve<B: Bus, S: StateStore>(
         .recover(ksa_query_api::recover)
         .unify();
 
-    let processor_config = ProcessorConfig {
-        batch_records: config.processor.batch_records.max(1),
-        cache_orders: config.processor.cache_orders.max(1),
-        linger: Duration::from_millis(config.processor.linger_ms),
-        retention: Duration::from_secs(config.bus.retention_hours * 3600),
-        refetch_items_on_group: (config.enricher.refetch_items_on_group > 0).then_some(config.enricher.refetch_items_on_group),
-        ..ProcessorConfig::default()
-    };
+    let processor_config = crate::apart::processor_config(config);
     // One processor per partition: their transactions touch disjoint orders, so a database that
     // takes concurrent writers (PostgreSQL) commits them in parallel.
     // Facts turned on for a data dir that already holds orders: write theirs once.
@@ -126,6 +118,9 @@ async fn serve<B: Bus, S: StateStore>(
     }
     on_listening(addr);
 
+    // Payloads past retention.payload_days go to the archive every night.
+    let nightly = tokio::spawn(crate::archive::nightly(state.clone(), config.clone(), shutdown.clone()));
+
     let flusher = {
         let ingest = ingest.clone();
         let stop = shutdown.clone();
@@ -166,6 +161,7 @@ async fn serve<B: Bus, S: StateStore>(
     let _ = shutdown.wait_for(|s| *s).await;
     let _ = server.await;
     let _ = flusher.await;
+    let _ = nightly.await;
     if let Some(enricher) = enricher
         && let Ok(stats) = enricher.await
     {

@@ -87,6 +87,14 @@ pub trait Bus: Clone + Send + Sync + 'static {
         through: i64,
         appended_before: Timestamp,
     ) -> impl Future<Output = Result<u64, BusError>> + Send;
+
+    /// Forgets the idempotency keys of `topic` recorded before `appended_before`: a repeat of
+    /// such a record is appended again (and deduplicated downstream, by the event's key).
+    /// Returns how many. A bus that keeps no keys (Kafka) has nothing to forget.
+    fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> impl Future<Output = Result<u64, BusError>> + Send {
+        let _ = (topic, appended_before);
+        async { Ok(0) }
+    }
 }
 
 /// How the outbox adapter is sized.

@@ -42,6 +42,7 @@ ksa_testkit::on_both_databases!(
     offsets_count_from_one_per_partition_and_each_key_keeps_its_order_in_its_partition,
     concurrent_appenders_are_all_answered_and_durable_and_share_transactions,
     idempotency_key_seen_before_or_earlier_in_the_batch_is_a_duplicate_appended_once,
+    forgotten_keys_are_those_of_their_topic_recorded_before_the_horizon,
     full_queue_refuses_appends_at_once_with_overloaded,
     read_returns_at_once_when_records_exist,
     read_waits_for_an_append_and_wakes_with_it,
@@ -242,6 +243,22 @@ async fn idempotency_key_seen_before_or_earlier_in_the_batch_is_a_duplicate_appe
     assert_eq!(payloads, ["a", "b", "plain", "plain", "c", "raced"]);
     assert_eq!(db.scalar("SELECT count(*) FROM bus_idempotency").await, 5);
     assert_eq!(bus.stats().duplicates, 1 + 1 + 9);
+}
+
+async fn forgotten_keys_are_those_of_their_topic_recorded_before_the_horizon(db: Db) {
+    let bus = db.outbox(config()).await;
+    bus.append(STATUS_EVENTS, vec![keyed("3:1", "a"), keyed("3:2", "b")]).await.expect("append");
+    bus.append(ORDER_UPDATES, vec![keyed("3:1", "a")]).await.expect("append");
+    let past = Timestamp::from_micros(0);
+    assert_eq!(bus.forget_keys(STATUS_EVENTS, past).await.expect("forget"), 0, "nothing was recorded before 1970");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+    let horizon = Timestamp::from_micros(now + 60_000_000);
+    assert_eq!(bus.forget_keys(STATUS_EVENTS, horizon).await.expect("forget"), 2);
+    assert_eq!(db.scalar("SELECT count(*) FROM bus_idempotency").await, 1, "another topic's key stays");
+    let again = bus.append(STATUS_EVENTS, vec![keyed("3:1", "a")]).await.expect("append");
+    assert!(matches!(again[..], [AppendOutcome::Appended { .. }]), "a forgotten key is appended again: {again:?}");
+    let kept = bus.append(ORDER_UPDATES, vec![keyed("3:1", "a")]).await.expect("append");
+    assert_eq!(kept, [AppendOutcome::Duplicate]);
 }
 
 async fn full_queue_refuses_appends_at_once_with_overloaded(db: Db) {
@@ -555,6 +572,13 @@ impl Outbox {
         match self {
             Outbox::Sqlite(bus) => bus.read(topic, partition, after, max, wait).await,
             Outbox::Postgres(bus) => bus.read(topic, partition, after, max, wait).await,
+        }
+    }
+
+    async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, BusError> {
+        match self {
+            Outbox::Sqlite(bus) => bus.forget_keys(topic, appended_before).await,
+            Outbox::Postgres(bus) => bus.forget_keys(topic, appended_before).await,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ProcessorConfig {
     pub cache_orders: usize,
     /// Consumed records older than this are deleted from the outbox.
     pub retention: Duration,
+    /// Idempotency keys older than this are forgotten by the outbox.
+    pub key_retention: Duration,
     /// How often settings revisions are checked.
     pub settings_check: Duration,
     /// How long a short batch waits for more records, counted from its oldest record's append.
@@ -56,6 +58,7 @@ impl Default for ProcessorConfig {
             idle_wait: Duration::from_millis(500),
             cache_orders: 200_000,
             retention: Duration::from_secs(24 * 3600),
+            key_retention: Duration::from_secs(7 * 86_400),
             settings_check: Duration::from_secs(2),
             linger: Duration::from_millis(50),
             refetch_items_on_group: None,
@@ -144,6 +147,7 @@ pub struct Processor<B: Bus, S: StateStore> {
     last_settings_check: Instant,
     last_retention: Instant,
     last_lag: Instant,
+    last_key_forgetting: Option<Instant>,
     /// Whether every project's settings were checked against its stored rows since start.
     settings_caught_up: bool,
     /// Where facts go before each commit; none: state only.
@@ -180,6 +184,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             last_settings_check: Instant::now(),
             last_retention: Instant::now(),
             last_lag: Instant::now(),
+            last_key_forgetting: None,
             settings_caught_up: false,
             facts: None,
             publisher: None,
@@ -586,6 +591,16 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                     }
                     Err(err) => tracing::warn!(project_id, error = %err, "could not check settings"),
                 }
+            }
+        }
+        // Hourly, by the processor of partition 0: the keys are the topic's, not a partition's.
+        if self.partitions.contains(&0) && self.last_key_forgetting.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+            self.last_key_forgetting = Some(Instant::now());
+            let before = Timestamp::from_micros(now_micros() - self.config.key_retention.as_micros() as i64);
+            match self.bus.forget_keys(STATUS_EVENTS, before).await {
+                Ok(0) => {}
+                Ok(forgotten) => tracing::info!(forgotten, "outbox idempotency keys past their days forgotten"),
+                Err(err) => tracing::warn!(error = %err, "forgetting old outbox idempotency keys failed"),
             }
         }
         if self.last_retention.elapsed() >= Duration::from_secs(60) {

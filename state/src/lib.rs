@@ -235,6 +235,37 @@ pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     fn order_count(&self, project_id: i64) -> impl Future<Output = Result<u64, StateError>> + Send;
     /// When the project's earliest order started (`None`: no orders yet).
     fn earliest_order(&self, project_id: i64) -> impl Future<Output = Result<Option<Timestamp>, StateError>> + Send;
+
+    // --- retention: the payload archive and the audit horizon (docs/operations.md) -----------
+    /// The earliest change instant, before `before`, of the project's events that still hold
+    /// their payload (`None`: none).
+    fn earliest_payload(&self, project_id: i64, before: Timestamp) -> impl Future<Output = Result<Option<Timestamp>, StateError>> + Send;
+    /// Up to `limit` events changed in `[from, to)` that hold a payload, after the event key
+    /// `after` (`(order, changed at, status)`; `(0, 0, 0)` for the first page), by key.
+    fn payloads(
+        &self,
+        project_id: i64,
+        from: Timestamp,
+        to: Timestamp,
+        after: (i64, Timestamp, i64),
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredPayload>, StateError>> + Send;
+    /// Clears the payloads of these events (those written to the archive: a late event stored
+    /// meanwhile keeps its own); how many.
+    fn clear_payloads(&self, project_id: i64, payloads: &[StoredPayload]) -> impl Future<Output = Result<u64, StateError>> + Send;
+    /// Puts payloads back on their events (by the dedup key; only where none is stored); how many.
+    fn restore_payloads(&self, project_id: i64, payloads: &[StoredPayload]) -> impl Future<Output = Result<u64, StateError>> + Send;
+    /// Deletes the audit rows written before `before`; how many.
+    fn prune_audit(&self, before: Timestamp) -> impl Future<Output = Result<u64, StateError>> + Send;
+}
+
+/// An event's stored payload with the event's key, as the payload archive keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPayload {
+    pub order_id: i64,
+    pub status_changed_at: Timestamp,
+    pub status_id: i64,
+    pub payload: String,
 }
 
 /// What each adapter writes its own way: the processor's reads of events and its commits.

@@ -10,8 +10,8 @@ use crate::columns::{self, STATUS_GROUPS};
 use crate::digest::{DerivedDigest, DigestCycle, DigestOrder};
 use crate::sql::{Row, SqlStore, args, is_unique_violation, sql};
 use crate::{
-    CommitBatch, HotPath, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, WebhookCount, WebhookLatency,
-    WebhookLatest, WebhookTally,
+    CommitBatch, HotPath, NewProject, OrderSummary, Project, SettingsRecord, StateError, StateStore, StoredPayload, WebhookCount,
+    WebhookLatency, WebhookLatest, WebhookTally,
 };
 
 /// The columns of a [`Project`].
@@ -419,6 +419,92 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
             )
             .await?;
         row.opt_instant("started_micros")
+    }
+
+    async fn earliest_payload(&self, project_id: i64, before: Timestamp) -> Result<Option<Timestamp>, StateError> {
+        let row = self
+            .db()
+            .fetch_one(
+                sql!(
+                    "SELECT {micros:min(status_changed_at)} AS at_micros FROM order_status_events \
+                     WHERE project_id = $1 AND status_changed_at < {at:$2} AND payload IS NOT NULL"
+                ),
+                args![project_id, before],
+            )
+            .await?;
+        row.opt_instant("at_micros")
+    }
+
+    async fn payloads(
+        &self,
+        project_id: i64,
+        from: Timestamp,
+        to: Timestamp,
+        after: (i64, Timestamp, i64),
+        limit: u32,
+    ) -> Result<Vec<StoredPayload>, StateError> {
+        let rows = self
+            .db()
+            .fetch_all(
+                sql!(
+                    "SELECT order_id, {micros:status_changed_at} AS at_micros, status_id, payload FROM order_status_events \
+                     WHERE project_id = $1 AND status_changed_at >= {at:$2} AND status_changed_at < {at:$3} \
+                     AND payload IS NOT NULL AND (order_id, status_changed_at, status_id) > ($4, {at:$5}, $6) \
+                     ORDER BY order_id, status_changed_at, status_id LIMIT $7"
+                ),
+                args![project_id, from, to, after.0, after.1, after.2, limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredPayload {
+                    order_id: row.get("order_id")?,
+                    status_changed_at: row.instant("at_micros")?,
+                    status_id: row.get("status_id")?,
+                    payload: row.get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_payloads(&self, project_id: i64, payloads: &[StoredPayload]) -> Result<u64, StateError> {
+        let mut cleared = 0;
+        let mut tx = self.db().begin().await?;
+        for p in payloads {
+            cleared += tx
+                .execute(
+                    sql!(
+                        "UPDATE order_status_events SET payload = NULL WHERE project_id = $1 AND order_id = $2 \
+                         AND status_changed_at = {at:$3} AND status_id = $4"
+                    ),
+                    args![project_id, p.order_id, p.status_changed_at, p.status_id],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(cleared)
+    }
+
+    async fn restore_payloads(&self, project_id: i64, payloads: &[StoredPayload]) -> Result<u64, StateError> {
+        let mut restored = 0;
+        let mut tx = self.db().begin().await?;
+        for p in payloads {
+            restored += tx
+                .execute(
+                    sql!(
+                        "UPDATE order_status_events SET payload = $5 WHERE project_id = $1 AND order_id = $2 \
+                         AND status_changed_at = {at:$3} AND status_id = $4 AND payload IS NULL"
+                    ),
+                    args![project_id, p.order_id, p.status_changed_at, p.status_id, p.payload.as_str()],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(restored)
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64, StateError> {
+        self.db().execute(sql!("DELETE FROM audit_log WHERE created_at < {at:$1}"), args![before]).await
     }
 }
 

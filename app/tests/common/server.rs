@@ -195,6 +195,32 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Every event payload the state database holds for the project, by event key
+    /// `(order, changed at µs, status)`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn stored_payloads(&self, slug: &str) -> std::collections::BTreeMap<(i64, i64, i64), String> {
+        match &self.database_url {
+            Some(url) => payloads_of(&PostgresState::connect(url).await.expect("opening the PostgreSQL state"), slug).await,
+            None => payloads_of(&SqliteState::open(&self.state_db().display().to_string()).await.expect("opening state.db"), slug).await,
+        }
+    }
+}
+
+async fn payloads_of<S: StateStore>(state: &S, slug: &str) -> std::collections::BTreeMap<(i64, i64, i64), String> {
+    let project = state.project_by_slug(slug).await.expect("reading projects").unwrap_or_else(|| panic!("no project `{slug}`"));
+    let (from, to) = (ksa_schemas::Timestamp::from_micros(0), ksa_schemas::Timestamp::from_micros(i64::MAX / 2));
+    let (mut all, mut after) = (std::collections::BTreeMap::new(), (0, from, 0));
+    loop {
+        let page = state.payloads(project.id, from, to, after, 1000).await.expect("reading payloads");
+        let Some(last) = page.last() else { return all };
+        after = (last.order_id, last.status_changed_at, last.status_id);
+        for p in page {
+            all.insert((p.order_id, p.status_changed_at.as_micros(), p.status_id), p.payload);
+        }
+    }
+}
+
 async fn digest_of<S: StateStore>(state: &S, slug: &str) -> String {
     let project = state.project_by_slug(slug).await.expect("reading projects").unwrap_or_else(|| panic!("no project `{slug}`"));
     state.derived_digest(project.id).await.expect("computing the derived digest")

@@ -75,6 +75,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// The offset of a partition's last record, −1 when it has none.
     fn end_offset(&self, topic: &str, partition: u32) -> impl Future<Output = Result<i64, sqlx::Error>> + Send;
 
+    /// Deletes a topic's idempotency keys recorded before `appended_before`.
+    fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
     /// Deletes a partition's records up to `through` appended before `appended_before`.
     fn truncate(
         &self,
@@ -243,6 +246,14 @@ impl<S: Store> Core<S> {
         self.inner.store.end_offset(topic, partition).await.map_err(unavailable)
     }
 
+    pub async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, BusError> {
+        self.inner.shared.topics.subscribe(topic, 0)?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(BusError::Closed);
+        }
+        self.inner.store.forget_keys(topic, appended_before).await.map_err(unavailable)
+    }
+
     pub async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, BusError> {
         self.inner.shared.topics.subscribe(topic, partition)?;
         if self.inner.closed.load(Ordering::Acquire) {
@@ -355,6 +366,14 @@ macro_rules! outbox_handle {
                 appended_before: ksa_schemas::Timestamp,
             ) -> impl std::future::Future<Output = Result<u64, $crate::BusError>> + Send {
                 self.core.truncate(topic, partition, through, appended_before)
+            }
+
+            fn forget_keys(
+                &self,
+                topic: &str,
+                appended_before: ksa_schemas::Timestamp,
+            ) -> impl std::future::Future<Output = Result<u64, $crate::BusError>> + Send {
+                self.core.forget_keys(topic, appended_before)
             }
         }
     };

@@ -159,6 +159,15 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM bus_idempotency WHERE topic = $1 AND EXTRACT(EPOCH FROM appended_at) * 1000000 < $2::bigint")
+            .bind(topic)
+            .bind(appended_before.as_micros())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(
             "DELETE FROM bus_log WHERE topic = $1 AND partition_no = $2 AND record_offset <= $3 \

@@ -200,6 +200,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
+        let mut deleted = 0;
+        loop {
+            // In short statements, each at the writers' gate, so appends never wait long.
+            let _turn = self.gate.lock().await;
+            let done = sqlx::query(
+                "DELETE FROM bus_idempotency WHERE (topic, idempotency_key) IN ( \
+                     SELECT topic, idempotency_key FROM bus_idempotency WHERE topic = ?1 AND appended_at < ?2 LIMIT ?3)",
+            )
+            .bind(topic)
+            .bind(appended_before.as_micros())
+            .bind(DELETES_PER_STATEMENT)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deleted += done;
+            if done < DELETES_PER_STATEMENT as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
         loop {
