@@ -56,6 +56,10 @@ const PATTERNS = /** @type {[RegExp, string, string[]][]} */ ([
   [/^(\d+) fields are invalid$/, 'apierr.fields_invalid', ['n']],
 ]);
 
+/** The query parameters the pages name in their own words (`apierr.field.*`). */
+const FIELDS = new Set(['from', 'to', 'created_from', 'created_to', 'changed_from', 'changed_to']);
+const fieldName = (value) => (FIELDS.has(value) ? t('apierr.field.' + value) : value);
+
 /** Error codes the strings table says in words (`apierr.code.*`). */
 const CODES = new Set(['invalid_parameter', 'invalid_body', 'invalid_document', 'invalid_query', 'bad_request',
   'unauthorized', 'wrong_password', 'forbidden', 'not_found', 'conflict', 'stale_revision', 'too_large',
@@ -71,7 +75,7 @@ export function sayError(message, code) {
   if (lang() === 'en' || !message) return message;
   for (const [pattern, key, names] of PATTERNS) {
     const found = pattern.exec(message);
-    if (found) return t(key, Object.fromEntries(names.map((name, i) => [name, found[i + 1]])));
+    if (found) return t(key, Object.fromEntries(names.map((name, i) => [name, fieldName(found[i + 1])])));
   }
   // A document's one invalid field: `path: message`.
   const one = /^([\w.[\]]+): (.+)$/.exec(message);

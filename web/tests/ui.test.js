@@ -111,7 +111,8 @@ test('strings: both languages have the same keys, and every key the code names e
 test('errors: the API\'s messages are said in Ukrainian with their values, and an unknown one by its code', async () => {
   const { sayError, knows } = await import('../src/errors.js');
   const said = {
-    'to must come after from': '«to» має бути пізніше за «from».',
+    'to must come after from': '«До» має бути пізніше за «Від».',
+    'created_to must come after created_from': '«Створено до» має бути пізніше за «Створено від».',
     '"25:99" is not a duration (expected HH:MM, for example "36:30")': '«25:99» — не тривалість; введіть год:хв, наприклад 36:30.',
     '"x" is not a number from 1 to 500': '«x» — не число від 1 до 500.',
     'sla.urgent.2: "25:99" is not a duration (expected HH:MM, for example "36:30")': 'sla.urgent.2: «25:99» — не тривалість; введіть год:хв, наприклад 36:30.',
@@ -618,7 +619,7 @@ test('analytics: a period with nothing in it says so, a period that ends before 
   await page.goto(`${BASE}/p/shop/analytics?from=2026-05-10&to=2026-05-01`);
   await expectFieldError(page, 'to');
   assert.equal(await page.getAttribute('input[name=to]', 'aria-invalid'), 'true');
-  assert.equal((await page.textContent('[data-error-for=to]')).trim(), '«to» має бути пізніше за «from».', 'the API\'s error, said in Ukrainian');
+  assert.equal((await page.textContent('[data-error-for=to]')).trim(), '«До» має бути пізніше за «Від».', 'the API\'s error, said in Ukrainian');
   assert.equal(await page.getAttribute('[data-error-for=to] div', 'title'), 'to must come after from', 'the API\'s own words stay as a tooltip');
   await shot(page, 'analytics-error');
   // A server whose facts are off answers every analytics query so (scripts/ui-test runs with them on).

@@ -201,11 +201,8 @@ impl Store for SqliteStore {
     }
 
     async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
-        let mut deleted = 0;
-        loop {
-            // In short statements, each at the writers' gate, so appends never wait long.
-            let _turn = self.gate.lock().await;
-            let done = sqlx::query(
+        self.delete_in_steps(|| {
+            sqlx::query(
                 "DELETE FROM bus_idempotency WHERE (topic, idempotency_key) IN ( \
                      SELECT topic, idempotency_key FROM bus_idempotency WHERE topic = ?1 AND appended_at < ?2 LIMIT ?3)",
             )
@@ -213,20 +210,13 @@ impl Store for SqliteStore {
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
-            deleted += done;
-            if done < DELETES_PER_STATEMENT as u64 {
-                return Ok(deleted);
-            }
-        }
+        })
+        .await
     }
 
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
-        let mut deleted = 0;
-        loop {
-            let _turn = self.gate.lock().await;
-            let done = sqlx::query(
+        self.delete_in_steps(|| {
+            sqlx::query(
                 "DELETE FROM bus_log WHERE topic = ?1 AND partition_no = ?2 AND record_offset IN ( \
                      SELECT record_offset FROM bus_log \
                      WHERE topic = ?1 AND partition_no = ?2 AND record_offset <= ?3 AND appended_at < ?4 \
@@ -238,8 +228,23 @@ impl Store for SqliteStore {
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Runs `step`, a delete of at most `DELETES_PER_STATEMENT` rows, until it deletes fewer:
+    /// each at the writers' gate, so appends never wait long. Returns how many went.
+    async fn delete_in_steps<F, Fut>(&self, step: F) -> Result<u64, sqlx::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>>,
+    {
+        let mut deleted = 0;
+        loop {
+            let _turn = self.gate.lock().await;
+            let done = step().await?.rows_affected();
             deleted += done;
             if done < DELETES_PER_STATEMENT as u64 {
                 return Ok(deleted);

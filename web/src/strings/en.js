@@ -495,4 +495,10 @@ export default {
   'apierr.code.analytics_failed': 'Analytics could not be computed now; try later.',
   'apierr.code.analytics_off': 'Analytics are off on this server.',
   'apierr.code.network': 'No connection to the server.',
+  'apierr.field.from': 'From',
+  'apierr.field.to': 'To',
+  'apierr.field.created_from': 'Created from',
+  'apierr.field.created_to': 'Created to',
+  'apierr.field.changed_from': 'Changed from',
+  'apierr.field.changed_to': 'Changed to',
 };

@@ -495,4 +495,10 @@ export default {
   'apierr.code.analytics_failed': 'Аналітику зараз не вдалося обчислити; спробуйте згодом.',
   'apierr.code.analytics_off': 'Аналітику вимкнено на цьому сервері.',
   'apierr.code.network': 'Немає зв’язку із сервером.',
+  'apierr.field.from': 'Від',
+  'apierr.field.to': 'До',
+  'apierr.field.created_from': 'Створено від',
+  'apierr.field.created_to': 'Створено до',
+  'apierr.field.changed_from': 'Змінено від',
+  'apierr.field.changed_to': 'Змінено до',
 };
