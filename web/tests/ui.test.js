@@ -159,9 +159,12 @@ test('login: a wrong password is said beside it, throttling says how long to wai
 test('projects: a card per project; picking one opens its dashboard with a card per order and more on scroll', async (t) => {
   const page = await session(t);
   await login(page, 'admin');
+  const openOrders = async () => (await (await page.request.get(BASE + '/api/orders/kpis?project=shop&open=true')).json()).kpis.count;
+  const before = await openOrders();
   await webhook(990050, 1, 1, ago(30), ago(30));
+  for (let i = 0; i < 100 && (await openOrders()) !== before + 1; i++) await page.waitForTimeout(100);
   await page.reload();
-  await page.waitForFunction(() => document.querySelector('[data-project=shop] .counts dd')?.textContent.trim() === '1');
+  await page.waitForFunction((n) => document.querySelector('[data-project=shop] .counts dd')?.textContent.replace(/\D/g, '') === String(n), before + 1);
   const kpis = await (await page.request.get(BASE + '/api/orders/kpis?project=shop&open=true')).json();
   const counts = await page.$$eval('[data-project=shop] .counts dd', (cells) => cells.map((c) => c.textContent.replace(/\D/g, '')));
   assert.deepEqual(counts, [kpis.kpis.count, kpis.kpis.sla.over, kpis.kpis.sla.near].map((k) => String(typeof k === 'object' ? k.count : k)),
