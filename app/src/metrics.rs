@@ -108,7 +108,7 @@ pub async fn serve(config: &Config, service: &'static str, shutdown: watch::Rece
         }
     };
     let address = listener.local_addr().ok()?;
-    let expected = section.token.as_ref().map(|t| digest(&format!("Bearer {t}")));
+    let expected = section.token.as_ref().map(|t| ksa_ingest::secret::secret_digest(&format!("Bearer {t}")));
     let render = handle.clone();
     let route = warp::path("metrics")
         .and(warp::path::end())
@@ -116,7 +116,7 @@ pub async fn serve(config: &Config, service: &'static str, shutdown: watch::Rece
         .and(warp::header::optional::<String>("authorization"))
         .map(move |offered: Option<String>| -> Response {
             if let Some(expected) = &expected
-                && offered.map(|o| digest(&o)).as_ref() != Some(expected)
+                && !offered.is_some_and(|o| ksa_ingest::secret::secret_matches(&o, expected))
             {
                 let refusal = "a bearer token is required: Authorization: Bearer <metrics.token>\n";
                 return warp::reply::with_status(refusal, StatusCode::UNAUTHORIZED).into_response();
@@ -142,10 +142,4 @@ pub async fn serve(config: &Config, service: &'static str, shutdown: watch::Rece
     }));
     tracing::info!(service, "metrics on http://{address}/metrics");
     Some(address)
-}
-
-/// Tokens are compared by their SHA-256 digests, so the comparison's time says nothing of the token.
-fn digest(text: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).into()
 }

@@ -29,6 +29,15 @@ pub(crate) enum Claims {
     Files(#[allow(dead_code, reason = "held for its locks")] Vec<File>),
 }
 
+/// The name of `topic` on the bus (with `bus.kafka.topic_prefix` on Kafka): what claims are
+/// taken on, so deployments that share a cluster under different prefixes do not collide.
+pub(crate) fn topic_on_bus(config: &crate::config::Config, topic: &str) -> String {
+    match config.bus.kind {
+        crate::config::BusKind::Kafka => format!("{}{topic}", config.bus.kafka.topic_prefix),
+        crate::config::BusKind::Outbox => topic.to_owned(),
+    }
+}
+
 /// The advisory lock key of a topic: FNV-1a of its name on the bus, as a 32-bit integer.
 fn topic_key(topic: &str) -> i32 {
     let hash = topic.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));

@@ -21,7 +21,7 @@ use warp::Filter;
 use super::claim::{self, Claims};
 use super::connect::WithBus;
 use super::health;
-use crate::config::{BusKind, Config};
+use crate::config::Config;
 
 pub(super) struct EnrichService<'a, L> {
     pub config: &'a Config,
@@ -32,10 +32,7 @@ pub(super) struct EnrichService<'a, L> {
 
 /// Claims the enricher's place: every partition of `enrich-requests`.
 pub(crate) async fn claim<B: Bus>(config: &Config, bus: &B) -> anyhow::Result<Claims> {
-    let topic = match config.bus.kind {
-        BusKind::Kafka => format!("{}{ENRICH_REQUESTS}", config.bus.kafka.topic_prefix),
-        BusKind::Outbox => ENRICH_REQUESTS.to_owned(),
-    };
+    let topic = claim::topic_on_bus(config, ENRICH_REQUESTS);
     let partitions: Vec<u32> = (0..bus.partitions(ENRICH_REQUESTS)?).collect();
     Claims::take(&config.database_url(), &config.data_dir, &topic, &partitions).await.context(
         "another enricher runs against this state database (an `enrich` service, or `run` with enricher.enabled): \

@@ -17,7 +17,7 @@ use warp::Filter;
 use super::claim::{self, Claims};
 use super::connect::{WithBus, open_facts, processor_config};
 use super::health;
-use crate::config::{BusKind, Config};
+use crate::config::Config;
 
 pub(super) struct ProcessService<'a, L> {
     pub config: &'a Config,
@@ -44,7 +44,8 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for ProcessService<'_, L> {
     async fn run<B: Bus, S: StateStore>(self, bus: B, state: S) -> anyhow::Result<()> {
         let ProcessService { config, listen, partitions, shutdown, on_listening } = self;
         let partitions = chosen_partitions(partitions, bus.partitions(STATUS_EVENTS)?)?;
-        let claims = Claims::take(&config.database_url(), &config.data_dir, &status_topic(config), &partitions).await?;
+        let claims =
+            Claims::take(&config.database_url(), &config.data_dir, &claim::topic_on_bus(config, STATUS_EVENTS), &partitions).await?;
         let facts = open_facts(config).await?;
         match &facts {
             Some(sink) => tracing::info!(facts = sink.kind(), ?partitions, "processing"),
@@ -114,15 +115,6 @@ impl<L: FnOnce(SocketAddr) + Send> WithBus for ProcessService<'_, L> {
         };
         let _ = server.await;
         outcome
-    }
-}
-
-/// The name of `status-events` on the bus (with `bus.kafka.topic_prefix` on Kafka): what the
-/// partition claims are taken on.
-fn status_topic(config: &Config) -> String {
-    match config.bus.kind {
-        BusKind::Kafka => format!("{}{STATUS_EVENTS}", config.bus.kafka.topic_prefix),
-        BusKind::Outbox => STATUS_EVENTS.to_owned(),
     }
 }
 
