@@ -204,11 +204,20 @@ pub struct ProcessorSection {
     /// Milliseconds a short batch waits for more records (from its oldest record's arrival);
     /// fewer, larger transactions for a little latency. 0 processes records at once.
     pub linger_ms: u64,
+    /// Milliseconds between batch reads while a burst lasts (a read found 100 records or more):
+    /// batches grow with the load, so each transaction and fact file covers more events. 0: only
+    /// `linger_ms` applies.
+    pub burst_linger_ms: u64,
 }
 
 impl Default for ProcessorSection {
     fn default() -> Self {
-        ProcessorSection { batch_records: 50_000, cache_orders: 200_000, linger_ms: 50 }
+        ProcessorSection {
+            batch_records: 50_000,
+            cache_orders: 200_000,
+            linger_ms: 50,
+            burst_linger_ms: ksa_processor::DEFAULT_BURST_LINGER_MS,
+        }
     }
 }
 

@@ -46,9 +46,21 @@ pub struct ProcessorConfig {
     /// How long a short batch waits for more records, counted from its oldest record's append.
     /// Zero processes whatever has arrived at once.
     pub linger: Duration,
+    /// While records keep arriving, how long after the previous batch was read the next short
+    /// batch is read: under a burst, batches grow with the load instead of each paying a
+    /// transaction and a fact file for a few records. Zero: only `linger` applies.
+    pub burst_linger: Duration,
     /// Entering this status group asks the enricher to fetch the order's items again.
     pub refetch_items_on_group: Option<u16>,
 }
+
+/// `ProcessorConfig::burst_linger` by default, in milliseconds (BENCHMARKS.md, "A burst on
+/// `run`").
+pub const DEFAULT_BURST_LINGER_MS: u64 = 0;
+
+/// A batch of at least this many records means a burst: the next one waits for `burst_linger`.
+/// A trickle of webhooks (fewer in one linger) keeps the plain linger's latency.
+const BURST_RECORDS: usize = 100;
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
@@ -61,6 +73,7 @@ impl Default for ProcessorConfig {
             key_retention: Duration::from_secs(7 * 86_400),
             settings_check: Duration::from_secs(2),
             linger: Duration::from_millis(50),
+            burst_linger: Duration::from_millis(DEFAULT_BURST_LINGER_MS),
             refetch_items_on_group: None,
         }
     }
@@ -148,6 +161,8 @@ pub struct Processor<B: Bus, S: StateStore> {
     last_retention: Instant,
     last_lag: Instant,
     last_key_forgetting: Option<Instant>,
+    /// When the last batch was read, if it held at least [`BURST_RECORDS`] records.
+    last_read: Option<Instant>,
     /// Whether every project's settings were checked against its stored rows since start.
     settings_caught_up: bool,
     /// Where facts go before each commit; none: state only.
@@ -185,6 +200,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             last_retention: Instant::now(),
             last_lag: Instant::now(),
             last_key_forgetting: None,
+            last_read: None,
             settings_caught_up: false,
             facts: None,
             publisher: None,
@@ -261,21 +277,27 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
         let mut after = self.offsets.clone();
         let mut records = self.read_after(&mut after, per_partition).await?;
         if records.is_empty() {
+            self.last_read = None;
             self.settle().await?;
             return Ok(0);
         }
         // A short batch of fresh records waits for the rest of its linger: every transaction has
         // a fixed cost, and a processor that keeps up would otherwise commit a few records at a
-        // time while ingest waits for the same write lock.
-        if records.len() < per_partition * self.partitions.len() && !self.config.linger.is_zero() {
+        // time. Under a burst (the last read found many records) it also waits until
+        // `burst_linger` has passed since that read, so batches grow with the load.
+        if records.len() < per_partition * self.partitions.len() {
             let oldest = records.iter().map(|r| r.appended_at.as_micros()).min().unwrap_or(0);
             let age = Duration::from_micros(u64::try_from(now_micros() - oldest).unwrap_or(0));
-            if let Some(rest) = self.config.linger.checked_sub(age).filter(|rest| !rest.is_zero()) {
+            let fresh = self.config.linger.saturating_sub(age);
+            let burst = self.last_read.map_or(Duration::ZERO, |last| self.config.burst_linger.saturating_sub(last.elapsed()));
+            let rest = fresh.max(burst);
+            if !rest.is_zero() {
                 tokio::time::sleep(rest).await;
                 let more = per_partition.saturating_sub(records.len() / self.partitions.len().max(1)).max(1);
                 records.extend(self.read_after(&mut after, more).await?);
             }
         }
+        self.last_read = (records.len() >= BURST_RECORDS).then(Instant::now);
         let read = records.len();
         let prepared = self.prepare(records).await?;
         self.settle().await?;

@@ -225,6 +225,7 @@ pub fn processor_config(config: &Config) -> ProcessorConfig {
         batch_records: config.processor.batch_records.max(1),
         cache_orders: config.processor.cache_orders.max(1),
         linger: Duration::from_millis(config.processor.linger_ms),
+        burst_linger: Duration::from_millis(config.processor.burst_linger_ms),
         retention: Duration::from_secs(config.bus.retention_hours * 3600),
         key_retention: Duration::from_secs(u64::from(config.bus.idempotency_days.max(1)) * 86_400),
         refetch_items_on_group: (config.enricher.refetch_items_on_group > 0).then_some(config.enricher.refetch_items_on_group),
