@@ -223,6 +223,57 @@ async fn paging_while_webhooks_arrive_neither_skips_nor_repeats() {
     }
 }
 
+/// Identical reads asked at once share a computation (`query-api/src/shared.rs`), but none is
+/// answered from one that started before it was asked: each answer's `as_of` is after its
+/// request was sent, and an order processed before a read is in its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_reads_at_once_each_answer_as_of_after_they_were_asked() {
+    let instance = Instance::sqlite();
+    let project = instance.add_project("p1", &[]);
+    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
+    let http = client();
+    let server = instance.start();
+    let url = server.webhook_url(&project);
+    assert_all_taken(&log.post_all(&http, &url, 8).await);
+    wait_until_processed(&http, &server, "p1", log.expected()).await;
+    let orders = list_all_orders(&http, &server, "p1", "").await.len() as u64;
+    assert!(orders > 100, "{orders} orders listed");
+
+    for round in 0..3u64 {
+        let reads: Vec<_> = (0..24)
+            .map(|n| {
+                let path = if n % 2 == 0 { "/api/orders/kpis?project=p1" } else { "/api/orders?project=p1&limit=500&sort=-working" };
+                let (http, url) = (http.clone(), format!("{}{path}", server.base_url));
+                tokio::spawn(async move {
+                    let sent = chrono::Utc::now();
+                    (sent, get(&http, &url).await)
+                })
+            })
+            .collect();
+        let mut as_ofs = BTreeSet::new();
+        for read in reads {
+            let (sent, reply) = read.await.unwrap();
+            assert_eq!(reply.status, 200, "{reply:?}");
+            let as_of = reply.body["as_of"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).unwrap();
+            assert!(as_of >= sent, "round {round}: answered as of {as_of}, before the read was sent at {sent}");
+            as_ofs.insert(as_of);
+            let listed = match reply.body["kpis"]["count"].as_u64() {
+                Some(count) => count,
+                None => reply.body["orders"].as_array().unwrap().len() as u64,
+            };
+            assert_eq!(listed, orders + round, "round {round}: {}", reply.text);
+        }
+        assert!(as_ofs.len() >= 2, "at least the first list and the first KPIs are computed apart");
+
+        // A new order, processed before the next round's reads: every one of them sees it.
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        post_webhook(&http, &url, status_change(800_000 + round as i64, 20, 2, &now)).await.assert_accepted_as("accepted");
+        let expected =
+            common::http::Processed { orders: log.expected().orders + round as usize + 1, events: log.expected().events + round + 1 };
+        wait_until_processed(&http, &server, "p1", expected).await;
+    }
+}
+
 fn assert_names(reply: &Reply, field: &str, query: &str) {
     assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some(field)), "{query}: {}", reply.text);
     assert!(reply.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{query}: {reply:?}");

@@ -14,6 +14,7 @@ pub mod live;
 pub mod orders;
 pub mod reports;
 pub mod routes;
+pub mod shared;
 pub mod ui;
 
 use std::collections::HashMap;
@@ -81,6 +82,8 @@ pub struct QueryApi<S, B> {
     timelines: Semaphore,
     /// Every project's orders, in memory, for lists, KPIs and CSV.
     pub indexes: orders::registry::Indexes,
+    /// Identical reads of orders asked at once, computed once.
+    pub shared: shared::Shared,
     pub live: Arc<live::Live>,
     /// What answers `/api/analytics/…`: set once at start when the deployment writes facts.
     pub analytics: std::sync::OnceLock<Arc<dyn analytics::AnalyticsEngine>>,
@@ -99,6 +102,7 @@ impl<S: StateStore, B: Bus> QueryApi<S, B> {
             rules: Mutex::new(HashMap::new()),
             timelines,
             indexes: Default::default(),
+            shared: Default::default(),
             live,
             analytics: Default::default(),
         })

@@ -439,6 +439,16 @@ pub fn ok_serialized<T: serde::Serialize>(body: &T) -> Result<Response, ApiError
     Ok(warp::reply::with_status(warp::reply::json(body), StatusCode::OK).into_response())
 }
 
+/// `body` as JSON, for an answer built once and sent to several callers ([`ok_bytes`]).
+pub fn json_bytes<T: serde::Serialize>(body: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|e| ApiError::internal(format!("an answer could not be written: {e}")))
+}
+
+/// 200 with a JSON body already written.
+pub fn ok_bytes(body: Bytes) -> Response {
+    warp::reply::with_header(warp::http::Response::new(body), "content-type", "application/json").into_response()
+}
+
 /// 200 with a JSON body.
 pub fn ok(body: &serde_json::Value) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, body))

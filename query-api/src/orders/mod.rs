@@ -20,6 +20,7 @@ pub mod select;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ksa_bus::Bus;
 use ksa_domain::ProjectRules;
 use ksa_domain::row::{OrderInputs, row_at, row_from_events, timeline_at};
@@ -38,7 +39,7 @@ use self::select::Snapshot;
 use crate::QueryApi;
 use crate::auth::now;
 use crate::error::ApiError;
-use crate::routes::{Call, ok, ok_serialized};
+use crate::routes::{Call, json_bytes, ok, ok_bytes};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -65,7 +66,7 @@ impl Context {
     /// lock.
     pub async fn on_snapshot<S: StateStore, B: Bus, T: Send + 'static>(
         &self,
-        api: &QueryApi<S, B>,
+        api: &Arc<QueryApi<S, B>>,
         work: impl FnOnce(&Snapshot, &mut Clocks) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let (index, past, as_of, version) = (self.index.clone(), self.past.clone(), self.as_of, self.version);
@@ -131,10 +132,24 @@ async fn query<S: StateStore, B: Bus>(call: &Call<'_, S, B>, rules: &ProjectRule
     Ok(Query { filters, sort, cursor })
 }
 
-/// The project's index, rules and `as_of` (the cursor's when one is given), with the orders
-/// that changed after `as_of` measured again at it.
-async fn context<S: StateStore, B: Bus>(call: &Call<'_, S, B>, cursor: Option<&Cursor>) -> Result<Context, ApiError> {
-    pinned_context(call, cursor.map(|c| (c.as_of, Some(c.version)))).await
+/// What identical reads share a computation by (`crate::shared`): the endpoint, the project
+/// and every query parameter.
+fn read_key<S, B>(call: &Call<'_, S, B>, endpoint: &str) -> Result<String, ApiError> {
+    let mut params: Vec<(&String, &String)> = call.request.query.iter().collect();
+    params.sort_unstable();
+    let params = serde_json::to_string(&params).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(format!("{endpoint} {} {params}", call.project()?.id))
+}
+
+/// The project's index, rules and `as_of` (the cursor's when one is given, else `requested`,
+/// else now), with the orders that changed after `as_of` measured again at it.
+async fn context<S: StateStore, B: Bus>(
+    api: &Arc<QueryApi<S, B>>,
+    project: Project,
+    requested: Option<Timestamp>,
+    cursor: Option<&Cursor>,
+) -> Result<Context, ApiError> {
+    context_at(api, project, requested, cursor.map(|c| (c.as_of, Some(c.version)))).await
 }
 
 /// [`context`] for a read whose earlier page pinned `as_of` and, while the index still knows
@@ -145,6 +160,15 @@ pub(crate) async fn pinned_context<S: StateStore, B: Bus>(
 ) -> Result<Context, ApiError> {
     let project = call.project()?.clone();
     let requested = requested_as_of(call, &project).await?;
+    context_at(call.api, project, requested, pin).await
+}
+
+async fn context_at<S: StateStore, B: Bus>(
+    api: &Arc<QueryApi<S, B>>,
+    project: Project,
+    requested: Option<Timestamp>,
+    pin: Option<(Timestamp, Option<Version>)>,
+) -> Result<Context, ApiError> {
     let as_of = match (pin, requested) {
         (Some((pinned, _)), Some(as_of)) if pinned != as_of => {
             return Err(ApiError::bad("as_of", "a cursor keeps its first page's as_of; leave as_of out or give the same instant"));
@@ -153,7 +177,7 @@ pub(crate) async fn pinned_context<S: StateStore, B: Bus>(
         (None, Some(as_of)) => as_of,
         (None, None) => now(),
     };
-    let index = registry::index(call.api, project.id).await?;
+    let index = registry::index(api, project.id).await?;
     let (rules, revision) = {
         let index = index.read().map_err(|_| ApiError::internal("the orders index is unusable"))?;
         (index.rules.clone(), index.revision)
@@ -176,7 +200,7 @@ pub(crate) async fn pinned_context<S: StateStore, B: Bus>(
         changed.extend(was.iter().filter(|(_, e)| e.is_some_and(existed_after)).map(|(id, _)| *id));
         (version, changed)
     };
-    let measured = measure_from_events(call, project.id, &changed, &rules, revision, as_of).await?;
+    let measured = measure_from_events(api, project.id, &changed, &rules, revision, as_of).await?;
     let mut past_rows = HashMap::with_capacity(measured.len());
     let mut past = HashMap::with_capacity(measured.len());
     for (id, (row, entry)) in measured {
@@ -188,7 +212,7 @@ pub(crate) async fn pinned_context<S: StateStore, B: Bus>(
 
 /// The rows of these orders at `as_of`, computed from their events with their stored inputs.
 async fn measure_from_events<S: StateStore, B: Bus>(
-    call: &Call<'_, S, B>,
+    api: &Arc<QueryApi<S, B>>,
     project_id: i64,
     order_ids: &[i64],
     rules: &Arc<ProjectRules>,
@@ -197,12 +221,11 @@ async fn measure_from_events<S: StateStore, B: Bus>(
 ) -> Result<HashMap<i64, (OrderRow, Entry)>, ApiError> {
     let mut measured = HashMap::with_capacity(order_ids.len());
     for chunk in order_ids.chunks(2_000) {
-        let state = &call.api.state;
+        let state = &api.state;
         let events = state.order_events(project_id, chunk).await?;
         let inputs = inputs(state, project_id, chunk, rules).await?;
         let rules = rules.clone();
-        let rows = call
-            .api
+        let rows = api
             .compute(move || {
                 events
                     .into_iter()
@@ -243,25 +266,41 @@ fn domain_overrides(o: &OrderOverride) -> OrderOverrides {
     OrderOverrides::from_stored(o.is_urgent, o.sla_profile.as_deref(), o.cycle_start, o.cycle_end)
 }
 
-/// `GET /api/orders`: a page of the filtered, sorted orders.
+/// `GET /api/orders`: a page of the filtered, sorted orders (computed once for identical
+/// requests asked at once: `crate::shared`).
 pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Response, ApiError> {
     let limit = call.request.limit(DEFAULT_LIMIT, MAX_LIMIT)? as usize;
-    let (rules, _) = call.api.applied_rules(call.project()?.id).await?;
-    let Query { filters, sort, cursor } = query(call, &rules, true).await?;
-    let context = context(call, cursor.as_ref()).await?;
+    let project = call.project()?.clone();
+    let (rules, _) = call.api.applied_rules(project.id).await?;
+    let query = query(call, &rules, true).await?;
+    let requested = requested_as_of(call, &project).await?;
+    let api = call.api.clone();
+    let answer =
+        call.api.shared.answer(read_key(call, "orders")?, move || async move { page(&api, project, requested, query, limit).await });
+    Ok(ok_bytes(answer.await?))
+}
+
+async fn page<S: StateStore, B: Bus>(
+    api: &Arc<QueryApi<S, B>>,
+    project: Project,
+    requested: Option<Timestamp>,
+    Query { filters, sort, cursor }: Query,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let context = context(api, project, requested, cursor.as_ref()).await?;
     let after = cursor.as_ref().map(|c| c.position);
     let found = {
         let filters = filters.clone();
         context
-            .on_snapshot(call.api, move |snapshot, clocks| {
+            .on_snapshot(api, move |snapshot, clocks| {
                 select::page(snapshot, clocks, &filters, sort, after, limit).into_iter().map(|(e, p)| (e.order_id, p)).collect::<Vec<_>>()
             })
             .await?
     };
     let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
-    let rows = rows_at(call, &context, &ids).await?;
-    let names = call.api.live.names(&call.api.state, context.project.id).await;
-    let overrides = call.api.state.overrides(context.project.id, &ids).await?;
+    let rows = rows_at(api, &context, &ids).await?;
+    let names = api.live.names(&api.state, context.project.id).await;
+    let overrides = api.state.overrides(context.project.id, &ids).await?;
     let orders: Vec<_> =
         ids.iter().filter_map(|id| rows.get(id).map(|row| rows::ListedRow::new(row, &names, Some(overrides.get(id))))).collect();
     let next_cursor = (found.len() == limit)
@@ -275,21 +314,27 @@ pub async fn list<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
         settings_revision: i64,
         as_of: Timestamp,
     }
-    ok_serialized(&Page { orders, next_cursor, sort: sort.name(), settings_revision: context.revision, as_of: context.as_of })
+    json_bytes(&Page { orders, next_cursor, sort: sort.name(), settings_revision: context.revision, as_of: context.as_of })
 }
 
-/// `GET /api/orders/kpis`: figures over every order that matches.
+/// `GET /api/orders/kpis`: figures over every order that matches (computed once for identical
+/// requests asked at once: `crate::shared`).
 pub async fn kpis<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Response, ApiError> {
-    let (rules, _) = call.api.applied_rules(call.project()?.id).await?;
+    let project = call.project()?.clone();
+    let (rules, _) = call.api.applied_rules(project.id).await?;
     let Query { filters, .. } = query(call, &rules, false).await?;
-    let context = context(call, None).await?;
-    let kpis = context.on_snapshot(call.api, move |snapshot, clocks| select::kpis(snapshot.entries(), clocks, &filters)).await?;
-    let kpis = kpis_json(&kpis, &context.rules)?;
-    ok(&json!({
-        "kpis": kpis,
-        "settings_revision": context.revision,
-        "as_of": context.as_of,
-    }))
+    let requested = requested_as_of(call, &project).await?;
+    let api = call.api.clone();
+    let kpis = call.api.shared.answer(read_key(call, "kpis")?, move || async move {
+        let context = context(&api, project, requested, None).await?;
+        let kpis = context.on_snapshot(&api, move |snapshot, clocks| select::kpis(snapshot.entries(), clocks, &filters)).await?;
+        json_bytes(&json!({
+            "kpis": kpis_json(&kpis, &context.rules)?,
+            "settings_revision": context.revision,
+            "as_of": context.as_of,
+        }))
+    });
+    Ok(ok_bytes(kpis.await?))
 }
 
 /// The KPIs as JSON, each cycle with its title from the settings.
@@ -309,7 +354,9 @@ pub(crate) fn kpis_json(kpis: &select::Kpis, rules: &ProjectRules) -> Result<ser
 pub async fn csv<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Response, ApiError> {
     let (rules, _) = call.api.applied_rules(call.project()?.id).await?;
     let Query { filters, sort, .. } = query(call, &rules, false).await?;
-    let context = context(call, None).await?;
+    let project = call.project()?.clone();
+    let requested = requested_as_of(call, &project).await?;
+    let context = context(call.api, project, requested, None).await?;
     let names = rows::Names::load(&call.api.state, context.project.id).await?;
     csv::stream(call.api.clone(), context, filters, sort, names).await
 }
@@ -340,8 +387,12 @@ pub async fn timeline<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Re
 
 /// The stored row of each order measured at `as_of`: from its stored row when its latest event
 /// is not after `as_of`, else from its events.
-async fn rows_at<S: StateStore, B: Bus>(call: &Call<'_, S, B>, context: &Context, ids: &[i64]) -> Result<HashMap<i64, OrderRow>, ApiError> {
-    let stored = call.api.state.order_rows(context.project.id, ids).await?;
+async fn rows_at<S: StateStore, B: Bus>(
+    api: &Arc<QueryApi<S, B>>,
+    context: &Context,
+    ids: &[i64],
+) -> Result<HashMap<i64, OrderRow>, ApiError> {
+    let stored = api.state.order_rows(context.project.id, ids).await?;
     let mut rows = HashMap::with_capacity(ids.len());
     let mut again = Vec::new();
     for id in ids {
@@ -359,7 +410,7 @@ async fn rows_at<S: StateStore, B: Bus>(call: &Call<'_, S, B>, context: &Context
         }
     }
     if !again.is_empty() {
-        let measured = measure_from_events(call, context.project.id, &again, &context.rules, context.revision, context.as_of).await?;
+        let measured = measure_from_events(api, context.project.id, &again, &context.rules, context.revision, context.as_of).await?;
         rows.extend(measured.into_iter().map(|(id, (row, _))| (id, row)));
     }
     Ok(rows)
