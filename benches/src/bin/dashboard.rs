@@ -2,13 +2,17 @@
 //! (one project, kept with `KSA_REPLAY_KEEP`), read by concurrent clients as dashboards read it.
 //!
 //! dashboard --app target/release/keycrm-analytics (--data-dir DIR | --database-url URL)
-//!           [--project replay] [--clients 16] [--requests 320] [--skip-csv]
+//!           [--project replay] [--clients 16] [--requests 320] [--skip-csv] [--distinct]
 //!
 //! It makes an owner and a token with the binary's own commands, starts `run` on 127.0.0.1:0,
 //! times the first read (the index load) and the server's memory, then for each read runs
 //! `--requests` requests spread over `--clients` concurrent clients and prints p50, p95 and
 //! max; then downloads the whole CSV, counting rows per second and sampling the server's
 //! memory meanwhile.
+//!
+//! Identical reads asked at once share one computation on the server. With `--distinct` every
+//! client adds a parameter of its own (`&client=N`, which the server ignores), so no two
+//! clients' reads are identical and each is computed alone: the cost of sixteen different views.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -20,8 +24,7 @@ use ksa_domain::quantile::nearest_rank;
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const USAGE: &str =
-    "usage: dashboard --app PATH (--data-dir DIR | --database-url URL) [--project replay] [--clients 16] [--requests 320] [--skip-csv]";
+const USAGE: &str = "usage: dashboard --app PATH (--data-dir DIR | --database-url URL) [--project replay] [--clients 16] [--requests 320] [--skip-csv] [--distinct]";
 
 struct Options {
     app: PathBuf,
@@ -31,6 +34,7 @@ struct Options {
     clients: usize,
     requests: usize,
     csv: bool,
+    distinct: bool,
 }
 
 impl Options {
@@ -43,11 +47,16 @@ impl Options {
             clients: 16,
             requests: 320,
             csv: true,
+            distinct: false,
         };
         let mut args = args.peekable();
         while let Some(flag) = args.next() {
             if flag == "--skip-csv" {
                 options.csv = false;
+                continue;
+            }
+            if flag == "--distinct" {
+                options.distinct = true;
                 continue;
             }
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -181,8 +190,9 @@ async fn run(options: &Options) -> Fallible<()> {
         let started = Instant::now();
         let per_client = options.requests.div_ceil(options.clients);
         let mut tasks = Vec::new();
-        for _ in 0..options.clients {
-            let (get, path) = (get.clone(), path.clone());
+        for client in 0..options.clients {
+            let path = if options.distinct { format!("{path}&client={client}") } else { path.clone() };
+            let get = get.clone();
             tasks.push(tokio::spawn(async move {
                 let mut times = Vec::with_capacity(per_client);
                 for _ in 0..per_client {
@@ -201,9 +211,10 @@ async fn run(options: &Options) -> Fallible<()> {
         times.sort_unstable();
         let ms = |p| nearest_rank(&times, p).unwrap_or(0) as f64 / 1000.0;
         println!(
-            "{name:<42} {} requests by {} clients: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {:.0} requests/s; server CPU {:.2} ms/request",
+            "{name:<42} {} requests by {} clients{}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {:.0} requests/s; server CPU {:.2} ms/request",
             times.len(),
             options.clients,
+            if options.distinct { " (distinct)" } else { "" },
             ms(50),
             ms(95),
             times.last().copied().unwrap_or(0) as f64 / 1000.0,
