@@ -286,6 +286,8 @@ proptest! {
                 }
                 let mut clocks = Clocks::new(&rules, as_of);
                 let kpis = select::kpis(snapshot.entries(), &mut clocks, &filters);
+                // The same, the index split among threads.
+                prop_assert_eq!(&select::snapshot_kpis(&snapshot, &filters, 1), &kpis, "{} on threads", name);
                 prop_assert_eq!(kpis.count, matching.len() as u64, "{}", name);
                 prop_assert_eq!(kpis.urgent, matching.iter().filter(|r| r.urgency == "urgent").count() as u64);
                 prop_assert_eq!(kpis.pending, matching.iter().filter(|r| r.urgency == "pending").count() as u64);
@@ -335,6 +337,9 @@ proptest! {
         let version = index.version();
         let listing = |index: &ProjectIndex, since| -> Vec<(String, Vec<i64>)> {
             let snapshot = Snapshot::new(index, &past, since, as_of.as_micros());
+            let mut clocks = Clocks::new(&rules, as_of);
+            let kpis = select::kpis(snapshot.entries(), &mut clocks, &Filters::default());
+            assert_eq!(select::snapshot_kpis(&snapshot, &Filters::default(), 1), kpis, "KPIs on threads, the pinned orders included");
             let mut out = Vec::new();
             for key in SORTS {
                 for descending in [false, true] {

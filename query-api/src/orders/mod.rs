@@ -327,7 +327,7 @@ pub async fn kpis<S: StateStore, B: Bus>(call: &Call<'_, S, B>) -> Result<Respon
     let api = call.api.clone();
     let kpis = call.api.shared.answer(read_key(call, "kpis")?, move || async move {
         let context = context(&api, project, requested, None).await?;
-        let kpis = context.on_snapshot(&api, move |snapshot, clocks| select::kpis(snapshot.entries(), clocks, &filters)).await?;
+        let kpis = context.on_snapshot(&api, move |snapshot, _| select::snapshot_kpis(snapshot, &filters, select::KPI_CHUNK)).await?;
         json_bytes(&json!({
             "kpis": kpis_json(&kpis, &context.rules)?,
             "settings_revision": context.revision,

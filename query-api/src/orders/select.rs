@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ksa_domain::ProjectRules;
+use ksa_schemas::Timestamp;
 use ksa_schemas::row::RowSla;
 
 use super::index::{Clocks, Entry, Lane, Lanes, ProjectIndex, Version};
@@ -400,19 +401,76 @@ pub struct SlaKpi {
     pub overdue: u64,
 }
 
+/// The KPIs of every matching order among `entries` at `clocks`' instant.
 pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, filters: &Filters) -> Kpis {
-    let as_of = clocks.as_of().as_micros();
-    let mut kpis = Kpis::default();
-    let mut group_values: BTreeMap<u16, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    let mut cycle_values: BTreeMap<u32, (u64, Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    let mut tally = Tally::default();
     for entry in entries {
-        if !entry.may_match(filters) {
-            continue;
+        tally.add(entry, clocks, filters);
+    }
+    tally.finish()
+}
+
+/// Entries a thread of [`snapshot_kpis`] takes at least.
+pub const KPI_CHUNK: usize = 100_000;
+
+/// [`kpis`] over every entry of `snapshot`, the index's entries split among the machine's
+/// cores (in chunks of at least `min_chunk`): over a million orders, most of the time goes to
+/// walking and measuring entries, which parts of the index can do side by side.
+pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -> Kpis {
+    let (index, as_of) = (snapshot.index, Timestamp::from_micros(snapshot.as_of));
+    let entries = index.entries();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len() / min_chunk.max(1)).max(1);
+    let chunk = entries.len().div_ceil(threads).max(1);
+    let tally_of = &|entries: &[Entry]| {
+        let mut clocks = Clocks::new(&index.rules, as_of);
+        let mut tally = Tally::default();
+        for entry in entries.iter().filter(|e| e.last <= snapshot.as_of && !snapshot.pinned.contains_key(&e.order_id)) {
+            tally.add(entry, &mut clocks, filters);
         }
+        tally
+    };
+    let mut tally = std::thread::scope(|scope| {
+        let mut parts = entries.chunks(chunk);
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts.map(|part| scope.spawn(move || tally_of(part))).collect();
+        let mut tally = tally_of(first);
+        for other in others {
+            match other.join() {
+                Ok(other) => tally.merge(other),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        tally
+    });
+    let mut clocks = Clocks::new(&index.rules, as_of);
+    for entry in snapshot.pinned.values().flatten() {
+        tally.add(entry, &mut clocks, filters);
+    }
+    tally.finish()
+}
+
+/// The KPIs of some orders, before their statistics: counts, and each group's and cycle's
+/// times.
+#[derive(Default)]
+struct Tally {
+    kpis: Kpis,
+    /// Per group: working and wall times of the orders that visited it.
+    groups: BTreeMap<u16, (Vec<i64>, Vec<i64>)>,
+    /// Per cycle: how many are open, and the done ones' working and wall times.
+    cycles: BTreeMap<u32, (u64, Vec<i64>, Vec<i64>)>,
+}
+
+impl Tally {
+    fn add(&mut self, entry: &Entry, clocks: &mut Clocks, filters: &Filters) {
+        if !entry.may_match(filters) {
+            return;
+        }
+        let as_of = clocks.as_of().as_micros();
         let measured = Measured::measure(entry, clocks);
         if !measured.matches(filters, as_of) {
-            continue;
+            return;
         }
+        let kpis = &mut self.kpis;
         kpis.count += 1;
         match entry.urgency {
             2 => kpis.urgent += 1,
@@ -426,13 +484,13 @@ pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, f
             if let Some((working, wall, visits)) = measured.group(g.group_id)
                 && visits > 0
             {
-                let values = group_values.entry(g.group_id).or_default();
+                let values = self.groups.entry(g.group_id).or_default();
                 values.0.push(working);
                 values.1.push(wall);
             }
         }
         for c in entry.cycles.iter() {
-            let values = cycle_values.entry(c.cycle_id).or_default();
+            let values = self.cycles.entry(c.cycle_id).or_default();
             if c.open {
                 values.0 += 1;
             } else {
@@ -450,19 +508,51 @@ pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, f
             kpis.sla.overdue += 1;
         }
     }
-    for (group, (working, wall)) in group_values {
-        kpis.groups.insert(group, GroupKpi { orders: working.len() as u64, working_seconds: stats(working), wall_seconds: stats(wall) });
+
+    fn merge(&mut self, other: Tally) {
+        let (kpis, more) = (&mut self.kpis, other.kpis);
+        kpis.count += more.count;
+        kpis.urgent += more.urgent;
+        kpis.normal += more.normal;
+        kpis.pending += more.pending;
+        kpis.open += more.open;
+        kpis.sla.ok += more.sla.ok;
+        kpis.sla.near += more.sla.near;
+        kpis.sla.over += more.sla.over;
+        kpis.sla.none += more.sla.none;
+        kpis.sla.overdue += more.sla.overdue;
+        for (group, (working, wall)) in other.groups {
+            let values = self.groups.entry(group).or_default();
+            values.0.extend(working);
+            values.1.extend(wall);
+        }
+        for (cycle, (open, working, wall)) in other.cycles {
+            let values = self.cycles.entry(cycle).or_default();
+            values.0 += open;
+            values.1.extend(working);
+            values.2.extend(wall);
+        }
     }
-    for (cycle, (open, working, wall)) in cycle_values {
-        kpis.cycles
-            .insert(cycle, CycleKpi { completed: working.len() as u64, open, working_seconds: stats(working), wall_seconds: stats(wall) });
+
+    fn finish(self) -> Kpis {
+        let mut kpis = self.kpis;
+        for (group, (working, wall)) in self.groups {
+            kpis.groups
+                .insert(group, GroupKpi { orders: working.len() as u64, working_seconds: stats(working), wall_seconds: stats(wall) });
+        }
+        for (cycle, (open, working, wall)) in self.cycles {
+            kpis.cycles.insert(
+                cycle,
+                CycleKpi { completed: working.len() as u64, open, working_seconds: stats(working), wall_seconds: stats(wall) },
+            );
+        }
+        let share = |n: u64| (kpis.count > 0).then(|| n as f64 / kpis.count as f64);
+        kpis.sla.share_ok = share(kpis.sla.ok);
+        kpis.sla.share_near = share(kpis.sla.near);
+        kpis.sla.share_over = share(kpis.sla.over);
+        kpis.sla.share_none = share(kpis.sla.none);
+        kpis
     }
-    let share = |n: u64| (kpis.count > 0).then(|| n as f64 / kpis.count as f64);
-    kpis.sla.share_ok = share(kpis.sla.ok);
-    kpis.sla.share_near = share(kpis.sla.near);
-    kpis.sla.share_over = share(kpis.sla.over);
-    kpis.sla.share_none = share(kpis.sla.none);
-    kpis
 }
 
 #[cfg(test)]

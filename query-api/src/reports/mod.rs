@@ -130,7 +130,7 @@ async fn custom<S: StateStore, B: Bus>(call: &Call<'_, S, B>, cursor: Option<&Cu
     let (table, kpis) = context
         .on_snapshot(call.api, move |snapshot, clocks| {
             let table = build::custom(snapshot, clocks, &filters, &names, &groups);
-            (table, orders::select::kpis(snapshot.entries(), clocks, &filters))
+            (table, orders::select::snapshot_kpis(snapshot, &filters, orders::select::KPI_CHUNK))
         })
         .await?;
     let tz = context.rules.settings.timezone;
