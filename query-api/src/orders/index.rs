@@ -95,6 +95,46 @@ pub struct Entry {
     pub event_count: u32,
 }
 
+/// What of an entry does not change with time, in a few bytes: a walk over every order of a
+/// project tests these, kept side by side, and reads the whole entry only of those that may
+/// match (a tenth of a million orders' entries is a fifth of the memory to stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub order_id: i64,
+    pub status_id: i64,
+    pub started_at: i64,
+    /// Its latest event.
+    pub last: i64,
+    pub group_id: u16,
+    pub urgency: u8,
+    pub open: bool,
+}
+
+impl Key {
+    pub fn of(entry: &Entry) -> Key {
+        Key {
+            order_id: entry.order_id,
+            status_id: entry.status_id,
+            started_at: entry.started_at,
+            last: entry.last,
+            group_id: entry.group_id,
+            urgency: entry.urgency,
+            open: entry.open,
+        }
+    }
+
+    /// [`Entry::may_match`].
+    pub fn may_match(&self, filters: &super::params::Filters) -> bool {
+        filters.created.contains(self.started_at)
+            && filters.changed.contains(self.last)
+            && filters.q.is_none_or(|q| q.matches(self.order_id))
+            && filters.groups.as_ref().is_none_or(|g| g.contains(&self.group_id))
+            && filters.statuses.as_ref().is_none_or(|s| s.contains(&self.status_id))
+            && filters.urgency.is_none_or(|u| u == self.urgency)
+            && filters.open.is_none_or(|open| open == self.open)
+    }
+}
+
 /// Where an order's urgency comes from, as one short text (the CSV's column).
 pub fn source_label(source: &UrgencySource) -> String {
     match source {
@@ -159,13 +199,7 @@ impl Entry {
     /// Whether the order can match `filters` at all, by what does not change with time (a
     /// cheap test before measuring it).
     pub fn may_match(&self, filters: &super::params::Filters) -> bool {
-        filters.created.contains(self.started_at)
-            && filters.changed.contains(self.last)
-            && filters.q.is_none_or(|q| q.matches(self.order_id))
-            && filters.groups.as_ref().is_none_or(|g| g.contains(&self.group_id))
-            && filters.statuses.as_ref().is_none_or(|s| s.contains(&self.status_id))
-            && filters.urgency.is_none_or(|u| u == self.urgency)
-            && filters.open.is_none_or(|open| open == self.open)
+        Key::of(self).may_match(filters)
     }
 
     /// Whether `other` is this order at the same or a later version (and replaces it).
@@ -288,6 +322,8 @@ pub struct ProjectIndex {
     /// change added. At most [`HISTORY`].
     history: std::collections::VecDeque<(u64, i64, Option<Entry>)>,
     entries: Vec<Entry>,
+    /// The entries' [`Key`]s, at the same positions.
+    keys: Vec<Key>,
     /// Order id → position in `entries`; in id order, it is also the sort by id.
     positions: BTreeMap<i64, usize>,
     pub changed: BTreeSet<(i64, i64)>,
@@ -309,6 +345,7 @@ impl ProjectIndex {
             version: Version { generation: random_generation(), changes: 0 },
             history: std::collections::VecDeque::new(),
             entries: Vec::new(),
+            keys: Vec::new(),
             positions: BTreeMap::new(),
             changed: BTreeSet::new(),
             created: BTreeSet::new(),
@@ -321,6 +358,11 @@ impl ProjectIndex {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// The entries' keys, at the entries' positions.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
     }
 
     pub fn get(&self, order_id: i64) -> Option<&Entry> {
@@ -344,6 +386,7 @@ impl ProjectIndex {
         let replaced = match self.positions.get(&row.order_id) {
             Some(&i) if self.entries[i].replaced_by(&entry) => {
                 self.unkey(i);
+                self.keys[i] = Key::of(&entry);
                 let old = std::mem::replace(&mut self.entries[i], entry);
                 self.key(i);
                 Some(old)
@@ -351,6 +394,7 @@ impl ProjectIndex {
             Some(_) => return,
             None => {
                 self.positions.insert(row.order_id, self.entries.len());
+                self.keys.push(Key::of(&entry));
                 self.entries.push(entry);
                 self.key(self.entries.len() - 1);
                 None

@@ -8,7 +8,7 @@ use ksa_domain::ProjectRules;
 use ksa_schemas::Timestamp;
 use ksa_schemas::row::RowSla;
 
-use super::index::{Clocks, Entry, Lane, Lanes, ProjectIndex, Version};
+use super::index::{Clocks, Entry, GroupTotals, Key, Lane, Lanes, ProjectIndex, Version};
 use super::params::{Filters, Position, Sort, SortKey};
 
 /// The state reached by `as_of` from crossing instants alone (none before near).
@@ -81,8 +81,14 @@ impl Measured<'_> {
     /// A group's working and wall time at `as_of` and its visits; `None` when never visited.
     pub fn group(&self, group_id: u16) -> Option<(i64, i64, u32)> {
         let g = self.entry.groups.iter().find(|g| g.group_id == group_id)?;
-        let current = self.entry.open && self.entry.group_id == group_id;
-        Some(if current { (g.working + self.growth, g.wall + self.wall_growth, g.visits) } else { (g.working, g.wall, g.visits) })
+        let (working, wall) = self.group_totals(g);
+        Some((working, wall, g.visits))
+    }
+
+    /// The working and wall time at `as_of` of one of the entry's groups.
+    pub fn group_totals(&self, g: &GroupTotals) -> (i64, i64) {
+        let current = self.entry.open && self.entry.group_id == g.group_id;
+        if current { (g.working + self.growth, g.wall + self.wall_growth) } else { (g.working, g.wall) }
     }
 
     pub fn matches(&self, filters: &Filters, as_of: i64) -> bool {
@@ -336,25 +342,74 @@ fn seconds(micros: i64) -> f64 {
     micros as f64 / 1_000_000.0
 }
 
-/// The statistics of `values`, picking the quantiles by selection rather than sorting (the
-/// same values [`nearest_rank`] gives on the sorted list).
+/// The statistics of `values`, picking the quantiles without sorting (the same values
+/// [`nearest_rank`] gives on the sorted list).
 pub fn stats(mut values: Vec<i64>) -> Stats {
     let count = values.len();
     let sum: i64 = values.iter().sum();
-    let mut from = 0;
-    let mut pick = |percent: u32| -> Option<f64> {
-        if count == 0 {
-            return None;
-        }
-        let index = ksa_domain::quantile::rank(count, percent) - 1;
-        // Quantiles are picked in increasing order: everything left of `from` is no greater.
-        let (_, value, _) = values[from..].select_nth_unstable(index - from);
-        let value = *value;
-        from = index;
-        Some(seconds(value))
+    let [median, p90, p95] = match count {
+        0 => [None; 3],
+        _ => at_ranks(&mut values, [50, 90, 95].map(|percent| ksa_domain::quantile::rank(count, percent))).map(|v| Some(seconds(v))),
     };
-    let (median, p90, p95) = (pick(50), pick(90), pick(95));
     Stats { count: count as u64, sum: seconds(sum), mean: (count > 0).then(|| seconds(sum) / count as f64), median, p90, p95 }
+}
+
+/// Below this many values, quantiles are picked by selection alone.
+const BUCKETED: usize = 4_096;
+
+/// The values at `ranks` (1-based, ascending, within `values.len()`) of `values` sorted. Over
+/// many values, one pass counts them into 65,536 buckets of their range and a second keeps only
+/// the few buckets the ranks fall in, to select from: about twice as fast as selecting over a
+/// million values, and never slower than it (a bucket holding most values is one selection).
+fn at_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
+    if values.len() < BUCKETED {
+        return select_ranks(values, ranks);
+    }
+    let (min, max) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    // The exact distance from the least value, whatever their signs.
+    let width = max.wrapping_sub(min) as u64;
+    let shift = (u64::BITS - width.leading_zeros()).saturating_sub(16);
+    let bucket = |v: i64| (v.wrapping_sub(min) as u64 >> shift) as usize;
+    let mut counts = vec![0u32; (width >> shift) as usize + 1];
+    for v in values.iter() {
+        counts[bucket(*v)] += 1;
+    }
+    // Each rank's bucket, and its rank within the bucket.
+    let mut wanted = [(0usize, 0usize); 3];
+    let (mut below, mut b) = (0usize, 0usize);
+    for (i, rank) in ranks.into_iter().enumerate() {
+        while below + (counts[b] as usize) < rank {
+            below += counts[b] as usize;
+            b += 1;
+        }
+        wanted[i] = (b, rank - below);
+    }
+    let mut kept: [Vec<i64>; 3] = Default::default();
+    for v in values.iter() {
+        let b = bucket(*v);
+        // Ranks are ascending: a bucket is kept once, by the first rank in it.
+        if let Some(i) = wanted.iter().position(|(w, _)| *w == b) {
+            kept[i].push(*v);
+        }
+    }
+    let mut out = [0; 3];
+    for i in 0..3 {
+        let first = wanted.iter().position(|(w, _)| *w == wanted[i].0).unwrap_or(i);
+        let (_, value, _) = kept[first].select_nth_unstable(wanted[i].1 - 1);
+        out[i] = *value;
+    }
+    out
+}
+
+/// [`at_ranks`] by selection: each rank in increasing order, everything left of the last one
+/// being no greater.
+fn select_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
+    let mut from = 0;
+    ranks.map(|rank| {
+        let (_, value, _) = values[from..].select_nth_unstable(rank - 1 - from);
+        from = rank - 1;
+        *value
+    })
 }
 
 /// The KPIs of every matching order at `as_of`.
@@ -418,19 +473,22 @@ pub const KPI_CHUNK: usize = 100_000;
 /// walking and measuring entries, which parts of the index can do side by side.
 pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -> Kpis {
     let (index, as_of) = (snapshot.index, Timestamp::from_micros(snapshot.as_of));
-    let entries = index.entries();
+    let (entries, keys) = (index.entries(), index.keys());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len() / min_chunk.max(1)).max(1);
     let chunk = entries.len().div_ceil(threads).max(1);
-    let tally_of = &|entries: &[Entry]| {
+    // The keys first: the entry of an order that cannot match is never read.
+    let tally_of = &|(keys, entries): (&[Key], &[Entry])| {
         let mut clocks = Clocks::new(&index.rules, as_of);
         let mut tally = Tally::default();
-        for entry in entries.iter().filter(|e| e.last <= snapshot.as_of && !snapshot.pinned.contains_key(&e.order_id)) {
-            tally.add(entry, &mut clocks, filters);
+        for (key, entry) in keys.iter().zip(entries) {
+            if key.last <= snapshot.as_of && key.may_match(filters) && !snapshot.pinned.contains_key(&key.order_id) {
+                tally.add(entry, &mut clocks, filters);
+            }
         }
         tally
     };
     let mut tally = std::thread::scope(|scope| {
-        let mut parts = entries.chunks(chunk);
+        let mut parts = keys.chunks(chunk).zip(entries.chunks(chunk));
         let first = parts.next().unwrap_or_default();
         let others: Vec<_> = parts.map(|part| scope.spawn(move || tally_of(part))).collect();
         let mut tally = tally_of(first);
@@ -480,14 +538,11 @@ impl Tally {
         if entry.open {
             kpis.open += 1;
         }
-        for g in entry.groups.iter() {
-            if let Some((working, wall, visits)) = measured.group(g.group_id)
-                && visits > 0
-            {
-                let values = self.groups.entry(g.group_id).or_default();
-                values.0.push(working);
-                values.1.push(wall);
-            }
+        for g in entry.groups.iter().filter(|g| g.visits > 0) {
+            let (working, wall) = measured.group_totals(g);
+            let values = self.groups.entry(g.group_id).or_default();
+            values.0.push(working);
+            values.1.push(wall);
         }
         for c in entry.cycles.iter() {
             let values = self.cycles.entry(c.cycle_id).or_default();
@@ -567,9 +622,42 @@ mod tests {
     }
 
     #[test]
+    fn bucketed_quantiles_equal_the_sorted_ones_whatever_the_spread() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 11
+        };
+        let spreads: [(&str, Box<dyn Fn(u64) -> i64>); 5] = [
+            ("long tail", Box::new(|r| ((r % 1_000_000) as f64 / 1e6).powi(8).mul_add(3.0e12, 0.0) as i64)),
+            ("one value", Box::new(|_| 42)),
+            ("mostly zero", Box::new(|r| if r % 10 < 8 { 0 } else { (r % 100_000) as i64 })),
+            (
+                "both signs, extreme",
+                Box::new(|r| match r % 3 {
+                    0 => i64::MIN,
+                    1 => i64::MAX,
+                    _ => (r as i64) - (1 << 52),
+                }),
+            ),
+            ("narrow", Box::new(|r| 1_000_000 + (r % 7) as i64)),
+        ];
+        for (name, spread) in spreads {
+            for n in [4_096usize, 4_097, 50_000] {
+                let values: Vec<i64> = (0..n).map(|_| spread(next())).collect();
+                let mut sorted = values.clone();
+                sorted.sort_unstable();
+                let ranks = [50, 90, 95].map(|p| ksa_domain::quantile::rank(n, p));
+                let mut picked = values.clone();
+                assert_eq!(at_ranks(&mut picked, ranks), ranks.map(|r| sorted[r - 1]), "{name}, {n} values");
+            }
+        }
+    }
+
+    #[test]
     fn selected_quantiles_equal_the_sorted_ones() {
         let mut seed = 7u64;
-        for n in [1usize, 2, 3, 10, 99, 1000] {
+        for n in [1usize, 2, 3, 10, 99, 1000, 5_000, 70_000] {
             let values: Vec<i64> = (0..n)
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
