@@ -214,12 +214,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// Records are appended in offset order, so the old enough ones come first: each step looks
+    /// at the next `DELETES_PER_STATEMENT` records only and deletes those old enough, and the
+    /// first step that finds a younger one is the last. (Filtering the whole range on
+    /// `appended_at` instead made every pass read every record kept, a full day's log, once a
+    /// minute: a quarter of a core on a log of millions.)
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
         self.delete_in_steps(|| {
             sqlx::query(
-                "DELETE FROM bus_log WHERE topic = ?1 AND partition_no = ?2 AND record_offset IN ( \
+                "DELETE FROM bus_log WHERE topic = ?1 AND partition_no = ?2 AND appended_at < ?4 AND record_offset IN ( \
                      SELECT record_offset FROM bus_log \
-                     WHERE topic = ?1 AND partition_no = ?2 AND record_offset <= ?3 AND appended_at < ?4 \
+                     WHERE topic = ?1 AND partition_no = ?2 AND record_offset <= ?3 \
                      ORDER BY record_offset LIMIT ?5)",
             )
             .bind(topic)
