@@ -172,16 +172,23 @@ async fn reads_judge_orders_by_the_urgency_the_enricher_found_and_by_overrides()
 /// One listing, page by page (`limit=7`), while webhooks keep arriving (changes of listed
 /// orders and new orders, as KeyCRM sends them: now): no order that existed at the first page
 /// is skipped or repeated, with stable and time-driven sorts alike.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paging_while_webhooks_arrive_neither_skips_nor_repeats() {
+/// Project `p1` with `orders` simulated orders posted and processed: the instance, the server,
+/// a client, the log posted and the project's webhook URL.
+async fn simulated_p1(orders: u64) -> (Instance, Server, reqwest::Client, WebhookLog, String) {
     let instance = Instance::sqlite();
     let project = instance.add_project("p1", &[]);
-    let log = WebhookLog::simulate(&instance.ws, "p1", 120);
+    let log = WebhookLog::simulate(&instance.ws, "p1", orders);
     let http = client();
     let server = instance.start();
     let url = server.webhook_url(&project);
     assert_all_taken(&log.post_all(&http, &url, 8).await);
     wait_until_processed(&http, &server, "p1", log.expected()).await;
+    (instance, server, http, log, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_while_webhooks_arrive_neither_skips_nor_repeats() {
+    let (_instance, server, http, _log, url) = simulated_p1(120).await;
     let before: Vec<i64> = ids(&list_all_orders(&http, &server, "p1", "").await).into_iter().collect();
 
     for (round, sort) in ["-changed", "-working", "wall", "created"].into_iter().enumerate() {
@@ -228,14 +235,7 @@ async fn paging_while_webhooks_arrive_neither_skips_nor_repeats() {
 /// request was sent, and an order processed before a read is in its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_reads_at_once_each_answer_as_of_after_they_were_asked() {
-    let instance = Instance::sqlite();
-    let project = instance.add_project("p1", &[]);
-    let log = WebhookLog::simulate(&instance.ws, "p1", 200);
-    let http = client();
-    let server = instance.start();
-    let url = server.webhook_url(&project);
-    assert_all_taken(&log.post_all(&http, &url, 8).await);
-    wait_until_processed(&http, &server, "p1", log.expected()).await;
+    let (_instance, server, http, log, url) = simulated_p1(200).await;
     let orders = list_all_orders(&http, &server, "p1", "").await.len() as u64;
     assert!(orders > 100, "{orders} orders listed");
 

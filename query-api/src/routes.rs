@@ -434,11 +434,6 @@ pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
-/// 200 with a body written straight from `body`.
-pub fn ok_serialized<T: serde::Serialize>(body: &T) -> Result<Response, ApiError> {
-    Ok(warp::reply::with_status(warp::reply::json(body), StatusCode::OK).into_response())
-}
-
 /// `body` as JSON, for an answer built once and sent to several callers ([`ok_bytes`]).
 pub fn json_bytes<T: serde::Serialize>(body: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(body).map(Bytes::from).map_err(|e| ApiError::internal(format!("an answer could not be written: {e}")))

@@ -128,6 +128,17 @@ mod tests {
         }
     }
 
+    /// A read of `key` by a counted computation, spawned.
+    fn read(
+        shared: &Shared,
+        key: &'static str,
+        runs: &Arc<AtomicUsize>,
+        gate: &watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<Result<Bytes, ApiError>> {
+        let (shared, compute) = (shared.clone(), counted(runs, gate));
+        tokio::spawn(async move { shared.answer(key.into(), compute).await })
+    }
+
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -137,19 +148,11 @@ mod tests {
         let shared = Shared::default();
         let runs = Arc::new(AtomicUsize::new(0));
         let (open, gate) = watch::channel(false);
-        let first = tokio::spawn({
-            let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-            async move { shared.answer("kpis".into(), compute).await }
-        });
+        let first = read(&shared, "kpis", &runs, &gate);
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Five identical reads while the first runs: they must not take its answer.
-        let later: Vec<_> = (0..5)
-            .map(|_| {
-                let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-                tokio::spawn(async move { shared.answer("kpis".into(), compute).await })
-            })
-            .collect();
+        let later: Vec<_> = (0..5).map(|_| read(&shared, "kpis", &runs, &gate)).collect();
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the next computation starts only when the running one ends");
         open.send_replace(true);
@@ -166,13 +169,7 @@ mod tests {
         let shared = Shared::default();
         let runs = Arc::new(AtomicUsize::new(0));
         let (open, gate) = watch::channel(false);
-        let reads: Vec<_> = ["a", "b", "c"]
-            .into_iter()
-            .map(|key| {
-                let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-                tokio::spawn(async move { shared.answer(key.into(), compute).await })
-            })
-            .collect();
+        let reads: Vec<_> = ["a", "b", "c"].into_iter().map(|key| read(&shared, key, &runs, &gate)).collect();
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 3, "three keys, three computations at once");
         open.send_replace(true);
@@ -186,19 +183,10 @@ mod tests {
         let shared = Shared::default();
         let runs = Arc::new(AtomicUsize::new(0));
         let (open, gate) = watch::channel(false);
-        let leaver = tokio::spawn({
-            let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-            async move { shared.answer("page".into(), compute).await }
-        });
+        let leaver = read(&shared, "page", &runs, &gate);
         settle().await;
-        let stayer = tokio::spawn({
-            let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-            async move { shared.answer("page".into(), compute).await }
-        });
-        let joiner = tokio::spawn({
-            let (shared, compute) = (shared.clone(), counted(&runs, &gate));
-            async move { shared.answer("page".into(), compute).await }
-        });
+        let stayer = read(&shared, "page", &runs, &gate);
+        let joiner = read(&shared, "page", &runs, &gate);
         settle().await;
         leaver.abort();
         stayer.abort();

@@ -482,7 +482,7 @@ pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -
         let mut tally = Tally::default();
         for (key, entry) in keys.iter().zip(entries) {
             if key.last <= snapshot.as_of && key.may_match(filters) && !snapshot.pinned.contains_key(&key.order_id) {
-                tally.add(entry, &mut clocks, filters);
+                tally.add_may_match(entry, &mut clocks, filters);
             }
         }
         tally
@@ -520,9 +520,13 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, entry: &Entry, clocks: &mut Clocks, filters: &Filters) {
-        if !entry.may_match(filters) {
-            return;
+        if entry.may_match(filters) {
+            self.add_may_match(entry, clocks, filters);
         }
+    }
+
+    /// [`Tally::add`] of an entry already known to pass [`Entry::may_match`].
+    fn add_may_match(&mut self, entry: &Entry, clocks: &mut Clocks, filters: &Filters) {
         let as_of = clocks.as_of().as_micros();
         let measured = Measured::measure(entry, clocks);
         if !measured.matches(filters, as_of) {
