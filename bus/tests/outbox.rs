@@ -48,6 +48,7 @@ ksa_testkit::on_both_databases!(
     read_waits_for_an_append_and_wakes_with_it,
     read_returns_nothing_once_the_wait_runs_out_without_appends,
     truncate_deletes_only_consumed_old_enough_records_and_offsets_keep_increasing,
+    truncate_of_a_long_log_goes_in_steps_and_stops_at_the_first_younger_record,
     database_error_fails_every_waiting_append_with_unavailable_and_writes_nothing,
     closed_pool_makes_appends_reads_and_truncates_unavailable,
     shutdown_answers_queued_appends_then_refuses_new_ones,
@@ -365,6 +366,27 @@ async fn truncate_deletes_only_consumed_old_enough_records_and_offsets_keep_incr
     assert_eq!(later, [AppendOutcome::Appended { partition: p, offset: 6 }, AppendOutcome::Duplicate]);
     assert_eq!(read_all(&bus, STATUS_EVENTS, p).await.iter().map(|r| r.offset).collect::<Vec<_>>(), [6]);
     assert_eq!(db.scalar("SELECT count(*) FROM bus_idempotency").await, 6);
+}
+
+/// Retention deletes a few thousand records per statement: a log longer than that goes in
+/// several steps, and the records appended at or after the horizon stay.
+async fn truncate_of_a_long_log_goes_in_steps_and_stops_at_the_first_younger_record(db: Db) {
+    let bus = db.outbox(config()).await;
+    let key = "3:20";
+    let p = partition_for(key, PARTITIONS);
+    let append = |from: usize, to: usize| bus.append(STATUS_EVENTS, (from..to).map(|i| record(key, &format!("r{i}"))).collect());
+    for from in (0..12_000).step_by(2_000) {
+        append(from, from + 2_000).await.expect("append");
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    append(12_000, 12_010).await.expect("append");
+    let appended = read_all(&bus, STATUS_EVENTS, p).await;
+    let younger = appended[12_000].appended_at;
+    assert!(appended[..12_000].iter().all(|r| r.appended_at < younger), "the last ten were appended later");
+
+    assert_eq!(bus.truncate(STATUS_EVENTS, p, 12_010, younger).await.expect("truncate"), 12_000, "three steps and a short one");
+    let left = read_all(&bus, STATUS_EVENTS, p).await;
+    assert_eq!(left.iter().map(|r| r.offset).collect::<Vec<_>>(), (12_001..=12_010).collect::<Vec<_>>());
 }
 
 async fn database_error_fails_every_waiting_append_with_unavailable_and_writes_nothing(db: Db) {

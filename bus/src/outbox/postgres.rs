@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
 use super::batch::{Batch, LogRow};
-use super::{Core, Shared, Store, outbox_handle};
+use super::{Core, DELETES_PER_STATEMENT, Shared, Store, delete_in_steps, outbox_handle};
 use crate::{AppendOutcome, BusError, OutboxConfig, Record};
 
 /// The channel every append transaction notifies, with payload `topic:partition`.
@@ -168,18 +168,26 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    /// In steps of the oldest records (see [`delete_in_steps`]).
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(
-            "DELETE FROM bus_log WHERE topic = $1 AND partition_no = $2 AND record_offset <= $3 \
-             AND EXTRACT(EPOCH FROM appended_at) * 1000000 < $4::bigint",
-        )
-        .bind(topic)
-        .bind(i64::from(partition))
-        .bind(through)
-        .bind(appended_before.as_micros())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        delete_in_steps(|| async {
+            let done = sqlx::query(
+                "DELETE FROM bus_log WHERE topic = $1 AND partition_no = $2 \
+                 AND EXTRACT(EPOCH FROM appended_at) * 1000000 < $4::bigint AND record_offset IN ( \
+                     SELECT record_offset FROM bus_log \
+                     WHERE topic = $1 AND partition_no = $2 AND record_offset <= $3 \
+                     ORDER BY record_offset LIMIT $5)",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .bind(through)
+            .bind(appended_before.as_micros())
+            .bind(DELETES_PER_STATEMENT)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 }
 

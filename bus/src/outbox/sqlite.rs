@@ -10,16 +10,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::batch::{Batch, Claim, LogRow};
-use super::{Core, Store, outbox_handle};
+use super::{Core, DELETES_PER_STATEMENT, Store, delete_in_steps, outbox_handle};
 use crate::{AppendOutcome, BusError, OutboxConfig, Record};
 
 /// Idempotency keys per INSERT: 2 bind variables each, well under SQLite's 32766.
 const CLAIMS_PER_STATEMENT: usize = 2000;
 /// Records per INSERT into `bus_log`: 5 bind variables each.
 const ROWS_PER_STATEMENT: usize = 1000;
-/// Records deleted per statement by `truncate`, so that no write transaction holds the
-/// database for long.
-const DELETES_PER_STATEMENT: i64 = 5000;
 
 /// How long a writer of the bus file waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -201,8 +198,9 @@ impl Store for SqliteStore {
     }
 
     async fn forget_keys(&self, topic: &str, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
-        self.delete_in_steps(|| {
-            sqlx::query(
+        delete_in_steps(|| async {
+            let _turn = self.gate.lock().await;
+            let done = sqlx::query(
                 "DELETE FROM bus_idempotency WHERE (topic, idempotency_key) IN ( \
                      SELECT topic, idempotency_key FROM bus_idempotency WHERE topic = ?1 AND appended_at < ?2 LIMIT ?3)",
             )
@@ -210,18 +208,18 @@ impl Store for SqliteStore {
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
             .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         })
         .await
     }
 
-    /// Records are appended in offset order, so the old enough ones come first: each step looks
-    /// at the next `DELETES_PER_STATEMENT` records only and deletes those old enough, and the
-    /// first step that finds a younger one is the last. (Filtering the whole range on
-    /// `appended_at` instead made every pass read every record kept, a full day's log, once a
-    /// minute: a quarter of a core on a log of millions.)
+    /// In steps of the oldest records (see [`delete_in_steps`]), each at the writers' gate, so
+    /// appends never wait long.
     async fn truncate(&self, topic: &str, partition: u32, through: i64, appended_before: Timestamp) -> Result<u64, sqlx::Error> {
-        self.delete_in_steps(|| {
-            sqlx::query(
+        delete_in_steps(|| async {
+            let _turn = self.gate.lock().await;
+            let done = sqlx::query(
                 "DELETE FROM bus_log WHERE topic = ?1 AND partition_no = ?2 AND appended_at < ?4 AND record_offset IN ( \
                      SELECT record_offset FROM bus_log \
                      WHERE topic = ?1 AND partition_no = ?2 AND record_offset <= ?3 \
@@ -233,28 +231,10 @@ impl Store for SqliteStore {
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
             .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         })
         .await
-    }
-}
-
-impl SqliteStore {
-    /// Runs `step`, a delete of at most `DELETES_PER_STATEMENT` rows, until it deletes fewer:
-    /// each at the writers' gate, so appends never wait long. Returns how many went.
-    async fn delete_in_steps<F, Fut>(&self, step: F) -> Result<u64, sqlx::Error>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>>,
-    {
-        let mut deleted = 0;
-        loop {
-            let _turn = self.gate.lock().await;
-            let done = step().await?.rows_affected();
-            deleted += done;
-            if done < DELETES_PER_STATEMENT as u64 {
-                return Ok(deleted);
-            }
-        }
     }
 }
 
