@@ -196,11 +196,24 @@ pub struct IdPrefix {
 }
 
 impl IdPrefix {
-    /// True when the decimal digits of `id` start with these.
+    /// True when the decimal digits of `id` start with these: `id` lies in
+    /// `[value·10ᵏ, (value + 1)·10ᵏ)` for `k` its digits beyond the prefix's (a multiplication,
+    /// as a walk over a million ids tests each).
     pub fn matches(self, id: i64) -> bool {
+        const POW10: [u64; 20] = {
+            let mut table = [1u64; 20];
+            let mut i = 1;
+            while i < 20 {
+                table[i] = table[i - 1] * 10;
+                i += 1;
+            }
+            table
+        };
         let Ok(id) = u64::try_from(id) else { return false };
         let digits = id.checked_ilog10().map_or(1, |l| l + 1);
-        digits >= self.digits && id / 10u64.pow(digits - self.digits) == self.value
+        let Some(beyond) = digits.checked_sub(self.digits) else { return false };
+        let scale = POW10[beyond as usize];
+        self.value.checked_mul(scale).is_some_and(|low| id >= low && id - low < scale)
     }
 }
 
@@ -320,5 +333,12 @@ mod tests {
         assert!(!prefix("23").matches(123));
         assert!(!prefix("07").matches(7) && !prefix("07").matches(71));
         assert!(prefix("9").matches(9) && prefix("1").matches(10));
+        assert!(!prefix("5").matches(-5) && prefix("9223372036854775807").matches(i64::MAX));
+        let ids = [0i64, 1, 5, 9, 10, 49, 50, 59, 60, 499, 500, 599, 5_000, 50_999, 51_000, 599_999, 600_000, 1_000_000, i64::MAX];
+        for text in ["0", "5", "50", "59", "05", "500", "5999", "6", "1000000", "92233720368547758"] {
+            for id in ids {
+                assert_eq!(prefix(text).matches(id), id.to_string().starts_with(text), "{text} against {id}");
+            }
+        }
     }
 }
