@@ -253,6 +253,7 @@ proptest! {
         for as_of in instants(&stored_rows, pick, later) {
             let (index, past) = index_at(&orders, &rules, as_of);
             let snapshot = Snapshot::new(&index, &past, None, as_of.as_micros());
+            let walking = Snapshot { few_overdue: 0, ..Snapshot::new(&index, &past, None, as_of.as_micros()) };
             let expected: Vec<OrderRow> = orders.iter().filter_map(|o| analyzed(o, &rules, as_of)).collect();
             for (name, filters, predicate) in table(&expected, pick) {
                 let matching: Vec<&OrderRow> = expected.iter().filter(|r| predicate(r)).collect();
@@ -270,6 +271,14 @@ proptest! {
                             .map(|(_, p)| (p.value, p.order_id))
                             .collect();
                         prop_assert_eq!(&listed, &wanted, "{} sorted by {} at {}", name, sort.name(), as_of);
+                        if filters.overdue {
+                            // The same by walking the index, as when many orders are overdue.
+                            let walked: Vec<(i64, i64)> = select::page(&walking, &mut clocks, &filters, sort, None, usize::MAX)
+                                .into_iter()
+                                .map(|(_, p)| (p.value, p.order_id))
+                                .collect();
+                            prop_assert_eq!(&walked, &wanted, "{} sorted by {} at {}, walking", name, sort.name(), as_of);
+                        }
                         // Pages of 3 from cursor to cursor give the same listing.
                         let mut paged = Vec::new();
                         let mut after: Option<Position> = None;
@@ -288,6 +297,7 @@ proptest! {
                 let kpis = select::kpis(snapshot.entries(), &mut clocks, &filters);
                 // The same, the index split among threads.
                 prop_assert_eq!(&select::snapshot_kpis(&snapshot, &filters, 1), &kpis, "{} on threads", name);
+                prop_assert_eq!(&select::snapshot_kpis(&walking, &filters, 1), &kpis, "{} walking the index", name);
                 prop_assert_eq!(kpis.count, matching.len() as u64, "{}", name);
                 prop_assert_eq!(kpis.urgent, matching.iter().filter(|r| r.urgency == "urgent").count() as u64);
                 prop_assert_eq!(kpis.pending, matching.iter().filter(|r| r.urgency == "pending").count() as u64);

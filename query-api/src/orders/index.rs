@@ -213,18 +213,23 @@ impl Entry {
 pub struct Clocks<'a> {
     rules: &'a ProjectRules,
     as_of: Timestamp,
-    at: HashMap<u16, Option<i64>>,
+    /// Per group asked for: a handful, searched along (quicker than hashing, once per order).
+    at: Vec<(u16, Option<i64>)>,
 }
 
 impl<'a> Clocks<'a> {
     pub fn new(rules: &'a ProjectRules, as_of: Timestamp) -> Self {
-        Clocks { rules, as_of, at: HashMap::new() }
+        Clocks { rules, as_of, at: Vec::new() }
     }
 
     /// The group's calendar's cumulative working time at `as_of` (`None` outside its span).
     pub fn at_as_of(&mut self, group_id: u16) -> Option<i64> {
-        let (rules, as_of) = (self.rules, self.as_of);
-        *self.at.entry(group_id).or_insert_with(|| rules.clock_for_group(group_id).cumulative(as_of))
+        if let Some((_, at)) = self.at.iter().find(|(group, _)| *group == group_id) {
+            return *at;
+        }
+        let at = self.rules.clock_for_group(group_id).cumulative(self.as_of);
+        self.at.push((group_id, at));
+        at
     }
 
     /// The working time of `entry`'s open interval from its `at` to `as_of` (which must not be
@@ -334,6 +339,19 @@ pub struct ProjectIndex {
     pub created_in_group: HashMap<u16, BTreeSet<(i64, i64)>>,
     pub working: Lanes,
     pub wall: Lanes,
+    /// `(from, order id)` of the open orders whose current group is over its limit from `from`
+    /// on (`i64::MIN`: already at their latest event): those overdue at an instant are a range.
+    overdue: BTreeSet<(i64, i64)>,
+}
+
+/// From when the order is overdue if no event comes (see `Measured::overdue`): open, in a
+/// group over its limit.
+fn overdue_from(e: &Entry) -> Option<i64> {
+    match (e.open, e.group_sla) {
+        (false, _) => None,
+        (true, RowSla::Over) => Some(i64::MIN),
+        (true, _) => (e.group_over_at != NEVER).then_some(e.group_over_at),
+    }
 }
 
 impl ProjectIndex {
@@ -353,6 +371,7 @@ impl ProjectIndex {
             created_in_group: HashMap::new(),
             working: Lanes::new(),
             wall: Lanes::new(),
+            overdue: BTreeSet::new(),
         }
     }
 
@@ -367,6 +386,13 @@ impl ProjectIndex {
 
     pub fn get(&self, order_id: i64) -> Option<&Entry> {
         self.positions.get(&order_id).map(|i| &self.entries[*i])
+    }
+
+    /// The orders overdue at `as_of` as their entries say (an entry changed after `as_of` may be
+    /// among them or not: the caller tests each), when there are at most `at_most`.
+    pub fn overdue_at(&self, as_of: i64, at_most: usize) -> Option<Vec<i64>> {
+        let ids: Vec<i64> = self.overdue.range(..=(as_of, i64::MAX)).map(|(_, id)| *id).take(at_most + 1).collect();
+        (ids.len() <= at_most).then_some(ids)
     }
 
     /// Order ids in ascending order from (excluding) `after`, or descending below it.
@@ -439,6 +465,9 @@ impl ProjectIndex {
         self.created_in_group.entry(e.group_id).or_default().insert((e.started_at, e.order_id));
         lanes_insert(&mut self.working, working_lane(e), e.order_id);
         lanes_insert(&mut self.wall, wall_lane(e), e.order_id);
+        if let Some(from) = overdue_from(e) {
+            self.overdue.insert((from, e.order_id));
+        }
     }
 
     fn unkey(&mut self, i: usize) {
@@ -453,6 +482,9 @@ impl ProjectIndex {
         }
         lanes_remove(&mut self.working, working_lane(e), e.order_id);
         lanes_remove(&mut self.wall, wall_lane(e), e.order_id);
+        if let Some(from) = overdue_from(e) {
+            self.overdue.remove(&(from, e.order_id));
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -92,8 +92,13 @@ impl Measured<'_> {
     }
 
     pub fn matches(&self, filters: &Filters, as_of: i64) -> bool {
-        self.entry.may_match(filters)
-            && filters.sla.is_none_or(|sla| sla == self.sla(as_of))
+        self.entry.may_match(filters) && self.matches_in_time(filters, as_of)
+    }
+
+    /// [`Measured::matches`] of an entry known to pass [`Entry::may_match`]: the filters whose
+    /// answer changes with time.
+    pub fn matches_in_time(&self, filters: &Filters, as_of: i64) -> bool {
+        filters.sla.is_none_or(|sla| sla == self.sla(as_of))
             && (!filters.overdue || self.overdue(as_of))
             && filters.cycle.is_none_or(|id| match (self.cycle(id), filters.cycle_open) {
                 (None, _) => false,
@@ -130,6 +135,9 @@ pub struct Snapshot<'a> {
     pub index: &'a ProjectIndex,
     pub pinned: HashMap<i64, Option<&'a Entry>>,
     pub as_of: i64,
+    /// Up to this many orders overdue at `as_of`, `overdue=true` reads those alone; beyond it,
+    /// overdue orders are common enough that walking the index finds them soon.
+    pub few_overdue: usize,
 }
 
 impl<'a> Snapshot<'a> {
@@ -141,7 +149,7 @@ impl<'a> Snapshot<'a> {
             pinned.extend(was.into_iter().map(|(id, entry)| (id, entry.filter(|e| e.last <= as_of))));
         }
         pinned.extend(past.iter().map(|(id, entry)| (*id, Some(entry))));
-        Snapshot { index, pinned, as_of }
+        Snapshot { index, pinned, as_of, few_overdue: FEW_OVERDUE }
     }
 
     /// The entry of the order at `as_of`, if it existed then.
@@ -164,6 +172,9 @@ impl<'a> Snapshot<'a> {
 }
 
 type Keyed<'a> = Box<dyn Iterator<Item = (i64, i64)> + 'a>;
+
+/// [`Snapshot::few_overdue`] by default.
+pub const FEW_OVERDUE: usize = 50_000;
 
 /// One ordered set shifted by `offset`, from after `after` (a key at `as_of`).
 fn set_lane(set: &BTreeSet<(i64, i64)>, offset: i64, descending: bool, after: Option<(i64, i64)>) -> Keyed<'_> {
@@ -240,6 +251,20 @@ pub fn ordered<'a, 's>(
         .flatten()
         .map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id))
         .collect();
+    if filters.overdue
+        && let Some(overdue) = index.overdue_at(as_of, snapshot.few_overdue)
+    {
+        // Few are overdue: their keys are computed and sorted, rather than walking every lane
+        // past the orders that are not (all of them, when none is overdue).
+        let keys = overdue
+            .into_iter()
+            .filter(|id| !snapshot.pinned.contains_key(id))
+            .filter_map(|id| index.get(id).filter(|e| e.last <= as_of))
+            .map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id))
+            .chain(pinned_keys)
+            .collect();
+        return Box::new(computed_lane(keys, sort, after).filter_map(move |(key, id)| snapshot.get(id).map(|e| (key, e))));
+    }
     let mut lanes: Vec<Keyed<'a>> = vec![computed_lane(pinned_keys, sort, after)];
     let mut lanes_of = |sets: &'a Lanes, offset: &mut dyn FnMut(Lane) -> Option<i64>| -> bool {
         for (lane, set) in sets {
@@ -314,7 +339,7 @@ pub fn page<'a>(
     let as_of = snapshot.as_of;
     let listing = ordered(snapshot, clocks, filters, sort, after);
     for (value, entry) in listing {
-        if entry.may_match(filters) && Measured::measure(entry, clocks).matches(filters, as_of) {
+        if entry.may_match(filters) && Measured::measure(entry, clocks).matches_in_time(filters, as_of) {
             found.push((entry, Position { value, order_id: entry.order_id }));
             if found.len() == limit {
                 break;
@@ -344,34 +369,130 @@ fn seconds(micros: i64) -> f64 {
 
 /// The statistics of `values`, picking the quantiles without sorting (the same values
 /// [`nearest_rank`] gives on the sorted list).
-pub fn stats(mut values: Vec<i64>) -> Stats {
-    let count = values.len();
-    let sum: i64 = values.iter().sum();
+pub fn stats(values: Vec<i64>) -> Stats {
+    stats_of_parts(vec![values])
+}
+
+/// Values gathered in parts (by the threads of one computation), never copied into one list.
+type Parts = Vec<Vec<i64>>;
+
+/// [`stats`] of the values of every part together.
+fn stats_of_parts(parts: Parts) -> Stats {
+    let (count, sum, least, greatest) = summary(&parts);
     let [median, p90, p95] = match count {
         0 => [None; 3],
-        _ => at_ranks(&mut values, [50, 90, 95].map(|percent| ksa_domain::quantile::rank(count, percent))).map(|v| Some(seconds(v))),
+        _ => at_ranks_within(&parts, [50, 90, 95].map(|percent| ksa_domain::quantile::rank(count, percent)), least, greatest)
+            .map(|v| Some(seconds(v))),
     };
+    give_back(parts);
     Stats { count: count as u64, sum: seconds(sum), mean: (count > 0).then(|| seconds(sum) / count as f64), median, p90, p95 }
+}
+
+/// Lists of values kept between computations, the longest last: KPIs over a million orders
+/// gather about sixteen million values, and memory taken fresh from the system costs about as
+/// much to clear and to move as it grows as the values cost to gather.
+static SPARE: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
+
+/// At most this many values' room is kept in [`SPARE`] (256 MiB).
+const SPARE_VALUES: usize = 32 << 20;
+
+/// An empty list, with the room of the longest spare one.
+fn spare_list() -> Vec<i64> {
+    SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default()
+}
+
+/// Keeps the lists' room for later computations, up to [`SPARE_VALUES`].
+fn give_back(lists: Parts) {
+    let mut spare = SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut kept: usize = spare.iter().map(Vec::capacity).sum();
+    for mut list in lists {
+        if list.capacity() > 0 && kept + list.capacity() <= SPARE_VALUES {
+            list.clear();
+            kept += list.capacity();
+            spare.push(list);
+        }
+    }
+    spare.sort_unstable_by_key(Vec::capacity);
+}
+
+/// The statistics of each list of values, the lists shared among the machine's cores (the
+/// largest first, each to the least loaded core).
+fn stats_of_lists(lists: Vec<Parts>) -> Vec<Stats> {
+    let sizes: Vec<usize> = lists.iter().map(|parts| parts.iter().map(Vec::len).sum()).collect();
+    let total: usize = sizes.iter().sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(total / BUCKETED).clamp(1, lists.len().max(1));
+    if cores == 1 {
+        return lists.into_iter().map(stats_of_parts).collect();
+    }
+    let mut order: Vec<usize> = (0..lists.len()).collect();
+    order.sort_unstable_by_key(|i| std::cmp::Reverse(sizes[*i]));
+    let mut shares: Vec<(usize, Vec<(usize, Parts)>)> = (0..cores).map(|_| (0, Vec::new())).collect();
+    let mut lists: Vec<Option<Parts>> = lists.into_iter().map(Some).collect();
+    for i in order {
+        let least = shares.iter_mut().min_by_key(|(load, _)| *load).expect("at least one core");
+        least.0 += sizes[i];
+        least.1.push((i, lists[i].take().unwrap_or_default()));
+    }
+    let mut out = vec![Stats::default(); lists.len()];
+    let computed = std::thread::scope(|scope| {
+        let mut shares = shares.into_iter().map(|(_, share)| share);
+        let first = shares.next().unwrap_or_default();
+        let others: Vec<_> = shares
+            .map(|share| scope.spawn(move || share.into_iter().map(|(i, parts)| (i, stats_of_parts(parts))).collect::<Vec<_>>()))
+            .collect();
+        let mut computed: Vec<(usize, Stats)> = first.into_iter().map(|(i, parts)| (i, stats_of_parts(parts))).collect();
+        for other in others {
+            match other.join() {
+                Ok(more) => computed.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        computed
+    });
+    for (i, stats) in computed {
+        out[i] = stats;
+    }
+    out
 }
 
 /// Below this many values, quantiles are picked by selection alone.
 const BUCKETED: usize = 4_096;
 
-/// The values at `ranks` (1-based, ascending, within `values.len()`) of `values` sorted. Over
-/// many values, one pass counts them into 65,536 buckets of their range and a second keeps only
-/// the few buckets the ranks fall in, to select from: about twice as fast as selecting over a
-/// million values, and never slower than it (a bucket holding most values is one selection).
-fn at_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
-    if values.len() < BUCKETED {
-        return select_ranks(values, ranks);
+/// [`at_ranks_within`] of every value of the parts.
+#[cfg(test)]
+fn at_ranks(parts: &[Vec<i64>], ranks: [usize; 3]) -> [i64; 3] {
+    let (_, _, least, greatest) = summary(parts);
+    at_ranks_within(parts, ranks, least, greatest)
+}
+
+/// How many values the parts hold, their sum, the least and the greatest, in one pass.
+fn summary(parts: &[Vec<i64>]) -> (usize, i64, i64, i64) {
+    let (sum, least, greatest) =
+        parts.iter().flatten().fold((0i64, i64::MAX, i64::MIN), |(sum, lo, hi), v| (sum.wrapping_add(*v), lo.min(*v), hi.max(*v)));
+    (parts.iter().map(Vec::len).sum(), sum, least, greatest)
+}
+
+/// The values at `ranks` (1-based, ascending, within the number of values) of the values of
+/// every part sorted together, which lie within `[min, max]`. Over many values, one pass counts
+/// them into buckets of their range (about sixteen values each, at most 65,536 buckets) and a
+/// second keeps only the few buckets the ranks fall in, to select from: about twice as fast as
+/// selecting over a million values, and never slower than it (a bucket holding most values is
+/// one selection).
+fn at_ranks_within(parts: &[Vec<i64>], ranks: [usize; 3], min: i64, max: i64) -> [i64; 3] {
+    let count: usize = parts.iter().map(Vec::len).sum();
+    if count < BUCKETED {
+        let mut values: Vec<i64> = parts.iter().flatten().copied().collect();
+        return select_ranks(&mut values, ranks);
     }
-    let (min, max) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let values = || parts.iter().flatten();
     // The exact distance from the least value, whatever their signs.
     let width = max.wrapping_sub(min) as u64;
-    let shift = (u64::BITS - width.leading_zeros()).saturating_sub(16);
+    // About sixteen values per bucket, at most 65,536 buckets.
+    let bits = (usize::BITS - (count / 16).leading_zeros()).clamp(8, 16);
+    let shift = (u64::BITS - width.leading_zeros()).saturating_sub(bits);
     let bucket = |v: i64| (v.wrapping_sub(min) as u64 >> shift) as usize;
     let mut counts = vec![0u32; (width >> shift) as usize + 1];
-    for v in values.iter() {
+    for v in values() {
         counts[bucket(*v)] += 1;
     }
     // Each rank's bucket, and its rank within the bucket.
@@ -385,7 +506,7 @@ fn at_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
         wanted[i] = (b, rank - below);
     }
     let mut kept: [Vec<i64>; 3] = Default::default();
-    for v in values.iter() {
+    for v in values() {
         let b = bucket(*v);
         // Ranks are ascending: a bucket is kept once, by the first rank in it.
         if let Some(i) = wanted.iter().position(|(w, _)| *w == b) {
@@ -401,7 +522,7 @@ fn at_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
     out
 }
 
-/// [`at_ranks`] by selection: each rank in increasing order, everything left of the last one
+/// [`at_ranks_within`] by selection: each rank in increasing order, everything left of the last one
 /// being no greater.
 fn select_ranks(values: &mut [i64], ranks: [usize; 3]) -> [i64; 3] {
     let mut from = 0;
@@ -460,9 +581,11 @@ pub struct SlaKpi {
 pub fn kpis<'a>(entries: impl Iterator<Item = &'a Entry>, clocks: &mut Clocks, filters: &Filters) -> Kpis {
     let mut tally = Tally::default();
     for entry in entries {
-        tally.add(entry, clocks, filters);
+        if entry.may_match(filters) {
+            tally.add(entry, clocks, filters);
+        }
     }
-    tally.finish()
+    Tally::finish(vec![tally])
 }
 
 /// Entries a thread of [`snapshot_kpis`] takes at least.
@@ -473,6 +596,16 @@ pub const KPI_CHUNK: usize = 100_000;
 /// walking and measuring entries, which parts of the index can do side by side.
 pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -> Kpis {
     let (index, as_of) = (snapshot.index, Timestamp::from_micros(snapshot.as_of));
+    if filters.overdue
+        && let Some(overdue) = index.overdue_at(snapshot.as_of, snapshot.few_overdue)
+    {
+        let entries = overdue
+            .into_iter()
+            .filter(|id| !snapshot.pinned.contains_key(id))
+            .filter_map(|id| index.get(id).filter(|e| e.last <= snapshot.as_of))
+            .chain(snapshot.pinned.values().flatten().copied());
+        return kpis(entries, &mut Clocks::new(&index.rules, as_of), filters);
+    }
     let (entries, keys) = (index.entries(), index.keys());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len() / min_chunk.max(1)).max(1);
     let chunk = entries.len().div_ceil(threads).max(1);
@@ -482,29 +615,44 @@ pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -
         let mut tally = Tally::default();
         for (key, entry) in keys.iter().zip(entries) {
             if key.last <= snapshot.as_of && key.may_match(filters) && !snapshot.pinned.contains_key(&key.order_id) {
-                tally.add_may_match(entry, &mut clocks, filters);
+                tally.add(entry, &mut clocks, filters);
             }
         }
         tally
     };
-    let mut tally = std::thread::scope(|scope| {
+    let mut tallies = std::thread::scope(|scope| {
         let mut parts = keys.chunks(chunk).zip(entries.chunks(chunk));
         let first = parts.next().unwrap_or_default();
         let others: Vec<_> = parts.map(|part| scope.spawn(move || tally_of(part))).collect();
-        let mut tally = tally_of(first);
+        let mut tallies = vec![tally_of(first)];
         for other in others {
             match other.join() {
-                Ok(other) => tally.merge(other),
+                Ok(other) => tallies.push(other),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        tally
+        tallies
     });
     let mut clocks = Clocks::new(&index.rules, as_of);
-    for entry in snapshot.pinned.values().flatten() {
-        tally.add(entry, &mut clocks, filters);
+    let mut pinned = Tally::default();
+    for entry in snapshot.pinned.values().flatten().filter(|e| e.may_match(filters)) {
+        pinned.add(entry, &mut clocks, filters);
     }
-    tally.finish()
+    tallies.push(pinned);
+    Tally::finish(tallies)
+}
+
+/// The value kept for `key` among a few, added when first asked for (a search along a handful
+/// of groups or cycles is quicker than any map).
+fn slot<K: PartialEq + Copy, V>(slots: &mut Vec<(K, V)>, key: K, new: impl FnOnce() -> V) -> &mut V {
+    let i = match slots.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            slots.push((key, new()));
+            slots.len() - 1
+        }
+    };
+    &mut slots[i].1
 }
 
 /// The KPIs of some orders, before their statistics: counts, and each group's and cycle's
@@ -513,23 +661,18 @@ pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -
 struct Tally {
     kpis: Kpis,
     /// Per group: working and wall times of the orders that visited it.
-    groups: BTreeMap<u16, (Vec<i64>, Vec<i64>)>,
+    groups: Vec<(u16, (Vec<i64>, Vec<i64>))>,
     /// Per cycle: how many are open, and the done ones' working and wall times.
-    cycles: BTreeMap<u32, (u64, Vec<i64>, Vec<i64>)>,
+    cycles: Vec<(u32, (u64, Vec<i64>, Vec<i64>))>,
 }
 
 impl Tally {
+    /// Counts the entry, which must pass [`Entry::may_match`], if it matches at `clocks`'
+    /// instant.
     fn add(&mut self, entry: &Entry, clocks: &mut Clocks, filters: &Filters) {
-        if entry.may_match(filters) {
-            self.add_may_match(entry, clocks, filters);
-        }
-    }
-
-    /// [`Tally::add`] of an entry already known to pass [`Entry::may_match`].
-    fn add_may_match(&mut self, entry: &Entry, clocks: &mut Clocks, filters: &Filters) {
         let as_of = clocks.as_of().as_micros();
         let measured = Measured::measure(entry, clocks);
-        if !measured.matches(filters, as_of) {
+        if !measured.matches_in_time(filters, as_of) {
             return;
         }
         let kpis = &mut self.kpis;
@@ -544,12 +687,12 @@ impl Tally {
         }
         for g in entry.groups.iter().filter(|g| g.visits > 0) {
             let (working, wall) = measured.group_totals(g);
-            let values = self.groups.entry(g.group_id).or_default();
+            let values = slot(&mut self.groups, g.group_id, || (spare_list(), spare_list()));
             values.0.push(working);
             values.1.push(wall);
         }
         for c in entry.cycles.iter() {
-            let values = self.cycles.entry(c.cycle_id).or_default();
+            let values = slot(&mut self.cycles, c.cycle_id, || (0, spare_list(), spare_list()));
             if c.open {
                 values.0 += 1;
             } else {
@@ -568,42 +711,53 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: Tally) {
-        let (kpis, more) = (&mut self.kpis, other.kpis);
-        kpis.count += more.count;
-        kpis.urgent += more.urgent;
-        kpis.normal += more.normal;
-        kpis.pending += more.pending;
-        kpis.open += more.open;
-        kpis.sla.ok += more.sla.ok;
-        kpis.sla.near += more.sla.near;
-        kpis.sla.over += more.sla.over;
-        kpis.sla.none += more.sla.none;
-        kpis.sla.overdue += more.sla.overdue;
-        for (group, (working, wall)) in other.groups {
-            let values = self.groups.entry(group).or_default();
-            values.0.extend(working);
-            values.1.extend(wall);
+    /// The KPIs of the tallies' orders together; their values are not copied into one list.
+    fn finish(tallies: Vec<Tally>) -> Kpis {
+        let mut kpis = Kpis::default();
+        let mut groups: BTreeMap<u16, (Parts, Parts)> = BTreeMap::new();
+        let mut cycles: BTreeMap<u32, (u64, Parts, Parts)> = BTreeMap::new();
+        for tally in tallies {
+            let more = tally.kpis;
+            kpis.count += more.count;
+            kpis.urgent += more.urgent;
+            kpis.normal += more.normal;
+            kpis.pending += more.pending;
+            kpis.open += more.open;
+            kpis.sla.ok += more.sla.ok;
+            kpis.sla.near += more.sla.near;
+            kpis.sla.over += more.sla.over;
+            kpis.sla.none += more.sla.none;
+            kpis.sla.overdue += more.sla.overdue;
+            for (group, (working, wall)) in tally.groups {
+                let parts = groups.entry(group).or_default();
+                parts.0.push(working);
+                parts.1.push(wall);
+            }
+            for (cycle, (open, working, wall)) in tally.cycles {
+                let parts = cycles.entry(cycle).or_default();
+                parts.0 += open;
+                parts.1.push(working);
+                parts.2.push(wall);
+            }
         }
-        for (cycle, (open, working, wall)) in other.cycles {
-            let values = self.cycles.entry(cycle).or_default();
-            values.0 += open;
-            values.1.extend(working);
-            values.2.extend(wall);
+        let len = |parts: &Parts| parts.iter().map(Vec::len).sum::<usize>() as u64;
+        let group_counts: Vec<u64> = groups.values().map(|(working, _)| len(working)).collect();
+        let cycle_counts: Vec<(u64, u64)> = cycles.values().map(|(open, working, _)| (*open, len(working))).collect();
+        let (group_ids, cycle_ids): (Vec<u16>, Vec<u32>) = (groups.keys().copied().collect(), cycles.keys().copied().collect());
+        let lists = groups
+            .into_values()
+            .flat_map(|(working, wall)| [working, wall])
+            .chain(cycles.into_values().flat_map(|(_, working, wall)| [working, wall]))
+            .collect();
+        let mut stats = stats_of_lists(lists).into_iter();
+        let mut pair = || (stats.next().unwrap_or_default(), stats.next().unwrap_or_default());
+        for (group, orders) in group_ids.into_iter().zip(group_counts) {
+            let (working_seconds, wall_seconds) = pair();
+            kpis.groups.insert(group, GroupKpi { orders, working_seconds, wall_seconds });
         }
-    }
-
-    fn finish(self) -> Kpis {
-        let mut kpis = self.kpis;
-        for (group, (working, wall)) in self.groups {
-            kpis.groups
-                .insert(group, GroupKpi { orders: working.len() as u64, working_seconds: stats(working), wall_seconds: stats(wall) });
-        }
-        for (cycle, (open, working, wall)) in self.cycles {
-            kpis.cycles.insert(
-                cycle,
-                CycleKpi { completed: working.len() as u64, open, working_seconds: stats(working), wall_seconds: stats(wall) },
-            );
+        for (cycle, (open, completed)) in cycle_ids.into_iter().zip(cycle_counts) {
+            let (working_seconds, wall_seconds) = pair();
+            kpis.cycles.insert(cycle, CycleKpi { completed, open, working_seconds, wall_seconds });
         }
         let share = |n: u64| (kpis.count > 0).then(|| n as f64 / kpis.count as f64);
         kpis.sla.share_ok = share(kpis.sla.ok);
@@ -652,10 +806,32 @@ mod tests {
                 let mut sorted = values.clone();
                 sorted.sort_unstable();
                 let ranks = [50, 90, 95].map(|p| ksa_domain::quantile::rank(n, p));
-                let mut picked = values.clone();
-                assert_eq!(at_ranks(&mut picked, ranks), ranks.map(|r| sorted[r - 1]), "{name}, {n} values");
+                assert_eq!(at_ranks(&[values.clone()], ranks), ranks.map(|r| sorted[r - 1]), "{name}, {n} values");
+                // The same values in parts (as the threads of one computation leave them).
+                let parts: Vec<Vec<i64>> = values.chunks(n / 3 + 1).map(<[i64]>::to_vec).chain([Vec::new()]).collect();
+                assert_eq!(at_ranks(&parts, ranks), ranks.map(|r| sorted[r - 1]), "{name}, {n} values in parts");
             }
         }
+    }
+
+    #[test]
+    fn lists_shared_among_cores_give_each_its_own_statistics() {
+        let mut seed = 5u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as i64 % 1_000_000_000
+        };
+        let lists: Vec<Parts> = [0usize, 1, 10_000, 300, 50_000, 4_096, 20_000]
+            .iter()
+            .map(|n| {
+                let values: Vec<i64> = (0..*n).map(|_| next()).collect();
+                values.chunks(7_000).map(<[i64]>::to_vec).collect()
+            })
+            .collect();
+        let one_by_one: Vec<Stats> = lists.iter().cloned().map(stats_of_parts).collect();
+        assert_eq!(stats_of_lists(lists.clone()), one_by_one);
+        let together: Vec<i64> = lists[4].iter().flatten().copied().collect();
+        assert_eq!(one_by_one[4], stats(together), "parts and one list alike");
     }
 
     #[test]
