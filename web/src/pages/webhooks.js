@@ -35,7 +35,9 @@ export function WebhooksPage({ me, query }) {
   const zone = admin.find((p) => p.slug === project)?.timezone || Intl.DateTimeFormat().resolvedOptions().timeZone;
   const to = query.to || today(zone);
   const view = { from: query.from || daysBefore(to, DEFAULT_DAYS - 1), to };
-  const params = { project: project || undefined, from: view.from, to: view.to };
+  // Without a chosen end the server counts up to now, so each project's own today is in (the
+  // browser's date may still be yesterday where a project already lives in tomorrow).
+  const params = { project: project || undefined, from: view.from, to: query.to || undefined };
   const answer = useData((signal) => api.webhookStats(params, signal), [JSON.stringify(params)]);
   const error = answer.error && answer.error.status === 400 ? answer.error : null;
   const set = (key) => (event) => setQuery({ [key]: event.target.value || undefined });
