@@ -400,8 +400,11 @@ test('settings: the project, its write-only token, group names and a rotated web
   await page.waitForSelector('form[data-part=groups] [role=status]');
   await page.reload();
   // The group names arrive after the form: wait for them rather than read the empty field.
-  await page.waitForFunction(() => /** @type {HTMLInputElement|null} */ (document.querySelector('[data-field="groups.4"]'))?.value !== '', null, { timeout: 10_000 })
-    .catch(() => {});
+  // (Until the form is there at all, the field is missing, which is not "filled".)
+  await page.waitForFunction(() => {
+    const field = /** @type {HTMLInputElement|null} */ (document.querySelector('[data-field="groups.4"]'));
+    return field !== null && field.value !== '';
+  }, null, { timeout: 10_000 }).catch(() => {});
   assert.equal(await page.inputValue('[data-field="groups.4"]'), 'Відправка');
   await page.getByRole('button', { name: 'Змінити секрет' }).click();
   const url = await page.inputValue('.shown-once input');
