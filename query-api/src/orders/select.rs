@@ -160,6 +160,18 @@ impl<'a> Snapshot<'a> {
         }
     }
 
+    /// With `overdue=true`, when at most [`Snapshot::few_overdue`] orders are overdue at `as_of`:
+    /// every entry that may be (pinned ones included), in no order; else `None` (walk them all).
+    pub fn overdue_only(&self, filters: &Filters) -> Option<Vec<&'a Entry>> {
+        if !filters.overdue {
+            return None;
+        }
+        let ids = self.index.overdue_at(self.as_of, self.few_overdue)?;
+        let (index, as_of) = (self.index, self.as_of);
+        let current = ids.into_iter().filter(|id| !self.pinned.contains_key(id)).filter_map(|id| index.get(id).filter(|e| e.last <= as_of));
+        Some(current.chain(self.pinned.values().flatten().copied()).collect())
+    }
+
     /// Every entry at `as_of`, in no order.
     pub fn entries(&self) -> impl Iterator<Item = &'a Entry> + '_ {
         let as_of = self.as_of;
@@ -244,6 +256,12 @@ pub fn ordered<'a, 's>(
     let index = snapshot.index;
     let as_of = snapshot.as_of;
     let descending = sort.descending;
+    if let Some(overdue) = snapshot.overdue_only(filters) {
+        // Few are overdue: their keys are computed and sorted, rather than walking every lane
+        // past the orders that are not (all of them, when none is overdue).
+        let keys = overdue.into_iter().map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id)).collect();
+        return Box::new(computed_lane(keys, sort, after).filter_map(move |(key, id)| snapshot.get(id).map(|e| (key, e))));
+    }
     // Pinned orders are a lane of their own, the first.
     let pinned_keys: Vec<(i64, i64)> = snapshot
         .pinned
@@ -251,20 +269,6 @@ pub fn ordered<'a, 's>(
         .flatten()
         .map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id))
         .collect();
-    if filters.overdue
-        && let Some(overdue) = index.overdue_at(as_of, snapshot.few_overdue)
-    {
-        // Few are overdue: their keys are computed and sorted, rather than walking every lane
-        // past the orders that are not (all of them, when none is overdue).
-        let keys = overdue
-            .into_iter()
-            .filter(|id| !snapshot.pinned.contains_key(id))
-            .filter_map(|id| index.get(id).filter(|e| e.last <= as_of))
-            .map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id))
-            .chain(pinned_keys)
-            .collect();
-        return Box::new(computed_lane(keys, sort, after).filter_map(move |(key, id)| snapshot.get(id).map(|e| (key, e))));
-    }
     let mut lanes: Vec<Keyed<'a>> = vec![computed_lane(pinned_keys, sort, after)];
     let mut lanes_of = |sets: &'a Lanes, offset: &mut dyn FnMut(Lane) -> Option<i64>| -> bool {
         for (lane, set) in sets {
@@ -596,15 +600,8 @@ pub const KPI_CHUNK: usize = 100_000;
 /// walking and measuring entries, which parts of the index can do side by side.
 pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -> Kpis {
     let (index, as_of) = (snapshot.index, Timestamp::from_micros(snapshot.as_of));
-    if filters.overdue
-        && let Some(overdue) = index.overdue_at(snapshot.as_of, snapshot.few_overdue)
-    {
-        let entries = overdue
-            .into_iter()
-            .filter(|id| !snapshot.pinned.contains_key(id))
-            .filter_map(|id| index.get(id).filter(|e| e.last <= snapshot.as_of))
-            .chain(snapshot.pinned.values().flatten().copied());
-        return kpis(entries, &mut Clocks::new(&index.rules, as_of), filters);
+    if let Some(overdue) = snapshot.overdue_only(filters) {
+        return kpis(overdue.into_iter(), &mut Clocks::new(&index.rules, as_of), filters);
     }
     let (entries, keys) = (index.entries(), index.keys());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len() / min_chunk.max(1)).max(1);
