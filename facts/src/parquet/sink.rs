@@ -8,7 +8,7 @@ use std::time::Duration;
 use ksa_schemas::facts::{CycleFact, FactBatch, IntervalFact};
 
 use super::ParquetConfig;
-use super::compact::{CompactionReport, SMALL_FILE_BYTES, compact_month, compact_table};
+use super::compact::{CompactionReport, compact_table, compact_tiers};
 use super::layout::{io_error, month_dir, month_of, parts, write_part};
 use super::table::{FactTable, newest_per_key};
 use crate::{FactError, FactSink};
@@ -75,7 +75,7 @@ impl ParquetSink {
     }
 
     /// Writes `batch`, one new file per table, project and month it touches, then compacts
-    /// the months that reached `compact_min_files`.
+    /// the months where `compact_min_files` files of about one size have gathered.
     fn write_blocking(&self, batch: FactBatch) -> Result<(), FactError> {
         let mut parts = self.lock();
         let intervals = write_table(self.dir(), batch.intervals, &mut parts)?;
@@ -94,7 +94,7 @@ impl ParquetSink {
 /// A failed compaction loses nothing (the files it would merge are still there): it is
 /// logged and tried again after a later write.
 fn compact_or_warn<T: FactTable>(month: &Path, min_files: usize, parts: &mut HashMap<PathBuf, u64>) {
-    if let Err(err) = compact_month::<T>(month, min_files, SMALL_FILE_BYTES, parts) {
+    if let Err(err) = compact_tiers::<T>(month, min_files, parts) {
         tracing::warn!(folder = %month.display(), error = %err, "compacting Parquet facts failed; the files stay as they are");
     }
 }
