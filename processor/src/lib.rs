@@ -140,6 +140,46 @@ pub struct ProcessorStats {
     pub new_events: u64,
     pub orders_written: u64,
     pub recomputes: u64,
+    /// Where the time of the batches went, in µs: see [`StageTimes`].
+    pub times: StageTimes,
+}
+
+/// Where a processor's time goes, summed over its batches (µs). The processor's own task reads,
+/// lingers, derives and then waits for the previous batch's commit; the commit task writes the
+/// facts, then the state. The task and the commit overlap, so when `waiting` is large the
+/// commit is what bounds the throughput, and when it is near zero the deriving is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Reading records from the bus.
+    pub reading: u64,
+    /// Waiting for a short batch's linger.
+    pub lingering: u64,
+    /// Decoding the records, loading orders and deriving them.
+    pub deriving: u64,
+    /// Waiting for the previous batch's commit to end.
+    pub waiting: u64,
+    /// In the commit task: writing the facts.
+    pub facts: u64,
+    /// In the commit task: committing the state.
+    pub committing: u64,
+}
+
+impl StageTimes {
+    /// The sum of two processors' times.
+    pub fn plus(&self, other: &StageTimes) -> StageTimes {
+        StageTimes {
+            reading: self.reading + other.reading,
+            lingering: self.lingering + other.lingering,
+            deriving: self.deriving + other.deriving,
+            waiting: self.waiting + other.waiting,
+            facts: self.facts + other.facts,
+            committing: self.committing + other.committing,
+        }
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 pub struct Processor<B: Bus, S: StateStore> {
@@ -275,7 +315,9 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
     pub async fn step(&mut self) -> Result<usize, ProcessorError> {
         let per_partition = (self.config.batch_records / self.partitions.len().max(1)).max(1);
         let mut after = self.offsets.clone();
+        let reading = Instant::now();
         let mut records = self.read_after(&mut after, per_partition).await?;
+        let mut times = StageTimes { reading: micros_since(reading), ..StageTimes::default() };
         if records.is_empty() {
             self.last_read = None;
             self.settle().await?;
@@ -293,14 +335,22 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             let rest = fresh.max(burst);
             if !rest.is_zero() {
                 tokio::time::sleep(rest).await;
+                times.lingering = u64::try_from(rest.as_micros()).unwrap_or(u64::MAX);
+                let reading = Instant::now();
                 let more = per_partition.saturating_sub(records.len() / self.partitions.len().max(1)).max(1);
                 records.extend(self.read_after(&mut after, more).await?);
+                times.reading += micros_since(reading);
             }
         }
         self.last_read = (records.len() >= BURST_RECORDS).then(Instant::now);
         let read = records.len();
+        let deriving = Instant::now();
         let prepared = self.prepare(records).await?;
+        times.deriving = micros_since(deriving);
+        let waiting = Instant::now();
         self.settle().await?;
+        times.waiting = micros_since(waiting);
+        self.stats.send_modify(|s| s.times = s.times.plus(&times));
         self.launch(prepared);
         Ok(read)
     }
@@ -496,6 +546,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
             let orders: Vec<OrderUpdated> = batch.orders.iter().map(order_updated).collect();
             let announcements = publisher.as_ref().map(|_| batch.orders.iter().map(publish::order_record).collect());
             let started = Instant::now();
+            let mut times = StageTimes::default();
             if let Some(sink) = sink.filter(|_| !facts.is_empty()) {
                 let writing = Instant::now();
                 if let Err(err) = sink.write(facts).await {
@@ -503,6 +554,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                     return Err(err.into());
                 }
                 metrics::histogram!("ksa_facts_write_seconds").record(writing.elapsed().as_secs_f64());
+                times.facts = micros_since(writing);
             }
             let committing = Instant::now();
             if let Err(err) = state.commit(batch).await {
@@ -510,6 +562,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 return Err(err.into());
             }
             metrics::histogram!("ksa_state_write_seconds").record(committing.elapsed().as_secs_f64());
+            times.committing = micros_since(committing);
             metrics::histogram!("ksa_processor_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::histogram!("ksa_processor_batch_records").record(records as f64);
             metrics::histogram!("ksa_processor_delay_seconds").record((now_micros() - oldest_appended).max(0) as f64 / 1e6);
@@ -529,6 +582,7 @@ impl<B: Bus, S: StateStore> Processor<B, S> {
                 tracing::warn!(error = %err, "could not ask the enricher for order items");
             }
             stats.send_modify(|s| {
+                s.times = s.times.plus(&times);
                 s.batches += 1;
                 s.records += records;
                 s.new_events += new_events;

@@ -389,6 +389,22 @@ where
     Ok(())
 }
 
+/// Where the processors' time went: their own tasks' stages, then the commit tasks' (which run
+/// beside the next batch's reading and deriving).
+fn stage_times(t: &ksa_processor::StageTimes) -> String {
+    let s = |micros: u64| micros as f64 / 1e6;
+    format!(
+        "processor task: reading {:.1} s, lingering {:.1} s, deriving {:.1} s, waiting for the commit before {:.1} s; \
+         commit task: facts {:.1} s, state {:.1} s",
+        s(t.reading),
+        s(t.lingering),
+        s(t.deriving),
+        s(t.waiting),
+        s(t.facts),
+        s(t.committing)
+    )
+}
+
 fn print_throughput(t: &Throughput, database_size: Option<String>, target: f64) {
     println!(
         "append:     {} records appended, {} duplicates, in {:.2} s = {:.0} records/s (calls of 5000, the next built while the last is written)",
@@ -410,6 +426,7 @@ fn print_throughput(t: &Throughput, database_size: Option<String>, target: f64) 
         s.records as f64 / s.batches.max(1) as f64
     );
     println!("            cpu: {}", t.cpu);
+    println!("            time: {}", stage_times(&s.times));
     println!("            peak RSS during processing {:.0} MB", t.peak_rss_kib as f64 / 1024.0);
     if let Some(size) = database_size {
         println!("            database size {size}");

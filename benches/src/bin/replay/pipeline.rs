@@ -391,5 +391,6 @@ fn sum(stats: impl IntoIterator<Item = ProcessorStats>) -> ProcessorStats {
         new_events: total.new_events + s.new_events,
         orders_written: total.orders_written + s.orders_written,
         recomputes: total.recomputes + s.recomputes,
+        times: total.times.plus(&s.times),
     })
 }
