@@ -5,6 +5,7 @@ processor's progress sampled meanwhile.
 
     benches/burst/run.py --app target/release/keycrm-analytics [--load wrk|replay] [--connections 64]
                          [--seconds 60] [--runs 3] [--database-url postgres://…/test] [--sample-ms 100]
+                         [--perf FILE]
 
 Load: `wrk -t2 -cN -dS --latency -s benches/burst/webhooks.lua` (Debian's `wrk`), or the replay
 tool's own HTTP/1.1 client (`--load replay`: `replay --mode http --url …`, the generated log of
@@ -14,7 +15,9 @@ Reported per run: webhooks/s and latency percentiles of the answers (from the lo
 answers other than 2xx, received → derived (from samples of where the bus and the processor
 stand: a record counts from the first sample that shows it appended to the first that shows it
 committed by the processor, so the resolution is the sampling period), how long the backlog took
-to drain once the load stopped, the server's CPU and its peak RSS (VmHWM).
+to drain once the load stopped, the server's CPU (in all, and per thread name: Tokio's workers,
+SQLite's connection threads, blocking tasks) and its peak RSS (VmHWM). `--perf FILE` also samples
+the server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
 
 `--database-url` (a PostgreSQL server) runs `run` with `database.url` on a new database there
 (dropped afterwards), outbox and state both in PostgreSQL; positions are read with `psql`.
@@ -50,6 +53,7 @@ def main():
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--sample-ms", type=int, default=100)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (e.g. KSA__PROCESSOR__LINGER_MS=20)")
+    parser.add_argument("--perf", default=None, metavar="FILE", help="record the server with `perf record` during the load into FILE (Debian's linux-perf)")
     args = parser.parse_args()
     if args.load == "wrk" and shutil.which("wrk") is None:
         sys.exit("burst: wrk is not installed (apt-get install wrk), or use --load replay")
@@ -78,7 +82,8 @@ class Result:
             f"p90 {p90:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s; backlog at the load's end {self.backlog_at_end:,}, "
             f"drained {self.drain:.2f} s after it\n"
             f"server: {self.cpu:.1f} CPU-s ({self.cpu / self.elapsed:.2f} cores during the load), peak RSS {self.peak_rss_mib:,.0f} MiB, "
-            f"RSS at the end {self.end_rss_mib:,.0f} MiB; machine {self.machine_busy:.0%} busy"
+            f"RSS at the end {self.end_rss_mib:,.0f} MiB; machine {self.machine_busy:.0%} busy\n"
+            f"server CPU by thread: " + ", ".join(f"{name} {seconds / self.elapsed:.2f}" for name, seconds in self.threads) + " (cores)"
         )
 
 
@@ -135,10 +140,17 @@ def measure(args, server, url, positions):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    cpu_before, machine_before = cpu_seconds(server.pid), machine_ticks()
+    cpu_before, machine_before, threads_before = cpu_seconds(server.pid), machine_ticks(), thread_seconds(server.pid)
+    perf = None
+    if args.perf:
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(server.pid), "-o", args.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = run_load(args, url)
     load_end = time.monotonic() - started
     cpu = cpu_seconds(server.pid) - cpu_before
+    threads_after = thread_seconds(server.pid)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(60)
     machine_after = machine_ticks()
     # Wait for the processor to commit everything appended (at most 5 minutes).
     deadline = time.monotonic() + 300
@@ -151,6 +163,9 @@ def measure(args, server, url, positions):
     result = Result()
     result.__dict__.update(load)
     result.cpu = cpu
+    result.threads = sorted(
+        ((name, seconds - threads_before.get(name, 0.0)) for name, seconds in threads_after.items()), key=lambda t: -t[1]
+    )[:8]
     result.machine_busy = 1 - (machine_after[1] - machine_before[1]) / max(1, machine_after[0] - machine_before[0])
     result.peak_rss_mib = status_kib(server.pid, "VmHWM") / 1024
     result.end_rss_mib = status_kib(server.pid, "VmRSS") / 1024
@@ -290,6 +305,21 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(") ", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_seconds(pid):
+    """CPU seconds per thread name (threads of one name summed, digits dropped: `sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker-`)."""
+    by_name = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, _, rest = f.read().rpartition(") ")
+            name = re.sub(r"\d+$", "", head.split(" (", 1)[1])
+            fields = rest.split()
+            by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return by_name
 
 
 def machine_ticks():

@@ -25,13 +25,19 @@ local function stamp(ms)
    return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%03d000Z", ms % 1000)
 end
 
+-- The timestamps change once per round: formatted once, not per request (wrk shares the
+-- machine's cores with the server it loads).
+local created = stamp(0)
+local stamped_round, changed = -1, nil
+
 function request()
    n = n + 1
    local round = math.floor((n - 1) / orders)
    local id = thread_no * 10000000 + ((n - 1) % orders) + 1
    local status = (round % 4) + 1
-   local changed = stamp(round * 1000 + thread_no)
-   local created = stamp(0)
+   if round ~= stamped_round then
+      stamped_round, changed = round, stamp(round * 1000 + thread_no)
+   end
    local body = string.format(
       '{"event":"order.change_order_status","context":{"id":%d,"parent_id":null,"source_uuid":"№%d",' ..
       '"global_source_uuid":"58210%d","status_on_source":"new","source_id":3,"client_id":%d,"manager_id":6,' ..
