@@ -162,6 +162,30 @@ async fn a_month_that_reaches_the_file_limit_is_compacted_after_the_write() {
 }
 
 #[tokio::test]
+async fn small_files_are_merged_among_themselves_not_into_a_larger_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = sink(dir.path(), 3);
+    let facts = ParquetFacts::new(sink.dir());
+    let many: Vec<i64> = (1..=40_000).collect();
+    sink.write(orders(&many, 2)).await.expect("large write");
+    let large = facts.files("order_cycles", PROJECT).expect("files");
+    let size = std::fs::metadata(&large[0]).expect("size").len();
+    assert!(large.len() == 1 && size >= 64 * 1024, "a file above the first tier to begin with: {large:?}, {size} bytes");
+
+    sink.write(orders(&[1], 3)).await.expect("small write 1");
+    sink.write(orders(&[2], 3)).await.expect("small write 2");
+    assert_eq!(facts.files("order_cycles", PROJECT).expect("files").len(), 3, "no tier holds three files yet");
+    sink.write(orders(&[3], 3)).await.expect("small write 3");
+
+    let files = facts.files("order_cycles", PROJECT).expect("files");
+    assert_eq!(files.len(), 2, "the three small files became one: {files:?}");
+    assert!(files.contains(&large[0]), "the large file is left as it was: {files:?}");
+    let mut expected = orders(&[1, 2, 3], 3).cycles;
+    expected.extend(orders(&many[3..], 2).cycles);
+    assert_eq!(facts.final_cycles(PROJECT).expect("read"), expected);
+}
+
+#[tokio::test]
 async fn only_months_left_alone_long_enough_are_merged_into_one_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sink = sink(dir.path(), 8);
