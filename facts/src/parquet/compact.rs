@@ -90,14 +90,11 @@ pub(crate) fn tier_to_merge(sizes: &[u64], min_files: usize) -> Option<Vec<usize
         }
         tier
     };
-    let tiers: Vec<u32> = sizes.iter().map(|size| tier_of(*size)).collect();
-    let mut candidates: Vec<u32> = tiers.clone();
-    candidates.sort_unstable();
-    candidates.dedup();
-    candidates
-        .into_iter()
-        .map(|tier| tiers.iter().enumerate().filter(|(_, t)| **t == tier).map(|(i, _)| i).collect::<Vec<usize>>())
-        .find(|files| files.len() >= min_files)
+    let mut by_tier: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+    for (index, size) in sizes.iter().enumerate() {
+        by_tier.entry(tier_of(*size)).or_default().push(index);
+    }
+    by_tier.into_values().find(|files| files.len() >= min_files)
 }
 
 /// The month's part files with their sizes, in part order.
