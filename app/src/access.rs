@@ -40,6 +40,7 @@ pub fn api_config(config: &Config, listen: &str) -> anyhow::Result<ApiConfig> {
     api.live.client_buffer = config.live.client_buffer.max(1);
     api.live.max_streams_per_user = config.live.max_streams_per_user.max(1);
     api.live.max_streams = config.live.max_streams.max(1);
+    api.keep_callers_in_memory = config.database.keep_callers_in_memory;
     Ok(api)
 }
 

@@ -221,12 +221,22 @@ impl Default for ProcessorSection {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://…`; unset means `state.db` in the data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// On PostgreSQL, the query API keeps callers, projects and applied revisions in memory
+    /// while `LISTEN` hears of every change to them. Off where LISTEN hears nothing (a
+    /// connection pooler in transaction mode): then each request reads them afresh.
+    pub keep_callers_in_memory: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, keep_callers_in_memory: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

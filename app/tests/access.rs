@@ -272,6 +272,45 @@ async fn authorization_matrix_is_enforced_on_every_route_on_postgres() {
     authorization_matrix_is_enforced_on_every_route(Instance::postgres(&database.url)).await;
 }
 
+/// A user disabled by the command line, another process, while the server runs: refused by
+/// the server's next requests, though on PostgreSQL it keeps callers in memory (forgotten when
+/// PostgreSQL tells of the change, within milliseconds); and enabled again the same way.
+async fn the_command_line_disables_a_user_while_the_server_runs(instance: Instance) {
+    let world = World::start(instance).await;
+    let me = |caller: Caller| world.call("GET", "/api/me", caller, None);
+    for _ in 0..3 {
+        assert_eq!(me(Caller::ShopViewer).await.status, 200);
+    }
+    // Waits up to 2 s for `caller`'s requests to answer `status`.
+    let within = |what: &'static str, caller: Caller, status: u16| {
+        let me = &me;
+        async move {
+            let started = std::time::Instant::now();
+            while me(caller).await.status != status {
+                assert!(started.elapsed() < std::time::Duration::from_secs(2), "{what}: not {status} after 2 s");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    common::run(&mut world.instance.command(["user", "disable", "--login", "shop-viewer"])).assert_success();
+    within("a user disabled by the command line", Caller::ShopViewer, 401).await;
+    assert_eq!(me(Caller::ShopAdmin).await.status, 200, "the others are not touched");
+    common::run(&mut world.instance.command(["user", "enable", "--login", "shop-viewer"])).assert_success();
+    within("a user enabled again by the command line", Caller::ShopViewer, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_disables_a_user_while_the_server_runs_on_sqlite() {
+    the_command_line_disables_a_user_while_the_server_runs(Instance::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_disables_a_user_while_the_server_runs_on_postgres() {
+    let Some(server) = postgres_server("access_cli_disable") else { return };
+    let database = ScratchDatabase::create(&server, "access_cli");
+    the_command_line_disables_a_user_while_the_server_runs(Instance::postgres(&database.url)).await;
+}
+
 #[test]
 fn the_matrix_lists_every_route_of_the_api() {
     let listed: BTreeSet<(&str, &str)> = MATRIX.iter().map(|r| (r.method, r.route)).collect();

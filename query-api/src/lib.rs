@@ -52,6 +52,9 @@ pub struct ApiConfig {
     /// The file that holds the first owner's generated password: removed once it is changed.
     pub owner_password_file: Option<std::path::PathBuf>,
     pub live: live::LiveConfig,
+    /// Keep callers in memory where the database tells of their changes
+    /// (`StateStore::keep_access_in_memory`; `database.keep_callers_in_memory`).
+    pub keep_callers_in_memory: bool,
 }
 
 impl ApiConfig {
@@ -64,6 +67,7 @@ impl ApiConfig {
             timeline_concurrency: 4,
             owner_password_file: None,
             live: live::LiveConfig::default(),
+            keep_callers_in_memory: true,
         }
     }
 }
@@ -110,9 +114,13 @@ impl<S: StateStore, B: Bus> QueryApi<S, B> {
 
     /// Starts reading `order-updates`: the live streams' events, and what keeps the orders
     /// index current. Streams end when `shutdown` turns true.
-    /// Also samples the open orders' SLA states for `/metrics` (`orders::gauges`).
+    /// Also samples the open orders' SLA states for `/metrics` (`orders::gauges`), and keeps
+    /// callers in memory where the database tells of their changes (`StateStore::keep_access_in_memory`).
     pub fn start_live(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         self.live.set_shutdown(shutdown.clone());
+        if self.config.keep_callers_in_memory {
+            self.state.keep_access_in_memory();
+        }
         tokio::spawn(orders::gauges::sample(self.clone(), shutdown.clone()));
         let api = self.clone();
         tokio::spawn(async move {

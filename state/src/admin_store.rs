@@ -63,7 +63,10 @@ fn add_overrides(found: &mut HashMap<i64, OrderOverride>, rows: Vec<Row>) -> Res
     Ok(())
 }
 
+/// Writes the audit record of a change. Every change to who may do what, or where, is audited
+/// in its transaction: so its commit also forgets the store's kept callers (`access_cache`).
 async fn write_audit(tx: &mut Tx, actor: &Actor, record: AuditRecord) -> Result<(), StateError> {
+    tx.changes_access();
     let before = record.before.map(|v| v.to_string());
     let after = record.after.map(|v| v.to_string());
     tx.execute(
@@ -205,12 +208,19 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
     }
 
     async fn user(&self, id: i64) -> Result<Option<User>, StateError> {
+        let kept = self.db().access();
+        if let Some(user) = kept.get(&kept.users, &id) {
+            return Ok(Some(user));
+        }
+        let ticket = kept.ticket();
         let mut reader = self.db().reader().await?;
         let Some(row) = reader.fetch_optional(sql!(user_columns!(" WHERE id = $1")), args![id]).await? else {
             return Ok(None);
         };
         let mut by_user = memberships(&mut reader, Some(&[id])).await?;
-        Ok(Some(user_from_row(&row, by_user.remove(&id).unwrap_or_default())?))
+        let user = user_from_row(&row, by_user.remove(&id).unwrap_or_default())?;
+        kept.keep(&kept.users, ticket, id, user.clone());
+        Ok(Some(user))
     }
 
     async fn users(&self) -> Result<Vec<User>, StateError> {
@@ -297,19 +307,29 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
     }
 
     async fn use_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<ApiToken>, StateError> {
-        let row = self
-            .db()
-            .fetch_optional(
-                sql!(
-                    "SELECT id, user_id, name, {micros:created_at} AS created_micros, {micros:last_used_at} AS used_micros \
-                     FROM api_tokens WHERE token_hash = $1"
-                ),
-                args![token_hash],
-            )
-            .await?;
-        let Some(token) = row.as_ref().map(token_from_row).transpose()? else { return Ok(None) };
+        let kept = self.db().access();
+        let ticket = kept.ticket();
+        let token = match kept.get(&kept.tokens, token_hash) {
+            Some(token) => token,
+            None => {
+                let row = self
+                    .db()
+                    .fetch_optional(
+                        sql!(
+                            "SELECT id, user_id, name, {micros:created_at} AS created_micros, {micros:last_used_at} AS used_micros \
+                             FROM api_tokens WHERE token_hash = $1"
+                        ),
+                        args![token_hash],
+                    )
+                    .await?;
+                let Some(token) = row.as_ref().map(token_from_row).transpose()? else { return Ok(None) };
+                kept.keep(&kept.tokens, ticket, token_hash.to_owned(), token.clone());
+                token
+            }
+        };
         if token.last_used_at.is_none_or(|at| now.as_micros() - at.as_micros() >= TOKEN_USE_RESOLUTION_MICROS) {
             self.db().execute(sql!("UPDATE api_tokens SET last_used_at = {at:$1} WHERE id = $2"), args![now, token.id]).await?;
+            kept.keep(&kept.tokens, ticket, token_hash.to_owned(), ApiToken { last_used_at: Some(now), ..token.clone() });
         }
         Ok(Some(token))
     }
@@ -551,11 +571,18 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
     }
 
     async fn applied_revision(&self, project_id: i64) -> Result<i64, StateError> {
+        let kept = self.db().access();
+        if let Some(revision) = kept.get(&kept.revisions, &project_id) {
+            return Ok(revision);
+        }
+        let ticket = kept.ticket();
         let row = self
             .db()
             .fetch_optional(sql!("SELECT applied_revision FROM project_settings WHERE project_id = $1"), args![project_id])
             .await?;
-        Ok(row.map(|row| row.get(0)).transpose()?.unwrap_or(0))
+        let revision = row.map(|row| row.get(0)).transpose()?.unwrap_or(0);
+        kept.keep(&kept.revisions, ticket, project_id, revision);
+        Ok(revision)
     }
 
     async fn start_recompute(&self, project_id: i64, revision: i64, now: Timestamp) -> Result<(), StateError> {
@@ -606,6 +633,7 @@ impl<T: SqlStore + Clone + Send + Sync + 'static> AdminStore for T {
         )
         .await?;
         if error.is_none() {
+            tx.changes_access();
             tx.execute(
                 sql!("UPDATE project_settings SET applied_revision = {greatest}(applied_revision, $1) WHERE project_id = $2 AND revision >= $1"),
                 args![revision, project_id],

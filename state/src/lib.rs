@@ -2,6 +2,7 @@
 //! and webhook statistics. One trait, two adapters (SQLite for embedded mode, PostgreSQL when
 //! distributed), one test suite run against both.
 
+mod access_cache;
 pub mod admin;
 mod admin_store;
 mod batch;
@@ -162,6 +163,14 @@ pub struct CommitBatch {
 /// Written once for both databases (`store.rs`), but for the processor's hot path
 /// ([`HotPath`]), which each adapter writes in its dialect's fastest way.
 pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
+    // --- callers kept in memory ------------------------------------------------------------
+    /// A process that answers reads calls this once: tokens, users, projects and applied
+    /// revisions are then kept in memory for as long as the database tells of every change to
+    /// them (PostgreSQL, by `LISTEN`); elsewhere nothing is kept and each is read afresh.
+    fn keep_access_in_memory(&self);
+    /// Whether they are kept now, and how many reads memory has answered.
+    fn access_kept(&self) -> (bool, u64);
+
     // --- projects and settings ---------------------------------------------------------
     fn create_project(&self, project: NewProject) -> impl Future<Output = Result<Project, StateError>> + Send;
     fn project_by_slug(&self, slug: &str) -> impl Future<Output = Result<Option<Project>, StateError>> + Send;

@@ -147,7 +147,7 @@ impl PostgresState {
 
     /// A store over a pool whose schema is already up to date (`migrate_postgres`).
     pub fn from_pool(pool: PgPool) -> Self {
-        PostgresState { db: Db::Postgres { pool: pool.clone() }, pool }
+        PostgresState { db: Db::Postgres { pool: pool.clone(), access: Default::default() }, pool }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -205,7 +205,49 @@ impl SqlStore for PostgresState {
     fn db(&self) -> &Db {
         &self.db
     }
+
+    /// Listens for `ksa_access` (raised by the triggers of migration 0009 on every change to
+    /// users, memberships, tokens, projects and applied revisions) on a connection of the pool,
+    /// and keeps callers in memory while it hears (`access_cache`). A lost connection forgets
+    /// everything and keeps nothing until the listener is back; the task ends with the pool.
+    fn keep_access_in_memory(&self) {
+        let (pool, db) = (self.pool.clone(), self.db.clone());
+        tokio::spawn(async move {
+            let kept = db.access();
+            let mut failing = false;
+            while !pool.is_closed() {
+                let listener = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(ACCESS_CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                match listener.await {
+                    Ok(mut listener) => {
+                        if std::mem::take(&mut failing) {
+                            tracing::info!("listening for access changes again; callers are kept in memory");
+                        }
+                        kept.set_live(true);
+                        // `Ok(None)`: the connection was lost, and notifications with it.
+                        while let Ok(Some(_)) = listener.try_recv().await {
+                            kept.changed();
+                        }
+                        kept.set_live(false);
+                    }
+                    Err(error) if !pool.is_closed() => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(%error, "cannot listen for access changes; callers are read from the database until it can");
+                        }
+                    }
+                    Err(_) => break,
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
 }
+
+/// Where PostgreSQL announces changes to who may do what (migration 0009).
+const ACCESS_CHANNEL: &str = "ksa_access";
 
 impl HotPath for PostgresState {
     async fn read_order_events(&self, project_id: i64, order_ids: &[i64]) -> Result<HashMap<i64, Vec<StatusEvent>>, StateError> {

@@ -197,14 +197,26 @@ impl SqliteState {
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal).pragma("cache_size", format!("-{COMMITTER_CACHE_KIB}")))
         };
         let gate = WriteGate::default();
-        Ok(SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, pool, committer, gate, file })
+        Ok(SqliteState {
+            db: Db::Sqlite { pool: pool.clone(), gate: gate.clone(), access: Default::default() },
+            pool,
+            committer,
+            gate,
+            file,
+        })
     }
 
     /// A store over a pool whose schema is already up to date (`migrate_sqlite`). The pool's
     /// connections should enforce foreign keys and wait for the write lock (`busy_timeout`).
     pub fn from_pool(pool: SqlitePool) -> Self {
         let gate = WriteGate::default();
-        SqliteState { db: Db::Sqlite { pool: pool.clone(), gate: gate.clone() }, committer: pool.clone(), pool, gate, file: None }
+        SqliteState {
+            db: Db::Sqlite { pool: pool.clone(), gate: gate.clone(), access: Default::default() },
+            committer: pool.clone(),
+            pool,
+            gate,
+            file: None,
+        }
     }
 
     /// The pool, for a bus outbox that lives in the same database.

@@ -33,6 +33,15 @@ macro_rules! latest_columns {
 }
 
 impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
+    fn keep_access_in_memory(&self) {
+        SqlStore::keep_access_in_memory(self);
+    }
+
+    fn access_kept(&self) -> (bool, u64) {
+        let kept = self.db().access();
+        (kept.is_live(), kept.hits())
+    }
+
     async fn create_project(&self, project: NewProject) -> Result<Project, StateError> {
         let allowed_cidrs = columns::join_cidrs(&project.allowed_cidrs);
         let mut tx = self.db().begin().await?;
@@ -71,8 +80,17 @@ impl<T: SqlStore + HotPath + Clone + Send + Sync + 'static> StateStore for T {
     }
 
     async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>, StateError> {
+        let kept = self.db().access();
+        if let Some(project) = kept.get(&kept.projects, slug) {
+            return Ok(Some(project));
+        }
+        let ticket = kept.ticket();
         let row = self.db().fetch_optional(sql!(project_columns!(" WHERE slug = $1")), args![slug]).await?;
-        row.as_ref().map(project_from_row).transpose()
+        let project = row.as_ref().map(project_from_row).transpose()?;
+        if let Some(project) = &project {
+            kept.keep(&kept.projects, ticket, slug.to_owned(), project.clone());
+        }
+        Ok(project)
     }
 
     async fn projects(&self) -> Result<Vec<Project>, StateError> {

@@ -1,7 +1,8 @@
 //! Who is asking, and what they may do.
 //!
 //! A caller proves who they are with a session cookie (browsers) or a personal API token
-//! (`Authorization: Bearer`, scripts). Either names a user, read afresh on every request, so a
+//! (`Authorization: Bearer`, scripts). Either names a user, read on every request (from memory
+//! only while the database tells of every change: `StateStore::keep_access_in_memory`), so a
 //! disabled user, a changed password or role, or a revoked token takes effect on the next one.
 //! The rules of who may do what are in [`policy`].
 

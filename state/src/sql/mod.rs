@@ -24,7 +24,7 @@
 
 mod render;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
@@ -32,6 +32,7 @@ use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{Decode, Postgres, Sqlite, Type};
 
 use crate::StateError;
+use crate::access_cache::AccessCache;
 use crate::sqlite::WriteGate;
 
 pub(crate) use render::Dialect;
@@ -137,15 +138,22 @@ impl Row {
     }
 }
 
-/// The database of a store: a pool, and on SQLite the gate its writers queue at.
+/// The database of a store: a pool, and on SQLite the gate its writers queue at; and what the
+/// store's reads keep in memory ([`AccessCache`]), shared by its clones.
 #[derive(Clone, Debug)]
 pub(crate) enum Db {
-    Sqlite { pool: SqlitePool, gate: WriteGate },
-    Postgres { pool: PgPool },
+    Sqlite { pool: SqlitePool, gate: WriteGate, access: Arc<AccessCache> },
+    Postgres { pool: PgPool, access: Arc<AccessCache> },
 }
 
 /// A write transaction; dropped without [`Tx::commit`], it rolls back.
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    conn: TxConn,
+    access: Arc<AccessCache>,
+    changes_access: bool,
+}
+
+enum TxConn {
     Sqlite { tx: sqlx::Transaction<'static, Sqlite>, _turn: tokio::sync::OwnedMutexGuard<()> },
     Postgres { tx: sqlx::Transaction<'static, Postgres> },
 }
@@ -213,10 +221,16 @@ enum Split<'a> {
 
 impl Tx {
     fn split(&mut self) -> Split<'_> {
-        match self {
-            Tx::Sqlite { tx, .. } => Split::Sqlite(tx),
-            Tx::Postgres { tx } => Split::Postgres(tx),
+        match &mut self.conn {
+            TxConn::Sqlite { tx, .. } => Split::Sqlite(tx),
+            TxConn::Postgres { tx } => Split::Postgres(tx),
         }
+    }
+
+    /// This transaction changes who may do what, or where (users, memberships, tokens,
+    /// projects, applied revisions): its commit makes the store's kept callers forgotten.
+    pub(crate) fn changes_access(&mut self) {
+        self.changes_access = true;
     }
 
     executor_methods!();
@@ -230,9 +244,12 @@ impl Tx {
     }
 
     pub(crate) async fn commit(self) -> Result<(), StateError> {
-        match self {
-            Tx::Sqlite { tx, _turn } => tx.commit().await?,
-            Tx::Postgres { tx } => tx.commit().await?,
+        match self.conn {
+            TxConn::Sqlite { tx, _turn } => tx.commit().await?,
+            TxConn::Postgres { tx } => tx.commit().await?,
+        }
+        if self.changes_access {
+            self.access.changed();
         }
         Ok(())
     }
@@ -296,20 +313,34 @@ impl Db {
     /// Begins a write transaction. On SQLite it waits its turn at the store's gate and takes
     /// the write lock at once (`BEGIN IMMEDIATE`), so it never fails half-way on a busy file.
     pub(crate) async fn begin(&self) -> Result<Tx, StateError> {
-        Ok(match self {
-            Db::Sqlite { pool, gate } => {
+        let conn = match self {
+            Db::Sqlite { pool, gate, .. } => {
                 let turn = gate.clone().lock_owned().await;
-                Tx::Sqlite { tx: pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn }
+                TxConn::Sqlite { tx: pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn }
             }
-            Db::Postgres { pool } => Tx::Postgres { tx: pool.begin().await? },
-        })
+            Db::Postgres { pool, .. } => TxConn::Postgres { tx: pool.begin().await? },
+        };
+        Ok(Tx { conn, access: self.access_arc(), changes_access: false })
+    }
+
+    /// What the store's reads keep in memory.
+    pub(crate) fn access(&self) -> &AccessCache {
+        match self {
+            Db::Sqlite { access, .. } | Db::Postgres { access, .. } => access,
+        }
+    }
+
+    fn access_arc(&self) -> Arc<AccessCache> {
+        match self {
+            Db::Sqlite { access, .. } | Db::Postgres { access, .. } => access.clone(),
+        }
     }
 
     /// A read-only transaction: every read sees the same snapshot.
     pub(crate) async fn snapshot(&self) -> Result<Snapshot, StateError> {
         Ok(match self {
             Db::Sqlite { pool, .. } => Snapshot::Sqlite(pool.begin().await?),
-            Db::Postgres { pool } => Snapshot::Postgres(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?),
+            Db::Postgres { pool, .. } => Snapshot::Postgres(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?),
         })
     }
 
@@ -318,7 +349,7 @@ impl Db {
         Ok(Reader {
             conn: match self {
                 Db::Sqlite { pool, .. } => ReaderConn::Sqlite(pool.acquire().await?),
-                Db::Postgres { pool } => ReaderConn::Postgres(pool.acquire().await?),
+                Db::Postgres { pool, .. } => ReaderConn::Postgres(pool.acquire().await?),
             },
         })
     }
@@ -347,6 +378,10 @@ impl Db {
 /// A store built on [`Db`]: every trait written against it serves both databases.
 pub(crate) trait SqlStore {
     fn db(&self) -> &Db;
+
+    /// Starts keeping callers in memory while the database tells of their changes
+    /// ([`AccessCache`]); a database that cannot tell keeps nothing.
+    fn keep_access_in_memory(&self) {}
 }
 
 /// True when `error` is a unique-constraint violation.
