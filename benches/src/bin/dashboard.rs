@@ -13,6 +13,10 @@
 //! Identical reads asked at once share one computation on the server. With `--distinct` every
 //! client adds a parameter of its own (`&client=N`, which the server ignores), so no two
 //! clients' reads are identical and each is computed alone: the cost of sixteen different views.
+//!
+//! `run` starts with facts off (`KSA__FACTS__KIND=none`, unless set): with its default, a data
+//! dir that holds orders but no facts has them all written first, a whole-project recompute
+//! that would run under the reads.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -86,6 +90,12 @@ impl Options {
         command.arg("--data-dir").arg(data_dir);
         if let Some(url) = &self.database_url {
             command.env("KSA__DATABASE__URL", url);
+        }
+        // The replay wrote no facts, so `run` with its default (Parquet) facts would write the
+        // facts of every stored order first, a recompute of the whole project running under
+        // the reads. Reads are what is measured; `KSA__FACTS__KIND` set by the caller wins.
+        if std::env::var_os("KSA__FACTS__KIND").is_none() {
+            command.env("KSA__FACTS__KIND", "none");
         }
         command
     }
