@@ -320,19 +320,13 @@ impl Db {
             }
             Db::Postgres { pool, .. } => TxConn::Postgres { tx: pool.begin().await? },
         };
-        Ok(Tx { conn, access: self.access_arc(), changes_access: false })
+        Ok(Tx { conn, access: self.access().clone(), changes_access: false })
     }
 
     /// What the store's reads keep in memory.
-    pub(crate) fn access(&self) -> &AccessCache {
+    pub(crate) fn access(&self) -> &Arc<AccessCache> {
         match self {
             Db::Sqlite { access, .. } | Db::Postgres { access, .. } => access,
-        }
-    }
-
-    fn access_arc(&self) -> Arc<AccessCache> {
-        match self {
-            Db::Sqlite { access, .. } | Db::Postgres { access, .. } => access.clone(),
         }
     }
 
