@@ -227,9 +227,10 @@ pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://…`; unset means `state.db` in the data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// On PostgreSQL, the query API keeps callers, projects and applied revisions in memory
-    /// while `LISTEN` hears of every change to them. Off where LISTEN hears nothing (a
-    /// connection pooler in transaction mode): then each request reads them afresh.
+    /// The query API keeps callers, projects and applied revisions in memory while it hears of
+    /// every change to them (PostgreSQL: `LISTEN`; SQLite: a count of changes read every
+    /// 100 ms). Off where LISTEN hears nothing (a connection pooler in transaction mode): then
+    /// each request reads them afresh.
     pub keep_callers_in_memory: bool,
 }
 

@@ -21,14 +21,14 @@ fn migrate_creates_state_db_in_a_fresh_data_dir_and_a_second_run_applies_nothing
     first.assert_success();
     assert!(data_dir.join("state.db").is_file(), "{first:#?}");
     assert!(
-        first.stdout.contains("9 migration(s) applied (0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009), 0 already in place"),
+        first.stdout.contains("10 migration(s) applied (0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, 0010), 0 already in place"),
         "{first:#?}"
     );
 
     let second = ws.run(["--data-dir", &dir, "migrate"]);
     second.assert_success();
     assert!(second.stdout.contains("0 migration(s) applied"), "{second:#?}");
-    assert!(second.stdout.contains("9 already in place"), "{second:#?}");
+    assert!(second.stdout.contains("10 already in place"), "{second:#?}");
 }
 
 #[test]
@@ -45,15 +45,15 @@ fn migrate_applies_the_schema_to_a_fresh_postgres_database_once() {
     let first = ws.run(["migrate", "--database", &database.url]);
     first.assert_success();
     assert!(
-        first.stdout.contains("9 migration(s) applied (0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009), 0 already in place"),
+        first.stdout.contains("10 migration(s) applied (0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, 0010), 0 already in place"),
         "{first:#?}"
     );
     let second = ws.run(["migrate", "--database", &database.url]);
     second.assert_success();
     assert!(second.stdout.contains("0 migration(s) applied"), "{second:#?}");
-    assert!(second.stdout.contains("9 already in place"), "{second:#?}");
+    assert!(second.stdout.contains("10 already in place"), "{second:#?}");
     assert!(!second.stderr.contains('\u{1b}'), "no terminal colour codes in logs that go to a pipe: {second:#?}");
-    assert_eq!(scalar(&database.url, "SELECT count(*) FROM ksa_schema_migrations"), 9);
+    assert_eq!(scalar(&database.url, "SELECT count(*) FROM ksa_schema_migrations"), 10);
     assert!(!ws.path("data").exists(), "no SQLite file is made when a database is given");
 }
 

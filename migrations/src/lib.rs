@@ -47,7 +47,7 @@ impl Migration {
     }
 }
 
-static POSTGRES: [Migration; 9] = [
+static POSTGRES: [Migration; 10] = [
     Migration { version: 1, name: "core", sql: include_str!("../postgres/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../postgres/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../postgres/0003_hot_path.sql") },
@@ -57,9 +57,10 @@ static POSTGRES: [Migration; 9] = [
     Migration { version: 7, name: "accounts", sql: include_str!("../postgres/0007_accounts.sql") },
     Migration { version: 8, name: "webhook_stats", sql: include_str!("../postgres/0008_webhook_stats.sql") },
     Migration { version: 9, name: "access_changes", sql: include_str!("../postgres/0009_access_changes.sql") },
+    Migration { version: 10, name: "access_count", sql: include_str!("../postgres/0010_access_count.sql") },
 ];
 
-static SQLITE: [Migration; 9] = [
+static SQLITE: [Migration; 10] = [
     Migration { version: 1, name: "core", sql: include_str!("../sqlite/0001_core.sql") },
     Migration { version: 2, name: "event_path", sql: include_str!("../sqlite/0002_event_path.sql") },
     Migration { version: 3, name: "hot_path", sql: include_str!("../sqlite/0003_hot_path.sql") },
@@ -69,6 +70,7 @@ static SQLITE: [Migration; 9] = [
     Migration { version: 7, name: "accounts", sql: include_str!("../sqlite/0007_accounts.sql") },
     Migration { version: 8, name: "webhook_stats", sql: include_str!("../sqlite/0008_webhook_stats.sql") },
     Migration { version: 9, name: "access_changes", sql: include_str!("../sqlite/0009_access_changes.sql") },
+    Migration { version: 10, name: "access_count", sql: include_str!("../sqlite/0010_access_count.sql") },
 ];
 
 /// The embedded bus's own SQLite file (beside the state database): its ledger and versions are

@@ -166,7 +166,8 @@ pub trait StateStore: EnrichStore + AdminStore + Clone + Send + Sync + 'static {
     // --- callers kept in memory ------------------------------------------------------------
     /// A process that answers reads calls this once: tokens, users, projects and applied
     /// revisions are then kept in memory for as long as the database tells of every change to
-    /// them (PostgreSQL, by `LISTEN`); elsewhere nothing is kept and each is read afresh.
+    /// them (PostgreSQL, by `LISTEN`; SQLite, by a count of changes read every 100 ms); while it
+    /// cannot, nothing is kept and each is read afresh.
     fn keep_access_in_memory(&self);
     /// Whether they are kept now, and how many reads memory has answered.
     fn access_kept(&self) -> (bool, u64);

@@ -31,9 +31,10 @@ use std::time::Duration;
 
 use ksa_schemas::derived::{DerivedOrder, StoredEvent};
 use ksa_schemas::{StatusEvent, Timestamp};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
+use crate::access_cache::{self, AccessWatch};
 use crate::batch::{self, CommitPlan};
 use crate::columns;
 use crate::pg_copy;
@@ -208,41 +209,31 @@ impl SqlStore for PostgresState {
 
     /// Listens for `ksa_access` (raised by the triggers of migration 0009 on every change to
     /// users, memberships, tokens, projects and applied revisions) on a connection of the pool,
-    /// and keeps callers in memory while it hears (`access_cache`). A lost connection forgets
-    /// everything and keeps nothing until the listener is back; the task ends with the pool.
+    /// and keeps callers in memory while it hears (`access_cache`).
     fn keep_access_in_memory(&self) {
-        let (pool, db) = (self.pool.clone(), self.db.clone());
-        tokio::spawn(async move {
-            let kept = db.access();
-            let mut failing = false;
-            while !pool.is_closed() {
-                let listener = async {
-                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                    listener.listen(ACCESS_CHANNEL).await?;
-                    Ok::<_, sqlx::Error>(listener)
-                };
-                match listener.await {
-                    Ok(mut listener) => {
-                        if std::mem::take(&mut failing) {
-                            tracing::info!("listening for access changes again; callers are kept in memory");
-                        }
-                        kept.set_live(true);
-                        // `Ok(None)`: the connection was lost, and notifications with it.
-                        while let Ok(Some(_)) = listener.try_recv().await {
-                            kept.changed();
-                        }
-                        kept.set_live(false);
-                    }
-                    Err(error) if !pool.is_closed() => {
-                        if !std::mem::replace(&mut failing, true) {
-                            tracing::warn!(%error, "cannot listen for access changes; callers are read from the database until it can");
-                        }
-                    }
-                    Err(_) => break,
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        access_cache::keep_while_watching(self.db.access().clone(), Listen(self.pool.clone()));
+    }
+}
+
+/// Hears of access changes by `LISTEN`ing on a connection of the pool.
+struct Listen(PgPool);
+
+impl AccessWatch for Listen {
+    type Watching = PgListener;
+
+    async fn start(&mut self) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.0).await?;
+        listener.listen(ACCESS_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    /// `Ok(None)`: the connection was lost, and notifications with it.
+    async fn next_change(&mut self, listener: &mut PgListener) -> bool {
+        matches!(listener.try_recv().await, Ok(Some(_)))
+    }
+
+    fn closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 

@@ -27,6 +27,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
+use crate::access_cache::{self, AccessWatch};
 use crate::batch::{self, CommitPlan};
 use crate::columns;
 use crate::sql::{self, Db, SqlStore};
@@ -249,6 +250,49 @@ fn create_parent_dir(file: &Path) -> Result<(), StateError> {
 impl SqlStore for SqliteState {
     fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Reads the count of access changes (kept by the triggers of migration 0010 on users,
+    /// memberships, tokens, projects and applied revisions) every [`access_cache::POLL`], and
+    /// keeps callers in memory while it can (`access_cache`).
+    fn keep_access_in_memory(&self) {
+        access_cache::keep_while_watching(self.db.access().clone(), Count(self.pool.clone()));
+    }
+}
+
+/// Hears of access changes by reading their count.
+struct Count(SqlitePool);
+
+impl Count {
+    async fn read(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT changes FROM access_changes WHERE id = 1").fetch_one(&self.0).await
+    }
+}
+
+impl AccessWatch for Count {
+    /// The count last read.
+    type Watching = i64;
+
+    async fn start(&mut self) -> Result<i64, sqlx::Error> {
+        self.read().await
+    }
+
+    async fn next_change(&mut self, seen: &mut i64) -> bool {
+        loop {
+            tokio::time::sleep(access_cache::POLL).await;
+            match self.read().await {
+                Ok(count) if count == *seen => continue,
+                Ok(count) => {
+                    *seen = count;
+                    return true;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
