@@ -19,11 +19,14 @@
 //! another revision, or a settings change, rebuilds it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use ksa_domain::ProjectRules;
 use ksa_schemas::Timestamp;
 use ksa_schemas::row::{OrderRow, RowSla, UrgencySource};
+
+use super::params::IdPrefix;
 
 /// No instant: a crossing that will not happen.
 pub const NEVER: i64 = i64::MAX;
@@ -395,6 +398,21 @@ impl ProjectIndex {
         (ids.len() <= at_most).then_some(ids)
     }
 
+    /// The positions of the orders whose id starts with `prefix`'s digits (shorter ids first):
+    /// a filter by id reads only the orders it matches instead of testing every id.
+    pub fn positions_with_prefix(&self, prefix: IdPrefix) -> Vec<usize> {
+        prefix_ranges(prefix)
+            .into_iter()
+            .flat_map(|ids| self.positions_between(ids))
+            .filter(|i| prefix.matches(self.keys[*i].order_id))
+            .collect()
+    }
+
+    /// The positions of the orders whose ids lie in `ids`, in id order.
+    pub fn positions_between(&self, ids: RangeInclusive<i64>) -> impl Iterator<Item = usize> + '_ {
+        self.positions.range(ids).map(|(_, i)| *i)
+    }
+
     /// Order ids in ascending order from (excluding) `after`, or descending below it.
     pub fn ids(&self, descending: bool, after: Option<i64>) -> Box<dyn Iterator<Item = i64> + '_> {
         use std::ops::Bound::{Excluded, Unbounded};
@@ -493,5 +511,77 @@ impl ProjectIndex {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// The ranges of ids that begin with `prefix`'s digits, one per length (`[value·10ᵏ, (value +
+/// 1)·10ᵏ)`), shortest first. They hold no other id, unless the prefix has a leading zero (then
+/// [`IdPrefix::matches`] refuses every id in them).
+pub fn prefix_ranges(prefix: IdPrefix) -> Vec<RangeInclusive<i64>> {
+    // `0` begins no longer id; any other value begins one disjoint range of ids per length.
+    let lengths = if prefix.value == 0 { 1 } else { 20 };
+    let mut ranges = Vec::new();
+    for k in 0..lengths {
+        let scale = 10u64.pow(k);
+        let Some(low) = prefix.value.checked_mul(scale).and_then(|low| i64::try_from(low).ok()) else { break };
+        let high = prefix.value.checked_add(1).and_then(|v| v.checked_mul(scale)).and_then(|high| i64::try_from(high - 1).ok());
+        ranges.push(low..=high.unwrap_or(i64::MAX));
+    }
+    ranges
+}
+
+/// `ids` cut into `parts` consecutive ranges of about as many ids each (fewer ranges when it
+/// holds fewer ids).
+pub fn split_ids(ids: RangeInclusive<i64>, parts: usize) -> Vec<RangeInclusive<i64>> {
+    let (first, last) = (i128::from(*ids.start()), i128::from(*ids.end()));
+    let count = last - first + 1;
+    if count <= 0 {
+        return Vec::new();
+    }
+    let parts = (parts.max(1) as i128).min(count);
+    let id = |n: i128| i64::try_from(n).expect("within the range");
+    (0..parts).map(|n| id(first + count * n / parts)..=id(first + count * (n + 1) / parts - 1)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_positions_with_a_prefix_are_those_whose_digits_begin_with_it() {
+        let ids = [0, 1, 5, 9, 10, 49, 50, 55, 59, 60, 500, 599, 600, 5_000_000, 5_999_999, 6_000_000, 1_234_567, i64::MAX, i64::MAX - 1];
+        let positions: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let prefixes = ["5", "50", "59", "599", "0", "1", "07", "9", "922", "1234567"];
+        let long = ["9223372036854775807", "9223372036854775808", "18446744073709551615"];
+        for text in prefixes.into_iter().chain(long) {
+            let prefix = IdPrefix { value: text.parse().unwrap(), digits: text.len() as u32 };
+            let ranges = prefix_ranges(prefix);
+            let mut found: Vec<i64> =
+                ranges.iter().flat_map(|r| positions.range(r.clone())).map(|(id, _)| *id).filter(|id| prefix.matches(*id)).collect();
+            let mut wanted: Vec<i64> = ids.iter().copied().filter(|id| id.to_string().starts_with(text)).collect();
+            found.sort_unstable();
+            wanted.sort_unstable();
+            assert_eq!(found, wanted, "q={text}");
+        }
+    }
+
+    #[test]
+    fn split_ids_cover_the_range_once_in_order() {
+        for (ids, parts) in [(0..=99, 2), (5..=5, 3), (1..=10, 3), (i64::MIN..=i64::MAX, 2), (i64::MAX - 1..=i64::MAX, 8), (7..=3, 2)] {
+            let split = split_ids(ids.clone(), parts);
+            assert!(split.len() <= parts, "{ids:?} in {parts}: {split:?}");
+            let mut next = i128::from(*ids.start());
+            for part in &split {
+                assert!(part.start() <= part.end(), "{ids:?} in {parts}: {split:?}");
+                assert_eq!(i128::from(*part.start()), next, "{ids:?} in {parts}: {split:?}");
+                next = i128::from(*part.end()) + 1;
+            }
+            assert_eq!(
+                next,
+                if ids.is_empty() { i128::from(*ids.start()) } else { i128::from(*ids.end()) + 1 },
+                "{ids:?} in {parts}: {split:?}"
+            );
+        }
+        assert_eq!(split_ids(0..=99, 2), vec![0..=49, 50..=99]);
     }
 }

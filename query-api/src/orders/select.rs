@@ -8,7 +8,7 @@ use ksa_domain::ProjectRules;
 use ksa_schemas::Timestamp;
 use ksa_schemas::row::RowSla;
 
-use super::index::{Clocks, Entry, GroupTotals, Key, Lane, Lanes, ProjectIndex, Version};
+use super::index::{Clocks, Entry, GroupTotals, Lane, Lanes, ProjectIndex, Version, prefix_ranges, split_ids};
 use super::params::{Filters, Position, Sort, SortKey};
 
 /// The state reached by `as_of` from crossing instants alone (none before near).
@@ -135,9 +135,10 @@ pub struct Snapshot<'a> {
     pub index: &'a ProjectIndex,
     pub pinned: HashMap<i64, Option<&'a Entry>>,
     pub as_of: i64,
-    /// Up to this many orders overdue at `as_of`, `overdue=true` reads those alone; beyond it,
-    /// overdue orders are common enough that walking the index finds them soon.
-    pub few_overdue: usize,
+    /// Up to this many orders overdue at `as_of` (`overdue=true`), or with ids that begin with
+    /// `q`, a listing reads those alone; beyond it, they are common enough that walking the
+    /// index in the listing's order finds them soon.
+    pub few: usize,
 }
 
 impl<'a> Snapshot<'a> {
@@ -149,7 +150,7 @@ impl<'a> Snapshot<'a> {
             pinned.extend(was.into_iter().map(|(id, entry)| (id, entry.filter(|e| e.last <= as_of))));
         }
         pinned.extend(past.iter().map(|(id, entry)| (*id, Some(entry))));
-        Snapshot { index, pinned, as_of, few_overdue: FEW_OVERDUE }
+        Snapshot { index, pinned, as_of, few: FEW }
     }
 
     /// The entry of the order at `as_of`, if it existed then.
@@ -160,15 +161,28 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    /// With `overdue=true`, when at most [`Snapshot::few_overdue`] orders are overdue at `as_of`:
-    /// every entry that may be (pinned ones included), in no order; else `None` (walk them all).
+    /// With `overdue=true`, when at most [`Snapshot::few`] orders are overdue at `as_of`: every
+    /// entry that may be (pinned ones included), in no order; else `None` (walk them all).
     pub fn overdue_only(&self, filters: &Filters) -> Option<Vec<&'a Entry>> {
         if !filters.overdue {
             return None;
         }
-        let ids = self.index.overdue_at(self.as_of, self.few_overdue)?;
+        let ids = self.index.overdue_at(self.as_of, self.few)?;
         let (index, as_of) = (self.index, self.as_of);
         let current = ids.into_iter().filter(|id| !self.pinned.contains_key(id)).filter_map(|id| index.get(id).filter(|e| e.last <= as_of));
+        Some(current.chain(self.pinned.values().flatten().copied()).collect())
+    }
+
+    /// With `q=`, when at most [`Snapshot::few`] ids begin with it: every entry that may match
+    /// (pinned ones included), in no order; else `None`. Looking an order up by its id reads
+    /// that order, not the whole index in the listing's order.
+    pub fn with_prefix_only(&self, filters: &Filters) -> Option<Vec<&'a Entry>> {
+        let positions = self.index.positions_with_prefix(filters.q?);
+        if positions.len() > self.few {
+            return None;
+        }
+        let (entries, as_of) = (self.index.entries(), self.as_of);
+        let current = positions.into_iter().map(|i| &entries[i]).filter(|e| e.last <= as_of && !self.pinned.contains_key(&e.order_id));
         Some(current.chain(self.pinned.values().flatten().copied()).collect())
     }
 
@@ -185,8 +199,8 @@ impl<'a> Snapshot<'a> {
 
 type Keyed<'a> = Box<dyn Iterator<Item = (i64, i64)> + 'a>;
 
-/// [`Snapshot::few_overdue`] by default.
-pub const FEW_OVERDUE: usize = 50_000;
+/// [`Snapshot::few`] by default.
+pub const FEW: usize = 50_000;
 
 /// One ordered set shifted by `offset`, from after `after` (a key at `as_of`).
 fn set_lane(set: &BTreeSet<(i64, i64)>, offset: i64, descending: bool, after: Option<(i64, i64)>) -> Keyed<'_> {
@@ -256,10 +270,10 @@ pub fn ordered<'a, 's>(
     let index = snapshot.index;
     let as_of = snapshot.as_of;
     let descending = sort.descending;
-    if let Some(overdue) = snapshot.overdue_only(filters) {
-        // Few are overdue: their keys are computed and sorted, rather than walking every lane
-        // past the orders that are not (all of them, when none is overdue).
-        let keys = overdue.into_iter().map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id)).collect();
+    if let Some(few) = snapshot.overdue_only(filters).or_else(|| snapshot.with_prefix_only(filters)) {
+        // Few are overdue, or have such ids: their keys are computed and sorted, rather than
+        // walking every lane past the orders that are not (all of them, when none is).
+        let keys = few.into_iter().map(|e| (Measured::measure(e, clocks).sort_value(sort.key, filters.cycle), e.order_id)).collect();
         return Box::new(computed_lane(keys, sort, after).filter_map(move |(key, id)| snapshot.get(id).map(|e| (key, e))));
     }
     // Pinned orders are a lane of their own, the first.
@@ -605,21 +619,46 @@ pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -
     }
     let (entries, keys) = (index.entries(), index.keys());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len() / min_chunk.max(1)).max(1);
-    let chunk = entries.len().div_ceil(threads).max(1);
-    // The keys first: the entry of an order that cannot match is never read.
-    let tally_of = &|(keys, entries): (&[Key], &[Entry])| {
+    let tally_of = &|part: Part| {
         let mut clocks = Clocks::new(&index.rules, as_of);
         let mut tally = Tally::default();
-        for (key, entry) in keys.iter().zip(entries) {
+        let add = |i: usize| {
+            let key = &keys[i];
             if key.last <= snapshot.as_of && key.may_match(filters) && !snapshot.pinned.contains_key(&key.order_id) {
-                tally.add(entry, &mut clocks, filters);
+                tally.add(&entries[i], &mut clocks, filters);
             }
+        };
+        match part {
+            Part::Positions(positions) => positions.for_each(add),
+            Part::Ids(ranges) => ranges.into_iter().flat_map(|ids| index.positions_between(ids)).for_each(add),
         }
         tally
     };
+    // With `q=`, each thread reads a share of the ids that begin so (a tenth of the index for one
+    // digit); else a share of the positions, the keys first: the entry of an order that cannot
+    // match is never read.
+    let parts: Vec<Part> = match filters.q {
+        Some(q) => {
+            let mut shares = vec![Vec::new(); threads];
+            // Cut within the ids the index holds, so the shares hold about as many orders.
+            let held = index.ids(false, None).next().zip(index.ids(true, None).next());
+            for ids in prefix_ranges(q) {
+                let Some((least, greatest)) = held else { break };
+                let ids = (*ids.start()).max(least)..=(*ids.end()).min(greatest);
+                for (share, part) in shares.iter_mut().zip(split_ids(ids, threads)) {
+                    share.push(part);
+                }
+            }
+            shares.into_iter().map(Part::Ids).collect()
+        }
+        None => {
+            let chunk = entries.len().div_ceil(threads).max(1);
+            (0..entries.len()).step_by(chunk).map(|start| Part::Positions(start..(start + chunk).min(entries.len()))).collect()
+        }
+    };
     let mut tallies = std::thread::scope(|scope| {
-        let mut parts = keys.chunks(chunk).zip(entries.chunks(chunk));
-        let first = parts.next().unwrap_or_default();
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or(Part::Positions(0..0));
         let others: Vec<_> = parts.map(|part| scope.spawn(move || tally_of(part))).collect();
         let mut tallies = vec![tally_of(first)];
         for other in others {
@@ -637,6 +676,13 @@ pub fn snapshot_kpis(snapshot: &Snapshot, filters: &Filters, min_chunk: usize) -
     }
     tallies.push(pinned);
     Tally::finish(tallies)
+}
+
+/// What one thread of [`snapshot_kpis`] reads: positions of the index, or the orders with ids
+/// in some ranges.
+enum Part {
+    Positions(std::ops::Range<usize>),
+    Ids(Vec<std::ops::RangeInclusive<i64>>),
 }
 
 /// The value kept for `key` among a few, added when first asked for (a search along a handful
