@@ -400,12 +400,11 @@ impl ProjectIndex {
 
     /// The positions of the orders whose id starts with `prefix`'s digits (shorter ids first):
     /// a filter by id reads only the orders it matches instead of testing every id.
-    pub fn positions_with_prefix(&self, prefix: IdPrefix) -> Vec<usize> {
+    pub fn positions_with_prefix(&self, prefix: IdPrefix) -> impl Iterator<Item = usize> + '_ {
         prefix_ranges(prefix)
             .into_iter()
             .flat_map(|ids| self.positions_between(ids))
-            .filter(|i| prefix.matches(self.keys[*i].order_id))
-            .collect()
+            .filter(move |i| prefix.matches(self.keys[*i].order_id))
     }
 
     /// The positions of the orders whose ids lie in `ids`, in id order.

@@ -177,7 +177,8 @@ impl<'a> Snapshot<'a> {
     /// (pinned ones included), in no order; else `None`. Looking an order up by its id reads
     /// that order, not the whole index in the listing's order.
     pub fn with_prefix_only(&self, filters: &Filters) -> Option<Vec<&'a Entry>> {
-        let positions = self.index.positions_with_prefix(filters.q?);
+        // One past `few` tells that there are too many, without collecting them all.
+        let positions: Vec<usize> = self.index.positions_with_prefix(filters.q?).take(self.few.saturating_add(1)).collect();
         if positions.len() > self.few {
             return None;
         }
