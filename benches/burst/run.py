@@ -5,6 +5,7 @@ processor's progress sampled meanwhile.
 
     benches/burst/run.py --app target/release/keycrm-analytics [--load wrk|replay] [--connections 64]
                          [--seconds 60] [--runs 3] [--database-url postgres://…/test] [--sample-ms 100]
+                         [--events-per-order N]
                          [--perf FILE]
 
 Load: `wrk -t2 -cN -dS --latency -s benches/burst/webhooks.lua` (Debian's `wrk`), or the replay
@@ -51,6 +52,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--events-per-order", type=int, default=0, help="wrk: new orders after this many status changes each (default: the same orders for the whole burst)")
     parser.add_argument("--sample-ms", type=int, default=100)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (e.g. KSA__PROCESSOR__LINGER_MS=20)")
     parser.add_argument("--perf", default=None, metavar="FILE", help="record the server with `perf record` during the load into FILE (Debian's linux-perf)")
@@ -83,6 +85,7 @@ class Result:
             f"drained {self.drain:.2f} s after it\n"
             f"server: {self.cpu:.1f} CPU-s ({self.cpu / self.elapsed:.2f} cores during the load), peak RSS {self.peak_rss_mib:,.0f} MiB, "
             f"RSS at the end {self.end_rss_mib:,.0f} MiB; machine {self.machine_busy:.0%} busy\n"
+            f"peak RSS so far at each fifth of the load: " + " / ".join(f"{m:,.0f}" for m in self.peak_by_fifth) + " MiB\n"
             f"server CPU by thread: " + ", ".join(f"{name} {seconds / self.elapsed:.2f}" for name, seconds in self.threads) + " (cores)"
         )
 
@@ -125,6 +128,7 @@ def one_run(args):
 
 def measure(args, server, url, positions):
     samples = []  # (t, appended, committed)
+    peaks = []  # (t, the server's VmHWM in MiB)
     stop = threading.Event()
     started = time.monotonic()
 
@@ -133,6 +137,7 @@ def measure(args, server, url, positions):
             try:
                 appended, committed = positions.read()
                 samples.append((time.monotonic() - started, appended, committed))
+                peaks.append((time.monotonic() - started, status_kib(server.pid, "VmHWM") / 1024))
             except Exception as error:  # the files may not exist for the first few samples
                 if time.monotonic() - started > 10:
                     print(f"burst: cannot read the positions: {error}", file=sys.stderr)
@@ -169,6 +174,9 @@ def measure(args, server, url, positions):
     result.machine_busy = 1 - (machine_after[1] - machine_before[1]) / max(1, machine_after[0] - machine_before[0])
     result.peak_rss_mib = status_kib(server.pid, "VmHWM") / 1024
     result.end_rss_mib = status_kib(server.pid, "VmRSS") / 1024
+    # The peak so far at the end of each fifth of the load: flat once the burst's working set is
+    # reached, or climbing with its length.
+    result.peak_by_fifth = [max((m for t, m in peaks if t <= load_end * k / 5), default=0.0) for k in range(1, 6)]
     last = samples[-1]
     result.appended, result.committed = last[1], last[2]
     at_end = [s for s in samples if s[0] <= load_end]
@@ -182,7 +190,8 @@ def measure(args, server, url, positions):
 def run_load(args, url):
     if args.load == "wrk":
         command = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "--timeout", "10s", "-s", os.path.join(HERE, "webhooks.lua"), url]
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        load_env = dict(os.environ, KSA_BURST_EVENTS_PER_ORDER=str(args.events_per_order))
+        out = subprocess.run(command, capture_output=True, text=True, check=True, env=load_env).stdout
         took = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
         if not took:
             raise SystemExit(f"burst: cannot read wrk's report:\n{out}")

@@ -5,7 +5,10 @@
 --
 --   wrk -t2 -c64 -d60s --latency -s benches/burst/webhooks.lua 'http://127.0.0.1:PORT/webhooks/keycrm/SLUG?token=SECRET'
 --
--- ORDERS per thread (environment KSA_BURST_ORDERS, default 20000).
+-- ORDERS per thread (environment KSA_BURST_ORDERS, default 20000). KSA_BURST_EVENTS_PER_ORDER
+-- (default 0: never) retires a thread's orders after that many status changes each: the next
+-- round moves ORDERS new ones, as a shop's orders come and close, so a long burst does not pile
+-- ever more events onto the same orders (each event re-derives its order from all of them).
 
 local threads = {}
 local counter = 1
@@ -17,6 +20,7 @@ function setup(thread)
 end
 
 local orders = tonumber(os.getenv("KSA_BURST_ORDERS") or "20000")
+local events_per_order = tonumber(os.getenv("KSA_BURST_EVENTS_PER_ORDER") or "0")
 local start = os.time()
 local n = 0
 
@@ -33,7 +37,8 @@ local stamped_round, changed = -1, nil
 function request()
    n = n + 1
    local round = math.floor((n - 1) / orders)
-   local id = thread_no * 10000000 + ((n - 1) % orders) + 1
+   local generation = events_per_order > 0 and math.floor(round / events_per_order) or 0
+   local id = thread_no * 100000000 + generation * orders + ((n - 1) % orders) + 1
    local status = (round % 4) + 1
    if round ~= stamped_round then
       stamped_round, changed = round, stamp(round * 1000 + thread_no)
