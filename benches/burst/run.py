@@ -127,8 +127,7 @@ def one_run(args):
 
 
 def measure(args, server, url, positions):
-    samples = []  # (t, appended, committed)
-    peaks = []  # (t, the server's VmHWM in MiB)
+    samples = []  # (t, appended, committed, the server's VmHWM in MiB)
     stop = threading.Event()
     started = time.monotonic()
 
@@ -136,8 +135,7 @@ def measure(args, server, url, positions):
         while not stop.is_set():
             try:
                 appended, committed = positions.read()
-                samples.append((time.monotonic() - started, appended, committed))
-                peaks.append((time.monotonic() - started, status_kib(server.pid, "VmHWM") / 1024))
+                samples.append((time.monotonic() - started, appended, committed, status_kib(server.pid, "VmHWM") / 1024))
             except Exception as error:  # the files may not exist for the first few samples
                 if time.monotonic() - started > 10:
                     print(f"burst: cannot read the positions: {error}", file=sys.stderr)
@@ -176,7 +174,7 @@ def measure(args, server, url, positions):
     result.end_rss_mib = status_kib(server.pid, "VmRSS") / 1024
     # The peak so far at the end of each fifth of the load: flat once the burst's working set is
     # reached, or climbing with its length.
-    result.peak_by_fifth = [max((m for t, m in peaks if t <= load_end * k / 5), default=0.0) for k in range(1, 6)]
+    result.peak_by_fifth = [max((s[3] for s in samples if s[0] <= load_end * k / 5), default=0.0) for k in range(1, 6)]
     last = samples[-1]
     result.appended, result.committed = last[1], last[2]
     at_end = [s for s in samples if s[0] <= load_end]
