@@ -150,8 +150,10 @@ async fn a_month_that_reaches_the_file_limit_is_compacted_after_the_write() {
     let facts = ParquetFacts::new(sink.dir());
     sink.write(orders(&[1], 2)).await.expect("write 1");
     sink.write(orders(&[2], 2)).await.expect("write 2");
-    assert_eq!(facts.files("order_cycles", PROJECT).expect("files").len(), 2);
+    sink.compacted().await;
+    assert_eq!(facts.files("order_cycles", PROJECT).expect("files").len(), 2, "below the limit, nothing is merged");
     sink.write(orders(&[1], 3)).await.expect("write 3");
+    sink.compacted().await;
 
     let files = facts.files("order_cycles", PROJECT).expect("files");
     assert_eq!(files.len(), 1, "{files:?}");
@@ -174,8 +176,10 @@ async fn small_files_are_merged_among_themselves_not_into_a_larger_one() {
 
     sink.write(orders(&[1], 3)).await.expect("small write 1");
     sink.write(orders(&[2], 3)).await.expect("small write 2");
+    sink.compacted().await;
     assert_eq!(facts.files("order_cycles", PROJECT).expect("files").len(), 3, "no tier holds three files yet");
     sink.write(orders(&[3], 3)).await.expect("small write 3");
+    sink.compacted().await;
 
     let files = facts.files("order_cycles", PROJECT).expect("files");
     assert_eq!(files.len(), 2, "the three small files became one: {files:?}");

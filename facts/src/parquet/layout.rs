@@ -4,11 +4,12 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use ksa_schemas::Timestamp;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -107,34 +108,114 @@ pub(crate) fn parts(dir: &Path) -> Result<Vec<(u64, PathBuf)>, FactError> {
 
 /// Writes `rows` as `dir/part-<number>.parquet`, durable once this returns.
 pub(crate) fn write_part<T: FactTable>(dir: &Path, number: u64, rows: &[T]) -> Result<PathBuf, FactError> {
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let path = dir.join(format!("part-{number}.parquet"));
-    let temporary = dir.join(format!(".part-{number}.parquet.tmp"));
-    let batch = T::to_batch(rows).map_err(|e| file_error(&path, e))?;
-    let file = File::create(&temporary).map_err(io_error(&temporary))?;
-    let properties =
-        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS)).build();
-    let mut writer = ArrowWriter::try_new(file, T::schema(), Some(properties)).map_err(|e| file_error(&path, e))?;
-    writer.write(&batch).map_err(|e| file_error(&path, e))?;
-    let file = writer.into_inner().map_err(|e| file_error(&path, e))?;
-    file.sync_all().map_err(io_error(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, &path).map_err(io_error(&path))?;
-    sync_dir(dir)?;
-    Ok(path)
+    let mut part = PartWriter::create(dir, number)?;
+    part.write(rows)?;
+    part.finish()
+}
+
+/// A part file being written a slice of rows at a time (so a merge need not hold all of its
+/// rows): under a hidden temporary name until [`PartWriter::finish`], which syncs and renames
+/// it. Dropped unfinished, it removes the temporary file.
+pub(crate) struct PartWriter<T> {
+    dir: PathBuf,
+    path: PathBuf,
+    temporary: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    rows: PhantomData<fn(&T)>,
+}
+
+impl<T: FactTable> PartWriter<T> {
+    pub(crate) fn create(dir: &Path, number: u64) -> Result<PartWriter<T>, FactError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = dir.join(format!("part-{number}.parquet"));
+        let temporary = dir.join(format!(".part-{number}.parquet.tmp"));
+        let file = File::create(&temporary).map_err(io_error(&temporary))?;
+        let properties =
+            WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS)).build();
+        let mut part = PartWriter { dir: dir.to_path_buf(), path, temporary, writer: None, rows: PhantomData };
+        part.writer = Some(ArrowWriter::try_new(file, T::schema(), Some(properties)).map_err(|e| file_error(&part.path, e))?);
+        Ok(part)
+    }
+
+    /// Appends `rows` (the writer cuts row groups of [`ROW_GROUP_ROWS`] across calls).
+    pub(crate) fn write(&mut self, rows: &[T]) -> Result<(), FactError> {
+        let writer = self.writer.as_mut().expect("a part writer is open until finished");
+        let batch = T::to_batch(rows).map_err(|e| file_error(&self.path, e))?;
+        writer.write(&batch).map_err(|e| file_error(&self.path, e))
+    }
+
+    /// Closes the file and makes it `part-<number>.parquet`, durable once this returns.
+    pub(crate) fn finish(mut self) -> Result<PathBuf, FactError> {
+        let writer = self.writer.take().expect("a part writer is finished once");
+        let file = writer.into_inner().map_err(|e| file_error(&self.path, e))?;
+        file.sync_all().map_err(io_error(&self.temporary))?;
+        drop(file);
+        fs::rename(&self.temporary, &self.path).map_err(io_error(&self.path))?;
+        sync_dir(&self.dir)?;
+        Ok(self.path.clone())
+    }
+}
+
+impl<T> Drop for PartWriter<T> {
+    fn drop(&mut self) {
+        // Unfinished (an error, or a merge that gave up): the temporary file is not a part,
+        // but it would take disk space until the folder's next write of that number.
+        if self.writer.take().is_some() {
+            let _ = fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// Rows read from a batch at a time when a file is read row by row.
+const READ_BATCH_ROWS: usize = 8 * 1024;
+
+/// The rows of one part file in file order, read [`READ_BATCH_ROWS`] at a time.
+pub(crate) struct PartReader<T> {
+    path: PathBuf,
+    batches: ParquetRecordBatchReader,
+    rows: std::vec::IntoIter<T>,
+}
+
+impl<T: FactTable> PartReader<T> {
+    pub(crate) fn open(path: &Path) -> Result<PartReader<T>, FactError> {
+        let file = File::open(path).map_err(io_error(path))?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| file_error(path, e))?
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()
+            .map_err(|e| file_error(path, e))?;
+        Ok(PartReader { path: path.to_path_buf(), batches, rows: Vec::new().into_iter() })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl<T: FactTable> Iterator for PartReader<T> {
+    type Item = Result<T, FactError>;
+
+    fn next(&mut self) -> Option<Result<T, FactError>> {
+        loop {
+            if let Some(row) = self.rows.next() {
+                return Some(Ok(row));
+            }
+            let rows = self
+                .batches
+                .next()?
+                .map_err(|e| file_error(&self.path, e))
+                .and_then(|batch| T::from_batch(&batch).map_err(|e| file_error(&self.path, e)));
+            match rows {
+                Ok(rows) => self.rows = rows.into_iter(),
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
 }
 
 /// Every row of one file.
 pub(crate) fn read_part<T: FactTable>(path: &Path) -> Result<Vec<T>, FactError> {
-    let file = File::open(path).map_err(io_error(path))?;
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| file_error(path, e))?.build().map_err(|e| file_error(path, e))?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| file_error(path, e))?;
-        rows.extend(T::from_batch(&batch).map_err(|e| file_error(path, e))?);
-    }
-    Ok(rows)
+    PartReader::open(path)?.collect()
 }
 
 pub(crate) fn remove_part(path: &Path) -> Result<(), FactError> {

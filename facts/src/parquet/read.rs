@@ -65,11 +65,21 @@ impl ParquetFacts {
         &self.dir
     }
 
+    /// Every stored row of the project. A file that a compaction removed after the listing
+    /// (its rows are in the merged file by then) means listing again.
     fn stored<T: FactTable>(&self, project_id: i64) -> Result<Vec<T>, FactError> {
-        let mut rows = Vec::new();
-        for file in self.files(T::NAME, project_id)? {
-            rows.extend(read_part::<T>(&file)?);
+        let mut attempts = 0;
+        'listing: loop {
+            attempts += 1;
+            let mut rows = Vec::new();
+            for file in self.files(T::NAME, project_id)? {
+                match read_part::<T>(&file) {
+                    Ok(read) => rows.extend(read),
+                    Err(FactError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempts < 5 => continue 'listing,
+                    Err(err) => return Err(err),
+                }
+            }
+            return Ok(rows);
         }
-        Ok(rows)
     }
 }
