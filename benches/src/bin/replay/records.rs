@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use ksa_benches::traffic::{GeneratedEvent, TrafficSpec, deliveries, webhook_body};
 use ksa_bus::NewRecord;
 use ksa_schemas::bus::{StatusMessage, order_key, status_idempotency_key};
-use ksa_schemas::{Timestamp, WebhookOutcome, parse_webhook};
+use ksa_schemas::{Timestamp, WebhookOutcome, kept_payload, parse_webhook};
 
 use crate::Fallible;
 
@@ -43,7 +43,9 @@ pub fn status_record(project_id: i64, event: &GeneratedEvent, received_at: Times
         WebhookOutcome::Status(parsed) => parsed,
         WebhookOutcome::Ignored { event } => return Err(format!("the generator made a `{event}` webhook, not a status change").into()),
     };
-    let message = StatusMessage::StatusChanged { project_id, event: parsed, received_at, payload: body.clone() };
+    // What ingest keeps of the body, not the body: the same bytes reach the event log as in `run`.
+    let kept = kept_payload(body.as_bytes()).ok_or("the generator made a body that is not a JSON object")?;
+    let message = StatusMessage::StatusChanged { project_id, event: parsed, received_at, payload: kept };
     Ok(NewRecord {
         key: order_key(project_id, parsed.order_id),
         payload: serde_json::to_vec(&message)?,
