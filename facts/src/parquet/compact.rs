@@ -260,26 +260,10 @@ fn quiet_for(dir: &Path, quiet: Duration) -> Result<bool, FactError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::table::test_cycle as cycle;
     use super::*;
-    use ksa_schemas::Timestamp;
     use ksa_schemas::facts::{CycleFact, FactVersion};
     use proptest::prelude::*;
-
-    /// A cycle row of `order_id`; `mark` tells rows of one key apart.
-    fn cycle(order_id: i64, version: u32, complete: bool, mark: f64) -> CycleFact {
-        CycleFact {
-            project_id: 1,
-            order_id,
-            cycle_id: 1,
-            started_at: Timestamp::from_seconds(0),
-            ended_at: None,
-            wall_seconds: mark,
-            working_seconds: 0.0,
-            is_urgent: false,
-            version: FactVersion::new(0, version),
-            order_created_at: complete.then(|| Timestamp::from_seconds(0)),
-        }
-    }
 
     /// Writes each of `files` as a part of `dir` (as given: a caller sorts them or not) and
     /// merges them all; returns what the merge reported and the rows of the one file left.

@@ -239,24 +239,11 @@ impl FactSink for ParquetSink {
 
 #[cfg(test)]
 mod tests {
+    use super::super::table::test_cycle;
     use super::*;
-    use ksa_schemas::Timestamp;
-    use ksa_schemas::facts::FactVersion;
 
     fn cycles(order_id: i64) -> FactBatch {
-        let cycle = CycleFact {
-            project_id: 1,
-            order_id,
-            cycle_id: 1,
-            started_at: Timestamp::from_seconds(0),
-            ended_at: None,
-            wall_seconds: 1.0,
-            working_seconds: 0.0,
-            is_urgent: false,
-            version: FactVersion::new(0, 1),
-            order_created_at: Some(Timestamp::from_seconds(0)),
-        };
-        FactBatch { intervals: Vec::new(), cycles: vec![cycle] }
+        FactBatch { intervals: Vec::new(), cycles: vec![test_cycle(order_id, 1, true, 1.0)] }
     }
 
     #[tokio::test]

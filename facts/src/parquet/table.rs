@@ -281,6 +281,24 @@ pub(crate) fn newest_per_key<T: FactTable>(mut rows: Vec<T>) -> Vec<T> {
     rows
 }
 
+/// A cycle row for tests: project 1, cycle 1, started at 0; a complete row has its later
+/// columns; `mark` (its wall seconds) tells rows of one key apart.
+#[cfg(test)]
+pub(crate) fn test_cycle(order_id: i64, version: u32, complete: bool, mark: f64) -> CycleFact {
+    CycleFact {
+        project_id: 1,
+        order_id,
+        cycle_id: 1,
+        started_at: Timestamp::from_seconds(0),
+        ended_at: None,
+        wall_seconds: mark,
+        working_seconds: 0.0,
+        is_urgent: false,
+        version: FactVersion::new(0, version),
+        order_created_at: complete.then(|| Timestamp::from_seconds(0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,37 +313,15 @@ mod tests {
 
     #[test]
     fn newest_per_key_keeps_the_highest_version_of_each_key() {
-        let cycle = |order_id, version| CycleFact {
-            project_id: 1,
-            order_id,
-            cycle_id: 1,
-            started_at: Timestamp::from_seconds(0),
-            ended_at: None,
-            wall_seconds: f64::from(version),
-            working_seconds: 0.0,
-            is_urgent: false,
-            version: FactVersion::new(0, version),
-            order_created_at: Some(Timestamp::from_seconds(0)),
-        };
+        let cycle = |order_id, version| test_cycle(order_id, version, true, f64::from(version));
         let kept = newest_per_key(vec![cycle(2, 1), cycle(1, 2), cycle(2, 3), cycle(1, 1)]);
         assert_eq!(kept, vec![cycle(1, 2), cycle(2, 3)]);
     }
 
     #[test]
     fn of_one_version_the_row_with_the_later_columns_is_kept() {
-        let complete = |order_id| CycleFact {
-            project_id: 1,
-            order_id,
-            cycle_id: 1,
-            started_at: Timestamp::from_seconds(0),
-            ended_at: None,
-            wall_seconds: 1.0,
-            working_seconds: 0.0,
-            is_urgent: false,
-            version: FactVersion::new(0, 4),
-            order_created_at: Some(Timestamp::from_seconds(0)),
-        };
-        let older_format = |order_id| CycleFact { order_created_at: None, ..complete(order_id) };
+        let complete = |order_id| test_cycle(order_id, 4, true, 1.0);
+        let older_format = |order_id| test_cycle(order_id, 4, false, 1.0);
         let kept = newest_per_key(vec![older_format(1), complete(1), complete(2), older_format(2)]);
         assert_eq!(kept, vec![complete(1), complete(2)]);
     }
