@@ -218,6 +218,25 @@ pub(crate) fn read_part<T: FactTable>(path: &Path) -> Result<Vec<T>, FactError> 
     PartReader::open(path)?.collect()
 }
 
+/// Removes from `dir` the temporary files of writes that never finished (the process was
+/// killed in the middle of one).
+pub(crate) fn remove_temporaries(dir: &Path) -> Result<(), FactError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(io_error(dir)(err)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".part-") && name.ends_with(".parquet.tmp") {
+            remove_part(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn remove_part(path: &Path) -> Result<(), FactError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),

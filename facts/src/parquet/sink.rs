@@ -9,7 +9,7 @@ use ksa_schemas::facts::{CycleFact, FactBatch, IntervalFact};
 
 use super::ParquetConfig;
 use super::compact::{CompactionReport, compact_table, compact_tiers};
-use super::layout::{io_error, month_dir, month_of, parts, write_part};
+use super::layout::{io_error, month_dir, month_of, parts, remove_temporaries, write_part};
 use super::table::{FactTable, newest_per_key};
 use crate::{FactError, FactSink};
 
@@ -53,7 +53,13 @@ impl PartNumbers {
         let mut known = lock(&self.0);
         let next = match known.get(dir) {
             Some(next) => *next,
-            None => parts(dir)?.last().map_or(0, |(n, _)| n + 1),
+            None => {
+                // The folder's first number in this process: no write of this sink is under
+                // way there, so a temporary file is what a killed process left (a merge's
+                // number can lie below later writes', so none of them would reuse its name).
+                remove_temporaries(dir)?;
+                parts(dir)?.last().map_or(0, |(n, _)| n + 1)
+            }
         };
         known.insert(dir.to_path_buf(), next + 1);
         Ok(next)
@@ -244,6 +250,25 @@ mod tests {
 
     fn cycles(order_id: i64) -> FactBatch {
         FactBatch { intervals: Vec::new(), cycles: vec![test_cycle(order_id, 1, true, 1.0)] }
+    }
+
+    #[tokio::test]
+    async fn a_temporary_file_left_by_a_killed_process_is_removed_on_the_first_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let month = month_dir(dir.path(), "order_cycles", 1, "1970-01");
+        std::fs::create_dir_all(&month).expect("month");
+        // A merge that took number 5 while writes went on to 6 and 7, then the process died.
+        write_part(&month, 6, &cycles(1).cycles).expect("part 6");
+        write_part(&month, 7, &cycles(2).cycles).expect("part 7");
+        std::fs::write(month.join(".part-5.parquet.tmp"), b"half a file").expect("leftover");
+        std::fs::write(month.join("notes.txt"), b"not ours").expect("other file");
+
+        let sink = ParquetSink::open(ParquetConfig { dir: dir.path().to_path_buf(), compact_min_files: 8 }).expect("open");
+        sink.write_blocking(cycles(3)).expect("write");
+        let mut names: Vec<String> =
+            std::fs::read_dir(&month).expect("dir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["notes.txt", "part-6.parquet", "part-7.parquet", "part-8.parquet"]);
     }
 
     #[tokio::test]
