@@ -17,8 +17,10 @@ answers other than 2xx, received → derived (from samples of where the bus and 
 stand: a record counts from the first sample that shows it appended to the first that shows it
 committed by the processor, so the resolution is the sampling period), how long the backlog took
 to drain once the load stopped, the server's CPU (in all, and per thread name: Tokio's workers,
-SQLite's connection threads, blocking tasks) and its peak RSS (VmHWM). `--perf FILE` also samples
-the server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
+SQLite's connection threads, blocking tasks, the Parquet compactor; read at every sample, so a
+thread that ends during the load counts up to its last reading, and threads that lived only
+between two samples are shown together) and its peak RSS (VmHWM). `--perf FILE` also samples the
+server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
 
 `--database-url` (a PostgreSQL server) runs `run` with `database.url` on a new database there
 (dropped afterwards), outbox and state both in PostgreSQL; positions are read with `psql`.
@@ -131,8 +133,11 @@ def measure(args, server, url, positions):
     stop = threading.Event()
     started = time.monotonic()
 
+    clock = ThreadClock(server.pid)
+
     def sample():
         while not stop.is_set():
+            clock.read()
             try:
                 appended, committed = positions.read()
                 samples.append((time.monotonic() - started, appended, committed, status_kib(server.pid, "VmHWM") / 1024))
@@ -143,14 +148,14 @@ def measure(args, server, url, positions):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    cpu_before, machine_before, threads_before = cpu_seconds(server.pid), machine_ticks(), thread_seconds(server.pid)
+    cpu_before, machine_before = cpu_seconds(server.pid), machine_ticks()
     perf = None
     if args.perf:
         perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(server.pid), "-o", args.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = run_load(args, url)
     load_end = time.monotonic() - started
     cpu = cpu_seconds(server.pid) - cpu_before
-    threads_after = thread_seconds(server.pid)
+    clock.close()
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait(60)
@@ -166,9 +171,10 @@ def measure(args, server, url, positions):
     result = Result()
     result.__dict__.update(load)
     result.cpu = cpu
-    result.threads = sorted(
-        ((name, seconds - threads_before.get(name, 0.0)) for name, seconds in threads_after.items()), key=lambda t: -t[1]
-    )[:8]
+    result.threads = sorted(clock.by_name().items(), key=lambda t: -t[1])[:8]
+    # Threads that lived only between two samples (most of the compactor's, which starts and
+    # ends with each merge) are in the process's total only.
+    result.threads.append(("threads that ended between samples", max(0.0, cpu - sum(seconds for _, seconds in clock.by_name().items()))))
     result.machine_busy = 1 - (machine_after[1] - machine_before[1]) / max(1, machine_after[0] - machine_before[0])
     result.peak_rss_mib = status_kib(server.pid, "VmHWM") / 1024
     result.end_rss_mib = status_kib(server.pid, "VmRSS") / 1024
@@ -314,19 +320,49 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_seconds(pid):
-    """CPU seconds per thread name (threads of one name summed, digits dropped: `sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker-`)."""
-    by_name = {}
+def thread_readings(pid):
+    """CPU seconds and name of each thread of `pid`, by thread id (digits dropped from names:
+    `sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker-`)."""
+    readings = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 head, _, rest = f.read().rpartition(") ")
             name = re.sub(r"\d+$", "", head.split(" (", 1)[1])
             fields = rest.split()
-            by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            readings[tid] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-    return by_name
+    return readings
+
+
+class ThreadClock:
+    """CPU seconds per thread name from now until `close`, read at every sample so that threads
+    which end meanwhile (the Parquet compactor's, Tokio's blocking threads) still count, up to
+    their last reading."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.lock = threading.Lock()
+        self.first = thread_readings(pid)
+        self.last = dict(self.first)
+        self.closed = False
+
+    def read(self):
+        with self.lock:
+            if not self.closed:
+                self.last.update(thread_readings(self.pid))
+
+    def close(self):
+        self.read()
+        with self.lock:
+            self.closed = True
+
+    def by_name(self):
+        totals = {}
+        for tid, (name, seconds) in self.last.items():
+            totals[name] = totals.get(name, 0.0) + seconds - self.first.get(tid, (name, 0.0))[1]
+        return totals
 
 
 def machine_ticks():
