@@ -179,14 +179,11 @@ fn merge_sorted<T: FactTable>(dir: &Path, number: u64, files: &[PathBuf]) -> Res
     let (mut read, mut kept) = (0u64, 0u64);
     let mut chunk: Vec<T> = Vec::with_capacity(MERGE_CHUNK_ROWS);
     while let Some(Reverse((key, first))) = next.pop() {
-        let mut taking = vec![first];
-        while next.peek().is_some_and(|Reverse((other, _))| *other == key) {
-            let Some(Reverse((_, index))) = next.pop() else { break };
-            taking.push(index);
-        }
-        // Inputs of one key leave the heap by file order, so a tie keeps the earliest file.
+        // Inputs of one key leave the heap by file order, so a tie keeps the earliest file; an
+        // input's next key is larger, so pushing it back does not mix it into this key's.
         let mut newest: Option<T> = None;
-        for index in taking {
+        let mut index = first;
+        loop {
             let input = &mut inputs[index];
             let row = input.head.take().expect("an input in the heap has a row");
             read += 1;
@@ -199,6 +196,11 @@ fn merge_sorted<T: FactTable>(dir: &Path, number: u64, files: &[PathBuf]) -> Res
             if let Some(row) = &input.head {
                 next.push(Reverse((row.key(), index)));
             }
+            match next.peek() {
+                Some(Reverse((other, other_index))) if *other == key => index = *other_index,
+                _ => break,
+            }
+            next.pop();
         }
         chunk.extend(newest);
         kept += 1;

@@ -121,6 +121,8 @@ pub(crate) struct PartWriter<T> {
     path: PathBuf,
     temporary: PathBuf,
     writer: Option<ArrowWriter<File>>,
+    /// Renamed into place: nothing for `drop` to remove.
+    finished: bool,
     rows: PhantomData<fn(&T)>,
 }
 
@@ -132,7 +134,7 @@ impl<T: FactTable> PartWriter<T> {
         let file = File::create(&temporary).map_err(io_error(&temporary))?;
         let properties =
             WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS)).build();
-        let mut part = PartWriter { dir: dir.to_path_buf(), path, temporary, writer: None, rows: PhantomData };
+        let mut part = PartWriter { dir: dir.to_path_buf(), path, temporary, writer: None, finished: false, rows: PhantomData };
         part.writer = Some(ArrowWriter::try_new(file, T::schema(), Some(properties)).map_err(|e| file_error(&part.path, e))?);
         Ok(part)
     }
@@ -151,6 +153,7 @@ impl<T: FactTable> PartWriter<T> {
         file.sync_all().map_err(io_error(&self.temporary))?;
         drop(file);
         fs::rename(&self.temporary, &self.path).map_err(io_error(&self.path))?;
+        self.finished = true;
         sync_dir(&self.dir)?;
         Ok(self.path.clone())
     }
@@ -158,9 +161,9 @@ impl<T: FactTable> PartWriter<T> {
 
 impl<T> Drop for PartWriter<T> {
     fn drop(&mut self) {
-        // Unfinished (an error, or a merge that gave up): the temporary file is not a part,
-        // but it would take disk space until the folder's next write of that number.
-        if self.writer.take().is_some() {
+        // Unfinished (an error, also while closing or syncing, or a merge that gave up): the
+        // temporary file is not a part, and no later write reuses its number.
+        if !self.finished {
             let _ = fs::remove_file(&self.temporary);
         }
     }
