@@ -21,8 +21,8 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// How long a writer of the bus file waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections of the bus file's pool: the group-commit writer, the processors' reads and
-/// retention.
+/// Connections of the bus file's reading pool: the processors', the live feed's and the
+/// checkpoints'. The group-commit writer has one of its own.
 const MAX_CONNECTIONS: u32 = 4;
 
 /// Page cache per connection of the bus file, in KiB: appends touch the tail of `bus_log` and
@@ -108,7 +108,19 @@ impl SqliteOutbox {
                 .map_err(|error| unavailable("cannot move the outbox records of the state database into the bus file", &error))?,
             None => BusFileOpened::default(),
         };
-        let outbox = Self::start(pool.clone(), topics, config).await?;
+        // The group-commit writer's own connection, opened here and kept open: its page cache
+        // stays warm, it never waits for a connection a reader holds, and its thread is started
+        // by the caller's, whatever threads the readers run on (`run` lowers the priority of the
+        // processors', see `ksa_app::background`).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unavailable("cannot open the bus file", &error))?;
+        let outbox = Self::start_on(SqliteStore { pool: pool.clone(), writer, gate: WriteGate::default() }, topics, config).await?;
         let checkpoints = checkpoint_in_background(pool, CHECKPOINT_EVERY);
         let mut stop = outbox.core.stop_signal();
         tokio::spawn(async move {
@@ -129,11 +141,15 @@ impl SqliteOutbox {
     /// state store's gate for the same database file, so that one writer waits for the other
     /// without sleeping.
     pub async fn start_with_gate(pool: SqlitePool, gate: WriteGate, topics: &[&str], config: OutboxConfig) -> Result<Self, BusError> {
+        Self::start_on(SqliteStore { writer: pool.clone(), pool, gate }, topics, config).await
+    }
+
+    async fn start_on(store: SqliteStore, topics: &[&str], config: OutboxConfig) -> Result<Self, BusError> {
         sqlx::query("SELECT 1 FROM bus_heads, bus_log, bus_idempotency LIMIT 0")
-            .execute(&pool)
+            .execute(&store.pool)
             .await
             .map_err(|error| BusError::Unavailable(format!("the outbox tables cannot be read (are the migrations applied?): {error}")))?;
-        Ok(SqliteOutbox { core: Core::start(SqliteStore { pool, gate }, topics, &config)? })
+        Ok(SqliteOutbox { core: Core::start(store, topics, &config)? })
     }
 }
 
@@ -144,14 +160,18 @@ outbox_handle!(SqliteOutbox);
 pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
 
 pub(crate) struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: the group commits and retention's deletes (the same pool when the bus lives in
+    /// the state database).
+    writer: SqlitePool,
     gate: WriteGate,
 }
 
 impl Store for SqliteStore {
     async fn commit(&self, batch: &Batch) -> Result<Vec<Vec<AppendOutcome>>, sqlx::Error> {
         let _turn = self.gate.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         match write(&mut tx, batch).await {
             Ok(outcomes) => {
                 tx.commit().await?;
@@ -207,7 +227,7 @@ impl Store for SqliteStore {
             .bind(topic)
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             Ok(done.rows_affected())
         })
@@ -230,7 +250,7 @@ impl Store for SqliteStore {
             .bind(through)
             .bind(appended_before.as_micros())
             .bind(DELETES_PER_STATEMENT)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             Ok(done.rows_affected())
         })
