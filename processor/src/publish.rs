@@ -27,6 +27,10 @@ const QUEUE: usize = 64;
 const STORE_EVERY: Duration = Duration::from_secs(2);
 /// Records of `status-events` read at a time when filling a gap.
 const GAP_PAGE: usize = 5_000;
+/// Announcements per append. A batch that catches up with a backlog changes up to tens of
+/// thousands of orders, and on the outbox one append is one transaction, which every webhook
+/// queued behind it waits for; in pieces, the webhooks' appends go in between.
+const APPEND_AT_ONCE: usize = 256;
 
 /// One committed batch: per partition the offsets `(first, last)` it covered, and the records
 /// announcing its orders ([`order_record`]).
@@ -180,11 +184,20 @@ impl<B: Bus, S: StateStore> Task<B, S> {
         }
     }
 
-    /// Appends until it succeeds; false when shutting down first.
-    async fn append(&mut self, records: Vec<NewRecord>, shutdown: &mut watch::Receiver<bool>) -> bool {
-        if records.is_empty() {
-            return true;
+    /// Appends in pieces of [`APPEND_AT_ONCE`], each until it succeeds; false when shutting
+    /// down first.
+    async fn append(&mut self, mut records: Vec<NewRecord>, shutdown: &mut watch::Receiver<bool>) -> bool {
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(APPEND_AT_ONCE));
+            if !self.append_piece(records, shutdown).await {
+                return false;
+            }
+            records = rest;
         }
+        true
+    }
+
+    async fn append_piece(&mut self, records: Vec<NewRecord>, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.bus.append(ORDER_UPDATES, records.clone()).await {
@@ -277,5 +290,32 @@ mod tests {
         assert_eq!(record.key, "4:7");
         let message: LiveMessage = serde_json::from_slice(&record.payload).expect("the record reads back");
         assert_eq!(message, LiveMessage::OrderUpdated { project_id: 4, row: Box::new(row) });
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_of_announcements_is_appended_in_pieces_and_in_order() {
+        use ksa_bus::OutboxConfig;
+        use ksa_bus::outbox::SqliteOutbox;
+        let state = ksa_state::SqliteState::open("sqlite::memory:").await.expect("state");
+        let config = OutboxConfig { partitions: 1, ..OutboxConfig::default() };
+        let bus = SqliteOutbox::start(state.pool().clone(), &[STATUS_EVENTS, ORDER_UPDATES], config).await.expect("outbox");
+        let mut task = Task {
+            bus: bus.clone(),
+            state,
+            group: "processor.published".into(),
+            announced: HashMap::new(),
+            shared: Arc::default(),
+            stored_at: Instant::now(),
+            dirty: false,
+        };
+        let count = 2 * APPEND_AT_ONCE + 3;
+        let records: Vec<NewRecord> =
+            (0..count).map(|i| NewRecord { key: format!("1:{i}"), payload: i.to_string().into_bytes(), idempotency_key: None }).collect();
+        let (_stop, mut shutdown) = watch::channel(false);
+        assert!(task.append(records, &mut shutdown).await);
+        assert_eq!(bus.stats().appends, 3, "three appends, so webhooks can be committed between them");
+        let read = bus.read(ORDER_UPDATES, 0, -1, count + 10, Duration::ZERO).await.expect("read");
+        let payloads: Vec<String> = read.iter().map(|r| String::from_utf8(r.payload.clone()).unwrap()).collect();
+        assert_eq!(payloads, (0..count).map(|i| i.to_string()).collect::<Vec<_>>());
     }
 }
