@@ -208,6 +208,11 @@ pub struct ProcessorSection {
     /// batches grow with the load, so each transaction and fact file covers more events. 0: only
     /// `linger_ms` applies.
     pub burst_linger_ms: u64,
+    /// How many nice steps below ingest `run`'s processors run (0–19; 0: the same priority).
+    /// Under a burst the CPU goes to answering webhooks first, and the processors use what is
+    /// left (BENCHMARKS.md: 10 let them fall 3–4 s behind a 60 s burst on two cores, 5 kept
+    /// them within 1.3 s).
+    pub nice: i32,
 }
 
 impl Default for ProcessorSection {
@@ -217,6 +222,7 @@ impl Default for ProcessorSection {
             cache_orders: 200_000,
             linger_ms: 50,
             burst_linger_ms: ksa_processor::DEFAULT_BURST_LINGER_MS,
+            nice: 5,
         }
     }
 }
@@ -375,6 +381,9 @@ impl Config {
                 "configuration from {source}: enricher.rate_per_minute must be between 1 and 600, not {}",
                 config.enricher.rate_per_minute
             );
+        }
+        if !(0..=19).contains(&config.processor.nice) {
+            bail!("configuration from {source}: processor.nice must be between 0 and 19, not {}", config.processor.nice);
         }
         Ok(config)
     }
@@ -581,5 +590,18 @@ mod tests {
         assert_eq!(config.enricher.secrets_key, Some("ab".repeat(32)));
         let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__ENRICHER__RATE_PER_MINUTE", "0")])).unwrap_err());
         assert!(err.contains("rate_per_minute"), "{err}");
+    }
+
+    #[test]
+    fn the_processors_nice_value_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ksa.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(Config::load(Some(&file), env(&[])).unwrap().processor.nice, 5);
+        assert_eq!(Config::load(Some(&file), env(&[("KSA__PROCESSOR__NICE", "0")])).unwrap().processor.nice, 0);
+        for refused in ["-1", "20"] {
+            let err = format!("{:#}", Config::load(Some(&file), env(&[("KSA__PROCESSOR__NICE", refused)])).unwrap_err());
+            assert!(err.contains("processor.nice must be between 0 and 19"), "{err}");
+        }
     }
 }

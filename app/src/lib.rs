@@ -5,6 +5,7 @@ pub mod access;
 pub mod analyzer;
 pub mod apart;
 pub mod archive;
+pub mod background;
 pub mod config;
 pub mod enrich;
 pub mod metrics;

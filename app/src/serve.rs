@@ -144,7 +144,9 @@ async fn serve<B: Bus, S: StateStore>(
         None
     };
 
-    let running: Vec<_> = processors.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
+    // Below ingest's priority, on threads of their own (crate::background).
+    let background = crate::background::Background::start(config.processor.nice).context("starting the processors' runtime")?;
+    let running: Vec<_> = processors.into_iter().map(|p| background.handle().spawn(p.run(shutdown.clone()))).collect();
     let mut failure = None;
     let (mut batches, mut events, mut orders) = (0, 0, 0);
     for task in running {
