@@ -19,7 +19,10 @@ committed by the processor, so the resolution is the sampling period), how long 
 to drain once the load stopped, the server's CPU (in all, and per thread name: Tokio's workers,
 SQLite's connection threads, blocking tasks, the Parquet compactor; read at every sample, so a
 thread that ends during the load counts up to its last reading, and threads that lived only
-between two samples are shown together) and its peak RSS (VmHWM). `--perf FILE` also samples the
+between two samples are shown together), its peak RSS (VmHWM), and the answer times the server
+measured itself (its `ksa_webhook_duration_seconds` histogram on `/metrics`, from a request's
+headers read to its answer: what the load generator's figure holds beyond it is the client,
+the sockets and waiting for a core). `--perf FILE` also samples the
 server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
 
 `--database-url` (a PostgreSQL server) runs `run` with `database.url` on a new database there
@@ -31,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -88,7 +93,8 @@ class Result:
             f"server: {self.cpu:.1f} CPU-s ({self.cpu / self.elapsed:.2f} cores during the load), peak RSS {self.peak_rss_mib:,.0f} MiB, "
             f"RSS at the end {self.end_rss_mib:,.0f} MiB; machine {self.machine_busy:.0%} busy\n"
             f"peak RSS so far at each fifth of the load: " + " / ".join(f"{m:,.0f}" for m in self.peak_by_fifth) + " MiB\n"
-            f"server CPU by thread: " + ", ".join(f"{name} {seconds / self.elapsed:.2f}" for name, seconds in self.threads) + " (cores)"
+            f"server CPU by thread: " + ", ".join(f"{name} {seconds / self.elapsed:.2f}" for name, seconds in self.threads) + " (cores)\n"
+            f"answer time inside the server (from its headers read to the answer): {self.inside}"
         )
 
 
@@ -99,6 +105,8 @@ def one_run(args):
     for pair in args.env:
         key, _, value = pair.partition("=")
         env[key] = value
+    # `/metrics` on a port of its own: the server's own answer times are read there.
+    env["KSA__METRICS__LISTEN"] = f"127.0.0.1:{free_port()}"
     database = None
     if args.database_url:
         database = f"ksa_burst_{os.getpid()}"
@@ -115,7 +123,7 @@ def one_run(args):
         base = wait_listening(server)
         url = f"{base}/webhooks/keycrm/burst?token={token.group(1)}"
         positions = PgPositions(env["KSA__DATABASE__URL"]) if database else SqlitePositions(data)
-        return measure(args, server, url, positions)
+        return measure(args, server, url, positions, "http://" + env["KSA__METRICS__LISTEN"] + "/metrics")
     finally:
         if "server" in locals() and server.poll() is None:
             server.send_signal(signal.SIGTERM)
@@ -128,7 +136,7 @@ def one_run(args):
         shutil.rmtree(data, ignore_errors=True)
 
 
-def measure(args, server, url, positions):
+def measure(args, server, url, positions, metrics):
     samples = []  # (t, appended, committed, the server's VmHWM in MiB)
     stop = threading.Event()
     started = time.monotonic()
@@ -152,8 +160,10 @@ def measure(args, server, url, positions):
     perf = None
     if args.perf:
         perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(server.pid), "-o", args.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answers_before = answer_buckets(metrics)
     load = run_load(args, url)
     load_end = time.monotonic() - started
+    inside = answer_time(answers_before, answer_buckets(metrics))
     cpu = cpu_seconds(server.pid) - cpu_before
     clock.close()
     if perf:
@@ -171,6 +181,7 @@ def measure(args, server, url, positions):
     result = Result()
     result.__dict__.update(load)
     result.cpu = cpu
+    result.inside = inside
     result.threads = sorted(clock.by_name().items(), key=lambda t: -t[1])[:8]
     # Threads that lived only between two samples (most of the compactor's, which starts and
     # ends with each merge) are in the process's total only.
@@ -213,6 +224,41 @@ def run_load(args, url):
     if not answered or not p:
         raise SystemExit(f"burst: cannot read the replay's report:\n{out}")
     return dict(answered=int(answered.group(1)), elapsed=float(answered.group(2)), rate=float(answered.group(3)), p50_ms=float(p.group(1)), p99_ms=float(p.group(2)), non_2xx=int(answered.group(5)) + int(answered.group(6)), errors=0)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answer_buckets(metrics):
+    """The server's `ksa_webhook_duration_seconds` histogram: answers at or under each bound
+    (seconds), summed over its labels; empty when `/metrics` cannot be read."""
+    try:
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("ksa_webhook_duration_seconds_bucket{"):
+            bound = re.search(r'le="([^"]+)"', line).group(1)
+            buckets[float(bound)] = buckets.get(float(bound), 0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def answer_time(before, after):
+    """p50 and p99 of the answers between two readings, as the bounds of the buckets holding
+    them, and the share over 50 ms."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0)) for bound in after)
+    total = counts[-1][1] if counts else 0
+    if total <= 0:
+        return "not read (is /metrics on?)"
+    at = lambda p: next(bound for bound, count in counts if count >= total * p)
+    over_50 = 1 - next(count for bound, count in counts if bound >= 0.05) / total
+    ms = lambda seconds: "over the last bucket" if seconds == float("inf") else f"≤ {seconds * 1000:g} ms"
+    return f"p50 {ms(at(0.5))}, p99 {ms(at(0.99))}, {over_50:.2%} over 50 ms ({total:,.0f} answers)"
 
 
 def latencies(samples):
