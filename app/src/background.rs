@@ -24,10 +24,12 @@ pub struct Background {
 
 impl Background {
     pub fn start(nice: i32) -> std::io::Result<Background> {
-        let nice = nice.clamp(0, LOWEST);
+        // Relative to the caller's priority, read once: a thread the runtime starts from one
+        // of its own (a blocking task's) has the lowered priority already.
+        let target = (own_priority() + nice.clamp(0, LOWEST)).min(LOWEST);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("ksa-processor")
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || set_priority(target))
             .enable_all()
             .build()?;
         Ok(Background { runtime: Some(runtime) })
@@ -46,19 +48,26 @@ impl Drop for Background {
     }
 }
 
-/// Lowers the calling thread's priority by `steps` (on Linux the nice value is a thread's).
-/// A failure only leaves the thread at the process's priority.
-fn lower_priority(steps: i32) {
-    if steps == 0 {
-        return;
-    }
+/// The calling thread's nice value (on Linux the nice value is a thread's); 0 where unknown.
+fn own_priority() -> i32 {
     #[cfg(unix)]
     {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let lowered = getpriority_process(None).map(|now| (now + steps).min(LOWEST)).and_then(|nice| setpriority_process(None, nice));
-        if let Err(error) = lowered {
-            tracing::debug!(%error, "could not lower the priority of a processor thread");
-        }
+        rustix::process::getpriority_process(None).unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
+/// Gives the calling thread the nice value `nice` unless it has it already. A failure only
+/// leaves the thread at the priority it has.
+fn set_priority(nice: i32) {
+    #[cfg(unix)]
+    if own_priority() != nice
+        && let Err(error) = rustix::process::setpriority_process(None, nice)
+    {
+        tracing::debug!(%error, "could not lower the priority of a processor thread");
     }
 }
 
@@ -74,11 +83,14 @@ mod tests {
             let theirs = rustix::process::getpriority_process(None).unwrap();
             // A thread started from one of them (the compactor, a SQLite connection) inherits it.
             let child = std::thread::spawn(|| rustix::process::getpriority_process(None).unwrap()).join().unwrap();
-            (theirs, child)
+            // The runtime's blocking threads are started from its workers: lowered once only.
+            let blocking = tokio::task::spawn_blocking(|| rustix::process::getpriority_process(None).unwrap()).await.unwrap();
+            (theirs, child, blocking)
         });
-        let (theirs, child) = background.handle().block_on(on_a_worker).unwrap();
+        let (theirs, child, blocking) = background.handle().block_on(on_a_worker).unwrap();
         assert_eq!(theirs, (own + 7).min(LOWEST));
         assert_eq!(child, theirs);
+        assert_eq!(blocking, theirs);
         assert_eq!(rustix::process::getpriority_process(None).unwrap(), own, "the caller's thread keeps its priority");
     }
 
