@@ -210,8 +210,8 @@ pub struct ProcessorSection {
     pub burst_linger_ms: u64,
     /// How many nice steps below ingest `run`'s processors run (0–19; 0: the same priority).
     /// Under a burst the CPU goes to answering webhooks first, and the processors use what is
-    /// left (BENCHMARKS.md: 10 let them fall 3–4 s behind a 60 s burst on two cores, 5 kept
-    /// them within 1.3 s).
+    /// left (BENCHMARKS.md: 10 let them fall 3–5 s behind a 60 s burst on two cores, 5 kept
+    /// them within 2 s).
     pub nice: i32,
 }
 
