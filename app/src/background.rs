@@ -13,8 +13,9 @@
 
 use tokio::runtime::Runtime;
 
-/// Nice values above 19 are not a thing.
-const LOWEST: i32 = 19;
+/// The lowest priority a nice value can give (the largest value); `processor.nice` goes from 0
+/// to this.
+pub const LOWEST: i32 = 19;
 
 /// A runtime whose threads run `nice` steps below the calling process (0: at its priority).
 /// It is shut down without waiting when dropped, which is allowed inside another runtime.

@@ -382,8 +382,9 @@ impl Config {
                 config.enricher.rate_per_minute
             );
         }
-        if !(0..=19).contains(&config.processor.nice) {
-            bail!("configuration from {source}: processor.nice must be between 0 and 19, not {}", config.processor.nice);
+        let lowest = crate::background::LOWEST;
+        if !(0..=lowest).contains(&config.processor.nice) {
+            bail!("configuration from {source}: processor.nice must be between 0 and {lowest}, not {}", config.processor.nice);
         }
         Ok(config)
     }
