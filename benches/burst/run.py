@@ -6,13 +6,16 @@ processor's progress sampled meanwhile.
     benches/burst/run.py --app target/release/keycrm-analytics [--load wrk|replay] [--connections 64]
                          [--seconds 60] [--runs 3] [--database-url postgres://…/test] [--sample-ms 100]
                          [--events-per-order N]
-                         [--perf FILE]
+                         [--perf FILE] [--load-nice N]
 
 Load: `wrk -t2 -cN -dS --latency -s benches/burst/webhooks.lua` (Debian's `wrk`), or the replay
 tool's own HTTP/1.1 client (`--load replay`: `replay --mode http --url …`, the generated log of
 150,000 orders with its duplicates and late deliveries, cut off after `--seconds`).
 
-Reported per run: webhooks/s and latency percentiles of the answers (from the load generator),
+Reported per run: webhooks/s and latency percentiles of the answers (from the load generator;
+wrk's are corrected for coordinated omission: before it prints them, every answer slower than
+twice the mean interval of a connection stands in for the requests a client sending at that
+mean rate would have sent meanwhile, so a stall counts several times),
 answers other than 2xx, received → derived (from samples of where the bus and the processor
 stand: a record counts from the first sample that shows it appended to the first that shows it
 committed by the processor, so the resolution is the sampling period), how long the backlog took
@@ -24,6 +27,8 @@ measured itself (its `ksa_webhook_duration_seconds` histogram on `/metrics`, fro
 headers read to its answer: what the load generator's figure holds beyond it is the client,
 the sockets and waiting for a core). `--perf FILE` also samples the
 server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
+`--load-nice N` runs the load generator at nice value N (negative needs root): with the
+generator on the same cores, how much of its latency is its own wait for a core.
 
 `--database-url` (a PostgreSQL server) runs `run` with `database.url` on a new database there
 (dropped afterwards), outbox and state both in PostgreSQL; positions are read with `psql`.
@@ -61,6 +66,7 @@ def main():
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--events-per-order", type=int, default=0, help="wrk: new orders after this many status changes each (default: the same orders for the whole burst)")
     parser.add_argument("--sample-ms", type=int, default=100)
+    parser.add_argument("--load-nice", type=int, default=0, metavar="N", help="run the load generator at this nice value (negative needs root): a diagnosis of how much of its latency is its own wait for a core")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (e.g. KSA__PROCESSOR__LINGER_MS=20)")
     parser.add_argument("--perf", default=None, metavar="FILE", help="record the server with `perf record` during the load into FILE (Debian's linux-perf)")
     args = parser.parse_args()
@@ -68,7 +74,8 @@ def main():
         sys.exit("burst: wrk is not installed (apt-get install wrk), or use --load replay")
     results = []
     for run_no in range(1, args.runs + 1):
-        print(f"== run {run_no} of {args.runs}: {args.load}, {args.connections} connections, {args.seconds} s", flush=True)
+        print(f"== run {run_no} of {args.runs}: {args.load}, {args.connections} connections, {args.seconds} s"
+              + (f", the load at nice {args.load_nice}" if args.load_nice else ""), flush=True)
         result = one_run(args)
         print(result.report(), flush=True)
         results.append(result)
@@ -206,7 +213,7 @@ def run_load(args, url):
     if args.load == "wrk":
         command = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "--timeout", "10s", "-s", os.path.join(HERE, "webhooks.lua"), url]
         load_env = dict(os.environ, KSA_BURST_EVENTS_PER_ORDER=str(args.events_per_order))
-        out = subprocess.run(command, capture_output=True, text=True, check=True, env=load_env).stdout
+        out = subprocess.run(niced(args, command), capture_output=True, text=True, check=True, env=load_env).stdout
         took = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
         if not took:
             raise SystemExit(f"burst: cannot read wrk's report:\n{out}")
@@ -218,12 +225,16 @@ def run_load(args, url):
         return dict(answered=requests - non_2xx, elapsed=elapsed, rate=(requests - non_2xx) / elapsed, p50_ms=percentile(50), p99_ms=percentile(99), non_2xx=non_2xx, errors=errors)
     replay = args.replay or os.path.join(os.path.dirname(args.app), "replay")
     command = [replay, "--mode", "http", "--url", url, "--concurrency", str(args.connections), "--seconds", str(args.seconds)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(niced(args, command), capture_output=True, text=True, check=True).stdout
     answered = re.search(r"(\d+) webhooks answered 2xx .* in ([\d.]+) s = (\d+) webhooks/s; (\d+) requests, (\d+) answered 503 \(retried\), (\d+) failed", out)
     p = re.search(r"request latency \(2xx\): p50 ([\d.]+) ms, p90 [\d.]+ ms, p99 ([\d.]+) ms", out)
     if not answered or not p:
         raise SystemExit(f"burst: cannot read the replay's report:\n{out}")
     return dict(answered=int(answered.group(1)), elapsed=float(answered.group(2)), rate=float(answered.group(3)), p50_ms=float(p.group(1)), p99_ms=float(p.group(2)), non_2xx=int(answered.group(5)) + int(answered.group(6)), errors=0)
+
+
+def niced(args, command):
+    return ["nice", "-n", str(args.load_nice), *command] if args.load_nice else command
 
 
 def free_port():
