@@ -117,6 +117,30 @@ async fn opening_the_bus_file_moves_the_state_databases_outbox_into_it_once() {
     assert!(matches!(outcome[..], [AppendOutcome::Appended { .. }]), "a leftover key is not taken over: {outcome:?}");
 }
 
+/// The bus file's WAL is copied into the file by the outbox's own checkpoints: a few appends,
+/// far below the writer's `wal_autocheckpoint`, reach the file itself without another write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_files_own_checkpoints_copy_its_wal_into_it() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let file = dir.path().join("state-bus.db");
+    let (bus, _) = SqliteOutbox::open(&file, None, &TOPICS, config()).await.expect("opening the bus file");
+    let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    let filler = "x".repeat(1024);
+    let records = (0..500).map(|n| keyed(&format!("7:{n}"), &format!("{n}:{filler}"))).collect();
+    Outbox::Sqlite(bus.clone()).append(STATUS_EVENTS, records).await.expect("append");
+    let grown = async {
+        while size() < before + 400 * 1024 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(
+        tokio::time::timeout(PATIENCE, grown).await.is_ok(),
+        "the bus file stayed at {} bytes (from {before}): its WAL was not checkpointed",
+        size()
+    );
+}
+
 /// Behaviours that need several processes on one database: PostgreSQL only.
 mod appends_of_another_process_wake_a_reader_through_listen_notify {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
