@@ -24,8 +24,8 @@ SQLite's connection threads, blocking tasks, the Parquet compactor; read at ever
 thread that ends during the load counts up to its last reading, and threads that lived only
 between two samples are shown together), its peak RSS (VmHWM), and the answer times the server
 measured itself (its `ksa_webhook_duration_seconds` histogram on `/metrics`, from a request's
-headers read to its answer: what the load generator's figure holds beyond it is the client,
-the sockets and waiting for a core). `--perf FILE` also samples the
+headers read to its answer; the time between wrk's own system calls agrees with it, and what
+wrk's percentiles hold beyond it is mostly wrk's correction above). `--perf FILE` also samples the
 server with `perf record -g` while the load runs (`perf report -i FILE` afterwards).
 `--load-nice N` runs the load generator at nice value N (negative needs root): with the
 generator on the same cores, how much of its latency is its own wait for a core.

@@ -128,7 +128,9 @@ async fn the_bus_files_own_checkpoints_copy_its_wal_into_it() {
     let before = size();
     let filler = "x".repeat(1024);
     let records = (0..500).map(|n| keyed(&format!("7:{n}"), &format!("{n}:{filler}"))).collect();
-    Outbox::Sqlite(bus.clone()).append(STATUS_EVENTS, records).await.expect("append");
+    // Kept until the end: the checkpoints stop with the last handle.
+    let bus = Outbox::Sqlite(bus);
+    bus.append(STATUS_EVENTS, records).await.expect("append");
     let grown = async {
         while size() < before + 400 * 1024 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -42,7 +42,7 @@ const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// of the bus file, and a second's worth of a burst's pages flushed at once made the writer's own
 /// flushes wait behind it, tens of milliseconds about once a second. Every 50 ms took the
 /// answers over 50 ms from 0.7 % to 0.2 % of a burst (BENCHMARKS.md); with nothing appended a
-/// checkpoint finds an empty WAL and costs a few microseconds.
+/// checkpoint finds nothing to copy and costs a few microseconds.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The bus of embedded mode, in SQLite.
