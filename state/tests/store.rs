@@ -645,6 +645,20 @@ async fn in_memory_sqlite_keeps_its_data_for_the_life_of_the_store() {
     assert_eq!(store.list_orders(project, 100, None).await.expect("listing").len(), 40);
 }
 
+/// The SQLite this workspace builds keeps no global allocation counts (`.cargo/config.toml`), and
+/// a state file's WAL is not cut back below what a run between two checkpoints fills.
+#[tokio::test]
+async fn sqlite_is_built_without_allocation_counts_and_keeps_a_full_wal() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let store = SqliteState::open(dir.path().join("state.db").to_str().expect("UTF-8 path")).await.expect("opening");
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.expect("compile options");
+    assert!(options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    let checkpoint_pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(store.pool()).await.expect("autocheckpoint");
+    let size_limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit").fetch_one(store.pool()).await.expect("size limit");
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.pool()).await.expect("page size");
+    assert!(size_limit >= checkpoint_pages * page_size * 3 / 2, "the WAL is cut to {size_limit} bytes");
+}
+
 #[tokio::test]
 async fn empty_sqlite_path_is_refused() {
     let error = SqliteState::open(" ").await.expect_err("an empty path");
