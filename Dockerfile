@@ -4,7 +4,8 @@
 #   docker build -t keycrm-analytics .
 
 # Build: the workspace's Rust (rust-version 1.94). librdkafka is built from its bundled source
-# (C compiler, make, zlib headers: all in this image), SQLite and mimalloc likewise.
+# (C compiler, make, zlib headers: all in this image), SQLite and mimalloc likewise (SQLite with
+# the compile-time options of .cargo/config.toml, which `COPY . .` brings in).
 FROM rust:1.94-bookworm AS build
 WORKDIR /src
 COPY . .
