@@ -54,7 +54,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
 /// The WAL file is truncated back to this size after a checkpoint. It is above what one run
 /// between checkpoints leaves ([`WAL_AUTOCHECKPOINT_PAGES`] and the frames of the commit that
-/// passed them, ≈ 340 MiB under a replay's batches), so each run writes its frames over the
+/// passed them: 334 MB under the replay benchmark's batches), so each run writes its frames over the
 /// blocks the file already has instead of extending it again: extending cost the committing
 /// connection a block allocation and the zeroing of every partly written page (measured: +11 %
 /// processor throughput over truncating to 64 MiB). The last connection to close deletes it.
